@@ -1,0 +1,604 @@
+# SPDX-License-Identifier: BSD-3-Clause
+"""scikit-learn estimators: :class:`EigenProRegressor`, :class:`EigenProClassifier`."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+from sklearn import get_config
+from sklearn.base import BaseEstimator, ClassifierMixin, MultiOutputMixin, RegressorMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+
+from eigenpro.kernels import make_kernel
+from eigenpro.operator import KernelOperator
+from eigenpro.solver import eigenpro_solve
+from solvers.backend import (
+    get_namespace_and_device,
+    resolve_device,
+    resolve_memory_budget,
+    to_namespace,
+    to_numpy,
+)
+
+__all__ = ["EigenProClassifier", "EigenProRegressor"]
+
+
+_PARAMS_DOC = """
+    kernel : {"gaussian", "rbf", "laplacian", "laplace", "cauchy", "matern32", \
+"matern52"}, Kernel or callable, default="gaussian"
+        The kernel. A :class:`eigenpro.kernels.Kernel` instance is used as
+        given; a callable ``f(X, Z)`` must return the kernel matrix in the
+        inputs' array namespace and be positive semi-definite.
+    bandwidth : float or "auto", default="auto"
+        Length scale ``s`` of the kernel (Gaussian: ``exp(-|x-z|^2/(2 s^2))``,
+        Laplacian: ``exp(-|x-z|/s)``). ``"auto"`` uses a multiple of the
+        root-mean-square distance between samples ``r = sqrt(2 sum_j Var X_j)``:
+        ``r / 2`` for Gaussian, Cauchy and Matérn kernels, ``r`` for the
+        Laplacian (5.1 and 10.3 on MNIST pixels in [0, 1], where the EigenPro
+        papers use 5 and 10).
+    alpha : float, default=0.0
+        Ridge regularisation: the solver targets ``(K + alpha I) coef = Y``
+        (scikit-learn ``KernelRidge`` convention). EigenPro's own setting is
+        0, the interpolating solution, regularised by the number of epochs.
+    n_epochs : int, default=10
+        Passes over the training data.
+    subsample_size : int or "auto", default="auto"
+        Size ``s`` of the Nyström subsample that estimates the top of the
+        kernel's spectrum. ``"auto"``: ``min(n, 2000)`` below 100k samples,
+        4000 (CPU) or 12000 (GPU) above.
+    n_components : int or "auto", default="auto"
+        Number of top eigendirections the preconditioner flattens. ``"auto"``:
+        the most (up to ``s / 4``) whose critical batch size stays below ``n``.
+        0 gives plain mini-batch SGD on the kernel system.
+    batch_size : int or "auto", default="auto"
+        ``"auto"``: the critical batch size ``beta / lambda~_1`` of the
+        preconditioned kernel, with ``lambda~_1`` checked on held-out points.
+    step_size : float or "auto", default="auto"
+        ``"auto"``: ``m / beta`` up to the critical batch size ``m``,
+        ``0.99 * 2m / (beta + (m - 1) lambda~_1)`` beyond (EigenPro 2.0). If an
+        epoch diverges it is restarted with half the step and a
+        ``ConvergenceWarning``.
+    tol : float, default=None
+        Stop early once the training mean squared error falls below ``tol``
+        times its initial value; warn (``ConvergenceWarning``) if ``n_epochs``
+        pass first. None runs all epochs.
+    memory_budget : "auto", float or int, default="auto"
+        Memory for kernel blocks: bytes (> 1), a fraction of the memory
+        available on the compute device (in (0, 1]), or ``"auto"`` (75 % of it).
+        Every kernel matrix is computed in blocks within this budget.
+    precompute_kernel : bool or "auto", default="auto"
+        Store the ``n x n`` training kernel matrix when it fits in the budget;
+        later epochs then cost O(n^2 l) instead of O(n^2 d). Same iterates
+        either way.
+    device : str, default=None
+        Where to compute. None: where ``X`` lives (NumPy on the CPU unless
+        ``sklearn.set_config(array_api_dispatch=True)`` lets torch or CuPy
+        inputs through). ``"cuda"``, ``"cuda:1"``, ``"torch:cpu"``,
+        ``"cupy"``...: move the data there; fitted arrays then live on that
+        device and predictions come back in the input's array type.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the Nyström subsample and the batches.
+    verbose : int, default=0
+        1: one line per epoch; 2: also a progress bar over batches (tqdm).
+    callback : callable, default=None
+        Called after every epoch as ``callback(intermediate_result)`` with a
+        ``scipy.optimize.OptimizeResult`` (``x``: coefficients, ``fun``:
+        training MSE, ``nit``: epoch, ``time``, ``history``). Raise
+        ``StopIteration`` to stop training.
+    warm_start : bool, default=False
+        Start from the previous ``coef_`` (same training data) instead of zero.
+"""
+
+_ATTRS_DOC = """
+    coef_ : array of shape (n_samples, n_outputs)
+        Coefficients of ``f(x) = sum_j coef_[j] k(x, centers_[j])``.
+    centers_ : array of shape (n_samples, n_features)
+        The training points.
+    kernel_ : Kernel
+        The kernel with its fitted bandwidth.
+    bandwidth_ : float or None
+        Bandwidth used.
+    batch_size_ : int
+        Mini-batch size used.
+    step_size_ : float
+        Step size used (after any halving).
+    subsample_size_ : int
+        Nyström subsample size.
+    n_components_ : int
+        Eigendirections flattened by the preconditioner.
+    beta_ : float
+        ``max k(x, x)`` on the subsample (plus ``alpha``).
+    top_eigenvalue_ : float
+        Largest eigenvalue of the normalized kernel operator.
+    preconditioned_eigenvalue_ : float
+        Largest eigenvalue after preconditioning.
+    n_iter_ : int
+        Epochs run by the last ``fit``.
+    history_ : dict of lists
+        Per epoch (epoch 0 = start): ``epoch``, ``train_mse``, ``time``
+        (seconds since ``fit`` started, excluding callbacks and validation)
+        and, with validation data, ``val_score``.
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+"""
+
+
+class _BaseEigenPro(BaseEstimator):
+    """Shared fit/predict machinery of the EigenPro estimators."""
+
+    def __init__(
+        self,
+        kernel="gaussian",
+        *,
+        bandwidth="auto",
+        alpha=0.0,
+        n_epochs=10,
+        subsample_size="auto",
+        n_components="auto",
+        batch_size="auto",
+        step_size="auto",
+        tol=None,
+        memory_budget="auto",
+        precompute_kernel="auto",
+        device=None,
+        random_state=None,
+        verbose=0,
+        callback=None,
+        warm_start=False,
+    ):
+        self.kernel = kernel
+        self.bandwidth = bandwidth
+        self.alpha = alpha
+        self.n_epochs = n_epochs
+        self.subsample_size = subsample_size
+        self.n_components = n_components
+        self.batch_size = batch_size
+        self.step_size = step_size
+        self.tol = tol
+        self.memory_budget = memory_budget
+        self.precompute_kernel = precompute_kernel
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+        self.callback = callback
+        self.warm_start = warm_start
+
+    # ------------------------------------------------------------------ #
+    def _check_params(self):
+        bw = None if self.bandwidth in (None, "auto") else self.bandwidth
+        if bw is not None and (
+            isinstance(bw, (bool, str))
+            or not isinstance(bw, numbers.Real)
+            or not math.isfinite(bw)
+            or bw <= 0
+        ):
+            raise ValueError(f"bandwidth must be 'auto' or a positive number; got {bw!r}.")
+        kernel = make_kernel(self.kernel, bw)
+        _check_number(self.alpha, "alpha", low=0.0, inclusive=True)
+        _check_int(self.n_epochs, "n_epochs", low=1)
+        _check_auto_int(self.subsample_size, "subsample_size", low=1)
+        _check_auto_int(self.n_components, "n_components", low=0)
+        _check_auto_int(self.batch_size, "batch_size", low=1)
+        if self.step_size != "auto":
+            _check_number(self.step_size, "step_size", low=0.0, inclusive=False)
+        if self.tol is not None:
+            _check_number(self.tol, "tol", low=0.0, inclusive=False)
+        if self.memory_budget != "auto":
+            _check_number(self.memory_budget, "memory_budget", low=0.0, inclusive=False)
+        if self.precompute_kernel not in ("auto", True, False):
+            raise ValueError(
+                f"precompute_kernel must be 'auto', True or False; got {self.precompute_kernel!r}."
+            )
+        _check_int(self.verbose, "verbose", low=0)
+        if self.callback is not None and not callable(self.callback):
+            raise ValueError(f"callback must be callable or None; got {self.callback!r}.")
+        if not isinstance(self.warm_start, (bool, np.bool_)):
+            raise ValueError(f"warm_start must be a bool; got {self.warm_start!r}.")
+        return kernel
+
+    def _compute_namespace(self, X):
+        """Namespace/device to compute in: the ``device`` option's, else X's."""
+        if self.device is not None:
+            return resolve_device(self.device)
+        return get_namespace_and_device(X)
+
+    def _fit(self, X, y, X_val, y_val):
+        kernel = self._check_params()
+        is_classifier = isinstance(self, ClassifierMixin)
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            dtype="numeric",
+            multi_output=not is_classifier,
+            y_numeric=not is_classifier,
+        )
+        xp, device = self._compute_namespace(X)
+        X = _as_float(to_namespace(X, xp, device))
+        Y, target_info = self._encode_targets(y, xp, device, X.dtype)
+        if getattr(kernel, "bandwidth", 0.0) is None:
+            kernel = kernel.with_bandwidth(kernel.default_bandwidth(X))
+
+        coef0 = None
+        if self.warm_start and hasattr(self, "coef_"):
+            coef0 = to_namespace(self.coef_, xp, device)
+            coef0 = coef0[:, None] if coef0.ndim == 1 else coef0
+            if tuple(coef0.shape) != tuple(Y.shape) or target_info != self._target_info:
+                raise ValueError(
+                    "warm_start=True needs the same number of samples and targets as the "
+                    f"previous fit: coef_ has shape {tuple(coef0.shape)}, the new targets "
+                    f"{tuple(Y.shape)}."
+                )
+
+        history_val = []
+        callback = self.callback
+        if X_val is not None or y_val is not None:
+            if X_val is None or y_val is None:
+                raise ValueError("Pass both X_val and y_val, or neither.")
+            callback = self._validation_callback(kernel, X, X_val, y_val, history_val)
+
+        result = eigenpro_solve(
+            kernel,
+            X,
+            Y,
+            alpha=float(self.alpha),
+            n_epochs=int(self.n_epochs),
+            subsample_size=self.subsample_size,
+            n_components=self.n_components,
+            batch_size=self.batch_size,
+            step_size=self.step_size,
+            memory_budget=self.memory_budget,
+            precompute_kernel=self.precompute_kernel,
+            coef0=coef0,
+            tol=self.tol,
+            random_state=self.random_state,
+            callback=callback,
+            verbose=int(self.verbose),
+        )
+        history = {key: list(values) for key, values in result.history.items()}
+        if history_val:
+            history["val_score"] = [None, *history_val]
+        precond = result.preconditioner
+        # Only now, after everything succeeded, is the fitted state written.
+        self._target_info = target_info
+        self.coef_ = result.x[:, 0] if target_info == "1d" else result.x
+        self.centers_ = X
+        self.kernel_ = result.kernel
+        self.bandwidth_ = result.bandwidth
+        self.batch_size_ = result.batch_size
+        self.step_size_ = result.step_size
+        self.subsample_size_ = precond.subsample_size_
+        self.n_components_ = precond.n_components_
+        self.beta_ = precond.beta_
+        self.top_eigenvalue_ = precond.top_eigenvalue_
+        self.preconditioned_eigenvalue_ = precond.preconditioned_eigenvalue_
+        self.n_iter_ = result.nit
+        self.history_ = history
+        return self
+
+    def _validation_callback(self, kernel, X, X_val, y_val, history_val):
+        xp, device = get_namespace_and_device(X)
+        X_val = check_array(X_val, dtype="numeric")
+        if X_val.shape[1] != X.shape[1]:
+            raise ValueError(
+                f"X_val has {X_val.shape[1]} features, but X has {X.shape[1]} features."
+            )
+        if len(y_val) != X_val.shape[0]:
+            raise ValueError(f"X_val has {X_val.shape[0]} samples but y_val has {len(y_val)}.")
+        X_val = xp.astype(to_namespace(X_val, xp, device), X.dtype)
+        user_callback = self.callback
+        state = {}
+
+        def callback(result):
+            if "operator" not in state:  # created after the training matrix exists
+                budget = min(
+                    resolve_memory_budget(self.memory_budget, xp, device),
+                    resolve_memory_budget("auto", xp, device),
+                )
+                state["operator"] = KernelOperator(kernel, X_val, X, memory_budget=budget)
+            F = state["operator"].matmul(result.x[:, None] if result.x.ndim == 1 else result.x)
+            score = self._score_outputs(F, y_val)
+            history_val.append(score)
+            result["val_score"] = score
+            if user_callback is not None:
+                user_callback(result)
+
+        return callback
+
+    def _predict_outputs(self, X, method):
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype="numeric")
+        in_xp, in_device = get_namespace_and_device(X)
+        if self.device is None:
+            self._check_same_namespace(X, method)
+        xp, device = get_namespace_and_device(self.coef_)
+        Xc = xp.astype(to_namespace(X, xp, device), self.centers_.dtype)  # numeric -> float
+        coef = self.coef_[:, None] if self.coef_.ndim == 1 else self.coef_
+        budget = resolve_memory_budget(self.memory_budget, xp, device)
+        F = KernelOperator(
+            self.kernel_, Xc, self.centers_, memory_budget=budget, precompute=False
+        ).matmul(coef)
+        return F, (in_xp, in_device)
+
+    def _check_same_namespace(self, X, method):
+        x_xp, x_dev = get_namespace_and_device(X)
+        a_xp, a_dev = get_namespace_and_device(self.coef_)
+        if x_xp.__name__ == a_xp.__name__ and str(x_dev) == str(a_dev):
+            return
+        dispatch = get_config()["array_api_dispatch"]
+        raise ValueError(
+            f"Inputs passed to {type(self).__name__}.{method}() must use the same namespace "
+            f"and the same device as those passed to fit(). The estimator was fitted on "
+            f"{a_xp.__name__} arrays on {a_dev}, and {method} got {x_xp.__name__} arrays "
+            f"on {x_dev}"
+            + ("" if dispatch else " (array_api_dispatch is off, so inputs become NumPy)")
+            + ". Pass arrays of the fitted kind, or set device= to move inputs automatically."
+        )
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.array_api_support = True
+        tags.input_tags.sparse = False
+        return tags
+
+
+class EigenProRegressor(MultiOutputMixin, RegressorMixin, _BaseEigenPro):
+    """Kernel regression trained by EigenPro iteration.
+
+    Preconditioned mini-batch SGD on the kernel least-squares system
+    ``(K + alpha I) coef = Y`` (Ma & Belkin 2017, 2019): the top eigendirections
+    of the kernel operator, estimated on a Nyström subsample, are flattened so
+    that large batches and steps converge in a few epochs. Batch size and step
+    size are derived from the spectrum; nothing needs tuning but the kernel
+    and its bandwidth.
+
+    Parameters
+    ----------""" + _PARAMS_DOC + """
+    Attributes
+    ----------""" + _ATTRS_DOC + """
+    See Also
+    --------
+    EigenProClassifier : Classification by one-hot regression.
+    sklearn.kernel_ridge.KernelRidge : Exact solve, O(n^3) time and O(n^2) memory.
+
+    References
+    ----------
+    .. [1] S. Ma and M. Belkin, "Diving into the shallows: a computational
+       perspective on large-scale shallow learning", NeurIPS 2017.
+    .. [2] S. Ma and M. Belkin, "Kernel machines that adapt to GPUs for
+       effective large batch training", SysML 2019.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from eigenpro import EigenProRegressor
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.uniform(size=(300, 3))
+    >>> y = np.sin(4 * X[:, 0]) + X[:, 1]
+    >>> reg = EigenProRegressor(bandwidth=0.5, n_epochs=20, random_state=0).fit(X, y)
+    >>> bool(reg.score(X, y) > 0.99)
+    True
+    """
+
+    def fit(self, X, y, X_val=None, y_val=None):
+        """Fit the kernel regression.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Targets.
+        X_val, y_val : array-like, default=None
+            Optional validation data, scored (R^2) after every epoch into
+            ``history_["val_score"]``; never used for training.
+
+        Returns
+        -------
+        self : object
+            Fitted estimator.
+        """
+        return _fit_atomically(self, X, y, X_val, y_val)
+
+    def predict(self, X):
+        """Predict with the kernel expansion ``sum_j coef_[j] k(x, centers_[j])``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y_pred : array of shape (n_samples,) or (n_samples, n_outputs)
+            In the array namespace and on the device of ``X``.
+        """
+        F, (xp, device) = self._predict_outputs(X, "predict")
+        if self._target_info == "1d":
+            F = F[:, 0]
+        return to_namespace(F, xp, device)
+
+    def _encode_targets(self, y, xp, device, dtype):
+        y = to_namespace(y, xp, device)
+        info = "1d" if y.ndim == 1 else ("2d", int(y.shape[1]))
+        Y = y[:, None] if y.ndim == 1 else y
+        return xp.astype(Y, dtype), info
+
+    def _score_outputs(self, F, y_val):
+        y_true = to_numpy(y_val).astype(np.float64)
+        pred = to_numpy(F).astype(np.float64)
+        pred = pred[:, 0] if y_true.ndim == 1 else pred
+        from sklearn.metrics import r2_score
+
+        return float(r2_score(y_true, pred))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+
+class EigenProClassifier(ClassifierMixin, _BaseEigenPro):
+    """Kernel classifier trained by EigenPro iteration (one-hot regression).
+
+    Each class gets a one-hot target column; the kernel regression onto them
+    is solved by EigenPro iteration (see :class:`EigenProRegressor`) and the
+    predicted class is the column with the largest output.
+
+    Parameters
+    ----------""" + _PARAMS_DOC + """
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels.""" + _ATTRS_DOC + """
+    See Also
+    --------
+    EigenProRegressor : The underlying kernel regression.
+
+    References
+    ----------
+    .. [1] S. Ma and M. Belkin, "Diving into the shallows: a computational
+       perspective on large-scale shallow learning", NeurIPS 2017.
+    .. [2] S. Ma and M. Belkin, "Kernel machines that adapt to GPUs for
+       effective large batch training", SysML 2019.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from eigenpro import EigenProClassifier
+    >>> X, y = load_digits(return_X_y=True)
+    >>> clf = EigenProClassifier(n_epochs=3, random_state=0).fit(X[:1500] / 16, y[:1500])
+    >>> bool(clf.score(X[1500:] / 16, y[1500:]) > 0.9)
+    True
+    """
+
+    def fit(self, X, y, X_val=None, y_val=None):
+        """Fit the classifier.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data.
+        y : array-like of shape (n_samples,)
+            Class labels (at least two classes).
+        X_val, y_val : array-like, default=None
+            Optional validation data, scored (accuracy) after every epoch into
+            ``history_["val_score"]``; never used for training.
+
+        Returns
+        -------
+        self : object
+            Fitted estimator.
+        """
+        return _fit_atomically(self, X, y, X_val, y_val)
+
+    def decision_function(self, X):
+        """Kernel-regression outputs per class.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scores : array of shape (n_samples, n_classes), or (n_samples,) for two
+            classes (positive for ``classes_[1]``). In the namespace of ``X``.
+        """
+        F, (xp, device) = self._predict_outputs(X, "decision_function")
+        if F.shape[1] == 2:
+            F = F[:, 1] - F[:, 0]
+        return to_namespace(F, xp, device)
+
+    def predict(self, X):
+        """Predict class labels (the class with the largest output).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y_pred : array of shape (n_samples,)
+            In the namespace of ``X`` for numeric labels, NumPy otherwise.
+        """
+        F, (xp, device) = self._predict_outputs(X, "predict")
+        cxp, _ = get_namespace_and_device(F)
+        winners = cxp.argmax(F, axis=1)
+        if self._classes_compute is not None:
+            labels = cxp.take(self._classes_compute, winners, axis=0)
+            return to_namespace(labels, xp, device)
+        return self.classes_[to_numpy(winners)]
+
+    def _encode_targets(self, y, xp, device, dtype):
+        y_host = to_numpy(y)
+        check_classification_targets(y_host)
+        classes, codes = np.unique(y_host, return_inverse=True)
+        if classes.shape[0] < 2:
+            raise ValueError(
+                f"The classifier needs samples of at least 2 classes; got 1 class "
+                f"({classes[0]!r})."
+            )
+        self._pending_classes = classes
+        numeric = classes.dtype.kind in "biuf"
+        self._pending_classes_compute = to_namespace(classes, xp, device) if numeric else None
+        Y = np.zeros((codes.shape[0], classes.shape[0]), dtype=np.float64)
+        Y[np.arange(codes.shape[0]), codes] = 1.0
+        Y = xp.astype(to_namespace(Y, xp, device), dtype)
+        return Y, ("classes", tuple(classes.tolist()))
+
+    def _score_outputs(self, F, y_val):
+        winners = to_numpy(F).argmax(axis=1)
+        return float(np.mean(self._pending_classes[winners] == to_numpy(y_val)))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = True
+        return tags
+
+
+def _fit_atomically(estimator, X, y, X_val, y_val):
+    """Run ``_fit``; on any error restore the estimator's previous state."""
+    saved = dict(estimator.__dict__)
+    try:
+        estimator._fit(X, y, X_val, y_val)
+        if isinstance(estimator, ClassifierMixin):
+            estimator.classes_ = estimator._pending_classes
+            estimator._classes_compute = estimator._pending_classes_compute
+            del estimator._pending_classes, estimator._pending_classes_compute
+    except BaseException:
+        estimator.__dict__.clear()
+        estimator.__dict__.update(saved)
+        raise
+    return estimator
+
+
+def _as_float(X):
+    """``X`` itself when it is float32/float64, else converted to float64."""
+    xp, _ = get_namespace_and_device(X)
+    return X if xp.isdtype(X.dtype, "real floating") else xp.astype(X, xp.float64)
+
+
+def _check_number(value, name, *, low, inclusive):
+    ok = (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (value >= low if inclusive else value > low)
+    )
+    if not ok:
+        bound = ">=" if inclusive else ">"
+        raise ValueError(f"{name} must be a finite number {bound} {low}; got {value!r}.")
+
+
+def _check_int(value, name, *, low):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}; got {value!r}.")
+
+
+def _check_auto_int(value, name, *, low):
+    if value != "auto":
+        if isinstance(value, str):
+            raise ValueError(f"{name} must be 'auto' or an integer >= {low}; got {value!r}.")
+        _check_int(value, name, low=low)

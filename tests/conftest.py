@@ -1,0 +1,93 @@
+# SPDX-License-Identifier: BSD-3-Clause
+"""Shared test configuration.
+
+scikit-learn's array-API mode needs ``SCIPY_ARRAY_API=1`` before SciPy is
+imported, so it is set here, first. Tests marked ``gpu`` are skipped unless a
+CUDA device is visible to torch or CuPy.
+"""
+
+import os
+
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+def cuda_available():
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return True
+    except ImportError:
+        pass
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+def pytest_collection_modifyitems(config, items):
+    if cuda_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device; none is visible")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+def namespaces():
+    """(name, xp, device) for every array library available on this machine."""
+    import array_api_compat
+
+    out = [("numpy", array_api_compat.array_namespace(np.empty(0)), "cpu")]
+    try:
+        import array_api_strict
+
+        out.append(("array_api_strict", array_api_strict, None))
+    except ImportError:
+        pass
+    try:
+        import torch
+
+        out.append(("torch-cpu", array_api_compat.array_namespace(torch.empty(0)), "cpu"))
+        out.append(
+            pytest.param(
+                ("torch-cuda", array_api_compat.array_namespace(torch.empty(0)), "cuda"),
+                marks=pytest.mark.gpu,
+            )
+        )
+    except ImportError:
+        pass
+    try:
+        import cupy
+
+        out.append(
+            pytest.param(
+                ("cupy", array_api_compat.array_namespace(cupy.empty(0)), None),
+                marks=pytest.mark.gpu,
+            )
+        )
+    except ImportError:
+        pass
+    return out
+
+
+@pytest.fixture(params=namespaces(), ids=lambda p: p[0])
+def backend(request):
+    """An (xp, device, to_xp) triple; ``to_xp(a)`` moves a NumPy array there."""
+    name, xp, device = request.param
+
+    def to_xp(a):
+        if name == "torch-cuda":
+            import torch
+
+            return torch.as_tensor(a, device="cuda")
+        if name == "array_api_strict":
+            return xp.asarray(a)
+        return xp.asarray(a, device=device) if device is not None else xp.asarray(a)
+
+    return xp, device, to_xp

@@ -1,0 +1,164 @@
+# SPDX-License-Identifier: BSD-3-Clause
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+
+from eigenpro.kernels import Gaussian, make_kernel
+from eigenpro.preconditioner import NystromPreconditioner, step_size_for_batch
+from eigenpro.solver import eigenpro_solve
+from solvers.backend import to_numpy
+
+rng = np.random.default_rng(0)
+X = rng.uniform(size=(400, 5))
+Y = np.stack([np.sin(3 * X[:, 0]) + X[:, 1], np.cos(2 * X[:, 2])], axis=1)
+
+
+def test_converges_to_the_exact_ridge_solution():
+    alpha = 0.5
+    K = Gaussian(0.6)(X)
+    exact = np.linalg.solve(K + alpha * np.eye(len(X)), Y)
+    res = eigenpro_solve("gaussian", X, Y, bandwidth=0.6, alpha=alpha, n_epochs=60, random_state=0)
+    np.testing.assert_allclose(res.x, exact, rtol=0, atol=1e-6 * np.abs(exact).max() + 1e-8)
+    assert res.success and res.nit == 60
+
+
+def test_interpolates_training_data_without_ridge():
+    # alpha = 0: the fitted values converge to the targets (K is invertible)
+    res = eigenpro_solve("gaussian", X, Y, bandwidth=0.3, n_epochs=40, random_state=0)
+    fitted = Gaussian(0.3)(X) @ res.x
+    assert np.mean((fitted - Y) ** 2) < 1e-4 * np.mean(Y**2)
+    mse = np.array(res.history["train_mse"])
+    assert mse[-1] < 1e-3 * mse[0]
+
+
+def test_stored_and_blocked_kernels_give_the_same_iterates():
+    kw = dict(bandwidth=0.6, n_epochs=4, random_state=3, subsample_size=100)
+    budget = 400 * 8 * 2 * 13  # 13-row blocks
+    for kernel, rtol in (("gaussian", 1e-10), ("laplacian", 1e-6)):
+        a = eigenpro_solve(kernel, X, Y, precompute_kernel=True, **kw)
+        b = eigenpro_solve(kernel, X, Y, precompute_kernel=False, memory_budget=budget, **kw)
+        assert a.kernel_precomputed and not b.kernel_precomputed
+        assert a.batch_size == b.batch_size and a.step_size == b.step_size
+        # equal up to rounding (GEMMs of other shapes); sqrt(d^2) near d = 0
+        # makes the Laplacian's rounding larger
+        np.testing.assert_allclose(a.x, b.x, rtol=rtol, atol=rtol * 1e-3)
+
+
+@pytest.mark.parametrize("kernel", ["gaussian", "laplacian", "cauchy", "matern32", "matern52"])
+@pytest.mark.parametrize("scale", [0.05, 0.3, 1.0, 5.0, 50.0])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_auto_step_size_never_diverges(kernel, scale, dtype):
+    rng = np.random.default_rng(42)
+    Xd = rng.standard_normal((600, 10)).astype(dtype)
+    yd = (Xd[:, 0] > 0).astype(dtype) + 0.1 * Xd[:, 1]
+    kern = make_kernel(kernel)
+    bandwidth = scale * kern.default_bandwidth(Xd)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)  # no step halving needed
+        res = eigenpro_solve(kernel, Xd, yd, bandwidth=bandwidth, n_epochs=5, random_state=0,
+                             subsample_size=150)
+    mse = np.array(res.history["train_mse"])
+    assert np.all(np.isfinite(mse))
+    assert mse[-1] <= mse[0]
+    floor = 1e-6 * mse[0]  # below it, rounding noise
+    assert np.all(mse[1:] <= 1.5 * np.minimum.accumulate(mse)[:-1] + floor)
+    assert res.x.dtype == dtype
+
+
+def test_too_large_step_is_halved_with_a_warning():
+    with pytest.warns(ConvergenceWarning, match="halved"):
+        res = eigenpro_solve("gaussian", X, Y, bandwidth=0.6, step_size=1e4, n_epochs=3, random_state=0)
+    assert res.step_size < 1e4
+    assert res.history["train_mse"][-1] < res.history["train_mse"][0]
+
+
+def test_callback_history_and_stop_iteration():
+    seen = []
+
+    def callback(r):
+        seen.append((r.nit, r.fun))
+        if r.nit == 2:
+            raise StopIteration
+
+    res = eigenpro_solve("gaussian", X, Y, bandwidth=0.6, n_epochs=10, callback=callback, random_state=0)
+    assert [s[0] for s in seen] == [1, 2]
+    assert res.nit == 2 and res.status == 99 and "StopIteration" in res.message
+    assert res.history["epoch"] == [0, 1, 2]
+    assert res.history["train_mse"][1:] == [s[1] for s in seen]
+    assert np.all(np.diff(res.history["time"]) >= 0)
+
+
+def test_tol_stops_early_or_warns():
+    res = eigenpro_solve("gaussian", X, Y, bandwidth=0.6, n_epochs=50, tol=1e-2, random_state=0)
+    assert res.nit < 50 and res.status == 0
+    with pytest.warns(ConvergenceWarning, match="did not reach tol"):
+        eigenpro_solve("gaussian", X, Y, bandwidth=0.6, n_epochs=1, tol=1e-12, random_state=0)
+
+
+def test_warm_start_continues_the_same_iteration():
+    kw = dict(bandwidth=0.6, random_state=0, batch_size=64, step_size=20.0)
+    full = eigenpro_solve("gaussian", X, Y, n_epochs=4, **kw)
+    part = eigenpro_solve("gaussian", X, Y, n_epochs=2, **kw)
+    more = eigenpro_solve("gaussian", X, Y, n_epochs=2, coef0=part.x, **kw)
+    assert more.history["train_mse"][-1] < part.history["train_mse"][-1]
+    # continuing reaches a loss comparable to training in one go
+    assert more.fun == pytest.approx(full.fun, rel=0.5)
+
+
+def test_plain_sgd_is_n_components_zero():
+    res = eigenpro_solve("gaussian", X, Y, bandwidth=0.6, n_components=0, n_epochs=2, random_state=0)
+    p = res.preconditioner
+    assert p.n_components_ == 0
+    assert p.preconditioned_eigenvalue_ >= p.top_eigenvalue_ * 0.999
+
+
+def test_preconditioner_flattens_the_spectrum():
+    K = Gaussian(0.3)(X)
+    p = NystromPreconditioner(n_components=20).fit(K, n_train=len(X))
+    lam = np.linalg.eigvalsh(K / len(X))[::-1]
+    np.testing.assert_allclose(to_numpy(p.eigenvalues_), lam[:21], rtol=1e-8)
+    # on the full data the preconditioned operator's top eigenvalue is lambda~_1
+    V, VD = p._V, p._VD
+    M = (K - K @ VD @ V.T @ K) / len(X)
+    top = np.linalg.eigvalsh((M + M.T) / 2)[-1]
+    assert top == pytest.approx(lam[0] ** 0.05 * lam[20] ** 0.95, rel=1e-6)
+    assert p.preconditioned_eigenvalue_ == pytest.approx(top, rel=1e-6)
+
+
+def test_step_size_rule():
+    beta, lam = 1.0, 1e-3
+    assert step_size_for_batch(100, beta, lam) == 100.0  # linear regime, m / beta
+    m = 5000  # beyond the critical batch 1000
+    assert step_size_for_batch(m, beta, lam) == pytest.approx(0.99 * 2 * m / (beta + (m - 1) * lam))
+    assert step_size_for_batch(m, beta, lam) < 2 / lam
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"n_epochs": 0}, "n_epochs"),
+        ({"alpha": -1.0}, "alpha"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"step_size": -2.0}, "step_size"),
+        ({"subsample_size": 0}, "subsample_size"),
+        ({"n_components": 500}, "n_components"),
+        ({"kernel": "poly"}, "Unknown kernel"),
+        ({"bandwidth": -1.0}, "bandwidth"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    kw = {"kernel": "gaussian", "bandwidth": 0.5, **kwargs}
+    kernel = kw.pop("kernel")
+    with pytest.raises(ValueError, match=match):
+        eigenpro_solve(kernel, X, Y, **kw)
+
+
+def test_bad_shapes():
+    with pytest.raises(ValueError, match="2-D"):
+        eigenpro_solve("gaussian", X[:, 0], Y)
+    with pytest.raises(ValueError, match="samples but Y"):
+        eigenpro_solve("gaussian", X, Y[:10])
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        eigenpro_solve("gaussian", X[:1], Y[:1])

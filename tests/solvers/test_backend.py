@@ -1,0 +1,100 @@
+# SPDX-License-Identifier: BSD-3-Clause
+import numpy as np
+import pytest
+
+from solvers import backend
+from solvers.backend import (
+    add_scaled_rows_,
+    get_namespace_and_device,
+    inplace,
+    map_row_chunks_,
+    matmul_into,
+    resolve_device,
+    resolve_memory_budget,
+    rows_per_block,
+    take_cols,
+    take_rows,
+    to_namespace,
+    to_numpy,
+)
+
+
+def test_namespace_round_trip(backend):
+    xp, device, to_xp = backend
+    a = np.arange(12, dtype=np.float64).reshape(3, 4)
+    x = to_xp(a)
+    got_xp, got_device = get_namespace_and_device(x)
+    np.testing.assert_array_equal(to_numpy(x), a)
+    # moving numpy data to the namespace of x and back is lossless
+    y = to_namespace(a * 2, got_xp, got_device)
+    assert get_namespace_and_device(y)[0].__name__ == got_xp.__name__
+    np.testing.assert_array_equal(to_numpy(y), a * 2)
+
+
+def test_inplace_ops_and_gathers(backend):
+    xp, device, to_xp = backend
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((7, 5))
+    b = rng.standard_normal((5, 3))
+    out = to_xp(np.zeros((7, 3)))
+    out = matmul_into(to_xp(a), to_xp(b), out)
+    np.testing.assert_allclose(to_numpy(out), a @ b, rtol=1e-12)
+    x = to_xp(a.copy())
+    x = inplace(xp, x, "maximum", 0.0)
+    x = inplace(xp, x, "exp")
+    np.testing.assert_allclose(to_numpy(x), np.exp(np.maximum(a, 0)))
+    idx = to_xp(np.array([0, 3, 6]))
+    np.testing.assert_array_equal(to_numpy(take_rows(xp, to_xp(a), idx)), a[[0, 3, 6]])
+    idx2 = to_xp(np.array([1, 4]))
+    np.testing.assert_array_equal(to_numpy(take_cols(xp, to_xp(a), idx2)), a[:, [1, 4]])
+    y = to_xp(a.copy())
+    vals = rng.standard_normal((3, 5))
+    y = add_scaled_rows_(xp, y, idx, to_xp(vals), -0.5)
+    expected = a.copy()
+    expected[[0, 3, 6]] -= 0.5 * vals
+    np.testing.assert_allclose(to_numpy(y), expected)
+
+
+def test_map_row_chunks_covers_every_row_once():
+    x = np.zeros((1000, 700), dtype=np.float32)  # large enough to be split
+
+    def bump(chunk, start, stop):
+        assert chunk.shape[0] == stop - start
+        chunk += 1.0
+        chunk += np.arange(start, stop, dtype=np.float32)[:, None]
+
+    map_row_chunks_(bump, x)
+    np.testing.assert_array_equal(x[:, 0], np.arange(1000) + 1)
+    assert np.all(x == x[:, :1])
+
+
+def test_memory_budget_resolution(monkeypatch):
+    monkeypatch.setattr(backend, "available_memory", lambda xp=None, device=None: 8 * 2**30)
+    assert resolve_memory_budget("auto") == int(0.75 * 8 * 2**30)
+    assert resolve_memory_budget(0.5) == 4 * 2**30
+    assert resolve_memory_budget(123_456_789) == 123_456_789
+    for bad in (-1, 0, float("nan"), "lots"):
+        with pytest.raises(ValueError, match="memory_budget"):
+            resolve_memory_budget(bad)
+
+
+def test_available_memory_is_positive():
+    assert backend.available_memory() > 0
+
+
+def test_rows_per_block():
+    assert rows_per_block(1000, 4, 4000 * 10) == 10
+    assert rows_per_block(1000, 4, 4000 * 10, n_buffers=2) == 5
+    assert rows_per_block(1000, 4, 1, min_rows=3) == 3
+    assert rows_per_block(1000, 4, 10**12, max_rows=64) == 64
+
+
+def test_resolve_device_errors():
+    xp, dev = resolve_device("cpu")
+    assert backend.namespace_kind(xp) == "numpy"
+    with pytest.raises(ValueError, match="Unknown device"):
+        resolve_device("tpu:3")
+    with pytest.raises(ValueError, match="device must be a string"):
+        resolve_device(3)
+    xp, dev = resolve_device("torch:cpu")
+    assert backend.namespace_kind(xp) == "torch"
