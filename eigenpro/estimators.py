@@ -356,9 +356,9 @@ class EigenProRegressor(MultiOutputMixin, RegressorMixin, _BaseEigenPro):
     and its bandwidth.
 
     Parameters
-    ----------""" + _PARAMS_DOC + """
+    ----------%(params)s
     Attributes
-    ----------""" + _ATTRS_DOC + """
+    ----------%(attrs)s
     See Also
     --------
     EigenProClassifier : Classification by one-hot regression.
@@ -448,11 +448,11 @@ class EigenProClassifier(ClassifierMixin, _BaseEigenPro):
     predicted class is the column with the largest output.
 
     Parameters
-    ----------""" + _PARAMS_DOC + """
+    ----------%(params)s
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
-        Class labels.""" + _ATTRS_DOC + """
+        Class labels.%(attrs)s
     See Also
     --------
     EigenProRegressor : The underlying kernel regression.
@@ -556,6 +556,10 @@ class EigenProClassifier(ClassifierMixin, _BaseEigenPro):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_class = True
         return tags
+
+
+for _cls in (EigenProRegressor, EigenProClassifier):
+    _cls.__doc__ = _cls.__doc__ % {"params": _PARAMS_DOC, "attrs": _ATTRS_DOC}
 
 
 def _fit_atomically(estimator, X, y, X_val, y_val):

@@ -14,7 +14,8 @@ iteration on a batch ``B`` of ``m`` points:
     a_B -= (eta / m) g                              (SGD on the batch)
     a_S += (eta / m) V D V^T K_SB g                 (EigenPro correction)
 
-One epoch visits every training point once, in random batches.
+The points are permuted once at random; a batch is a contiguous block of the
+permuted points, and each epoch visits all blocks in a new random order.
 """
 
 from __future__ import annotations
@@ -29,14 +30,12 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
 from eigenpro.kernels import make_kernel
-from eigenpro.operator import KernelOperator
 from eigenpro.preconditioner import NystromPreconditioner, step_size_for_batch
+from eigenpro.training_kernel import PackedKernel, make_training_kernel
 from solvers.backend import (
-    add_scaled_rows_,
     device_type,
     get_namespace_and_device,
     resolve_memory_budget,
-    take_cols,
     take_rows,
     to_namespace,
 )
@@ -119,9 +118,9 @@ def eigenpro_solve(
     memory_budget : "auto", float or int, default="auto"
         Bytes for kernel blocks (see :func:`solvers.backend.resolve_memory_budget`).
     precompute_kernel : bool or "auto", default="auto"
-        Store the n x n kernel matrix when it fits the budget; later epochs
-        then cost O(n^2 l) instead of O(n^2 d). Both paths give the same
-        iterates.
+        Store the kernel matrix (its upper triangle, n^2/2 entries) when it
+        fits the budget; later epochs then cost O(n^2 l) instead of O(n^2 d).
+        Both paths give the same iterates.
     coef0 : array of shape (n_samples, n_outputs), default=None
         Starting coefficients (zeros when None).
     tol : float, default=None
@@ -149,9 +148,9 @@ def eigenpro_solve(
         ``bandwidth``, ``kernel``, ``batch_size``, ``step_size``,
         ``preconditioner`` (the fitted :class:`NystromPreconditioner`),
         ``subsample`` (indices), ``kernel_precomputed``, ``timings`` (seconds
-        of the set-up steps: ``kernel_matrix``, ``eigensystem``,
-        ``calibration``). The training MSE is measured on a fixed random
-        subset of ``LOSS_SAMPLES`` (4096) training points when n is larger.
+        of the set-up steps: ``preconditioner``, ``kernel_matrix``). The
+        training MSE is measured on a fixed random subset of about
+        ``LOSS_SAMPLES`` (4096) training points when n is larger.
     """
     t_start = time.perf_counter()
     xp, device = get_namespace_and_device(X)
@@ -171,60 +170,47 @@ def eigenpro_solve(
     _check_positive_int(n_epochs, "n_epochs")
     if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha >= 0):
         raise ValueError(f"alpha must be a finite number >= 0; got {alpha!r}.")
+    if step_size != "auto" and not (
+        isinstance(step_size, (int, float)) and math.isfinite(step_size) and step_size > 0
+    ):
+        raise ValueError(f"step_size must be 'auto' or a positive number; got {step_size!r}.")
+    if batch_size != "auto":
+        _check_positive_int(batch_size, "batch_size")
+    s = default_subsample_size(n, device) if subsample_size == "auto" else subsample_size
+    _check_positive_int(s, "subsample_size")
+    s = min(int(s), n)
 
     kern = make_kernel(kernel, bandwidth)
     if getattr(kern, "bandwidth", 0.0) is None:
         kern = kern.with_bandwidth(kern.default_bandwidth(X))
     rng = check_random_state(random_state)
     budget = resolve_memory_budget(memory_budget, xp, device)
-
-    # ---- Nyström subsample and preconditioner -------------------------- #
-    s = default_subsample_size(n, device) if subsample_size == "auto" else subsample_size
-    _check_positive_int(s, "subsample_size")
-    s = min(int(s), n)
-    subsample_host = np.sort(rng.choice(n, size=s, replace=False))
-    subsample = xp.asarray(subsample_host, dtype=xp.int64, device=device)
     timings = {}
+
+    # One random permutation: the Nyström subsample is the first s permuted
+    # points, the held-out calibration set the next ones, and every batch a
+    # contiguous block of the permuted data (visited in a new order each epoch).
+    perm_host = rng.permutation(n)
+    perm = xp.asarray(perm_host, dtype=xp.int64, device=device)
+    inverse = xp.asarray(np.argsort(perm_host), dtype=xp.int64, device=device)
+    Xp, Yp = take_rows(xp, X, perm), take_rows(xp, Y2, perm)
+
+    # ---- preconditioner ------------------------------------------------ #
     t_mark = time.perf_counter()
-    operator = KernelOperator(kern, X, memory_budget=budget, precompute=precompute_kernel)
-    timings["kernel_matrix"] = time.perf_counter() - t_mark
-    t_mark = time.perf_counter()
-    if operator.precomputed:
-        K_ss = take_cols(xp, take_rows(xp, operator.matrix, subsample), subsample)
-    else:
-        K_ss = kern(take_rows(xp, X, subsample))
     precond = NystromPreconditioner(n_components, damping).fit(
-        K_ss, n_train=n, alpha=float(alpha), dtype=X.dtype
+        kern(Xp[:s, :]), n_train=n, alpha=float(alpha), dtype=X.dtype
     )
-    del K_ss
-    timings["eigensystem"] = time.perf_counter() - t_mark
-    t_mark = time.perf_counter()
     if n > s:  # calibrate lambda~_1 on points outside the subsample
-        rest = np.setdiff1d(np.arange(n), subsample_host, assume_unique=True)
-        held_host = np.sort(rng.choice(rest, size=min(s, rest.shape[0]), replace=False))
-        held = xp.asarray(held_host, dtype=xp.int64, device=device)
-        if operator.precomputed:
-            K_h = take_rows(xp, operator.matrix, held)
-            K_hh, K_hs = take_cols(xp, K_h, held), take_cols(xp, K_h, subsample)
-            del K_h
-        else:
-            X_h = take_rows(xp, X, held)
-            K_hh, K_hs = kern(X_h), kern(X_h, take_rows(xp, X, subsample))
-        precond.calibrate(K_hh, K_hs, n_train=n, alpha=float(alpha))
-        del K_hh, K_hs
-    timings["calibration"] = time.perf_counter() - t_mark
+        X_h = Xp[s : s + min(s, n - s), :]
+        precond.calibrate(kern(X_h), kern(X_h, Xp[:s, :]), n_train=n, alpha=float(alpha))
+        del X_h
+    timings["preconditioner"] = time.perf_counter() - t_mark
     beta, lam_tilde = precond.beta_, precond.preconditioned_eigenvalue_
     if batch_size == "auto":
         m = int(min(n, max(1, math.floor(precond.critical_batch_size_))))
     else:
-        _check_positive_int(batch_size, "batch_size")
         m = min(int(batch_size), n)
-    if step_size == "auto":
-        eta = step_size_for_batch(m, beta, lam_tilde)
-    else:
-        if not (isinstance(step_size, (int, float)) and math.isfinite(step_size) and step_size > 0):
-            raise ValueError(f"step_size must be 'auto' or a positive number; got {step_size!r}.")
-        eta = float(step_size)
+    eta = step_size_for_batch(m, beta, lam_tilde) if step_size == "auto" else float(step_size)
 
     def coordinate_step(batch):
         # eta / m for full batches; a smaller (last) batch gets the step the
@@ -234,9 +220,16 @@ def eigenpro_solve(
         return eta / step_size_for_batch(m, beta, lam_tilde) * step_size_for_batch(
             batch, beta, lam_tilde
         ) / batch
+
+    t_mark = time.perf_counter()
+    K = make_training_kernel(
+        kern, Xp, block_size=m, n_subsample=s, memory_budget=budget, precompute=precompute_kernel
+    )
+    timings["kernel_matrix"] = time.perf_counter() - t_mark
+    stored = isinstance(K, PackedKernel)
     use_correction = precond.n_components_ > 0
 
-    # ---- state ---------------------------------------------------------- #
+    # ---- state (in permuted order) ------------------------------------- #
     if coef0 is None:
         coef = xp.zeros((n, n_out), dtype=X.dtype, device=device)
     else:
@@ -244,19 +237,20 @@ def eigenpro_solve(
         coef0 = coef0[:, None] if coef0.ndim == 1 else coef0
         if tuple(coef0.shape) != (n, n_out):
             raise ValueError(f"coef0 must have shape {(n, n_out)}; got {tuple(coef0.shape)}.")
-        coef = xp.astype(coef0, X.dtype, copy=True)
+        coef = xp.astype(take_rows(xp, coef0, perm), X.dtype, copy=True)
 
-    if n <= LOSS_SAMPLES:
-        loss_idx = None
-    else:
-        loss_idx = xp.asarray(
-            np.sort(rng.choice(n, size=LOSS_SAMPLES, replace=False)), dtype=xp.int64, device=device
-        )
-    Y_loss = Y2 if loss_idx is None else take_rows(xp, Y2, loss_idx)
+    # Training MSE on the first blocks covering LOSS_SAMPLES permuted rows: a
+    # fixed random subset, evaluated identically by both kernel paths.
+    loss_rows = min(n, LOSS_SAMPLES)
 
     def train_mse(c):
-        R = operator.matmul(c, loss_idx) - Y_loss
+        F = K.rows_matmul(loss_rows, c)
+        R = F - Yp[: F.shape[0], :]
         return float(xp.sum(R * R)) / (R.shape[0] * n_out)
+
+    def original_order(c):
+        c = take_rows(xp, c, inverse)
+        return c[:, 0] if vector_target else c
 
     zero_mse = float(xp.sum(Y2 * Y2)) / (n * n_out)
     mse = train_mse(coef)
@@ -268,41 +262,30 @@ def eigenpro_solve(
     if verbose:
         print(
             f"[EigenPro] n={n} s={s} k={precond.n_components_} batch={m} step={eta:.4g} "
-            f"kernel_stored={operator.precomputed} setup={history['time'][0]:.2f}s "
-            f"train_mse={mse:.4e}",
+            f"kernel_stored={stored} setup={history['time'][0]:.2f}s train_mse={mse:.4e}",
             flush=True,
         )
 
-    n_batches = math.ceil(n / m)
+    n_blocks = len(K.blocks)
     halvings = 0
     epoch = 0
     while epoch < n_epochs:
         epoch += 1
-        perm = rng.permutation(n)
-        order = np.concatenate([np.sort(perm[i : i + m]) for i in range(0, n, m)])
-        order = xp.asarray(order, dtype=xp.int64, device=device)
         diverged = False
-        for b in _progress(range(n_batches), verbose, f"epoch {epoch}"):
-            idx = order[b * m : min((b + 1) * m, n)]
-            mb = idx.shape[0]
-            G = xp.empty((mb, n_out), dtype=X.dtype, device=device)
-            KBS = xp.empty((mb, s), dtype=X.dtype, device=device) if use_correction else None
-            for start, stop, block in operator.row_blocks(idx):
-                G[start:stop, :] = block @ coef
-                if use_correction:
-                    KBS[start:stop, :] = take_cols(xp, block, subsample)
-            G = G - take_rows(xp, Y2, idx)
+        for r in _progress(rng.permutation(n_blocks), verbose, f"epoch {epoch}"):
+            a, b = K.blocks[r]
+            F, K_bs = K.row_block(int(r), coef)
+            G = F - Yp[a:b, :]
             if alpha:
-                G = G + alpha * take_rows(xp, coef, idx)
-            batch_mse = float(xp.sum(G * G)) / (mb * n_out)
+                G = G + alpha * coef[a:b, :]
+            batch_mse = float(xp.sum(G * G)) / ((b - a) * n_out)
             if not math.isfinite(batch_mse) or batch_mse > DIVERGENCE_FACTOR * max(zero_mse, 1e-30):
                 diverged = True
                 break
-            lr = coordinate_step(mb)
-            coef = add_scaled_rows_(xp, coef, idx, G, -lr)
+            lr = coordinate_step(b - a)
+            coef[a:b, :] = coef[a:b, :] - lr * G
             if use_correction:
-                corr = precond.correction(KBS.T @ G)
-                coef = add_scaled_rows_(xp, coef, subsample, corr, lr)
+                coef[:s, :] = coef[:s, :] + lr * precond.correction(K_bs.T @ G)
         if not diverged:
             mse = train_mse(coef)
             # The loss of EigenPro iteration decreases in expectation; a clear
@@ -343,11 +326,7 @@ def eigenpro_solve(
             try:
                 callback(
                     OptimizeResult(
-                        x=coef[:, 0] if vector_target else coef,
-                        fun=mse,
-                        nit=epoch,
-                        time=elapsed,
-                        history=history,
+                        x=original_order(coef), fun=mse, nit=epoch, time=elapsed, history=history
                     )
                 )
             except StopIteration:
@@ -369,7 +348,7 @@ def eigenpro_solve(
             )
 
     return OptimizeResult(
-        x=coef[:, 0] if vector_target else coef,
+        x=original_order(coef),
         fun=mse,
         nit=epoch,
         success=status in (0, 99),
@@ -381,8 +360,8 @@ def eigenpro_solve(
         batch_size=m,
         step_size=eta,
         preconditioner=precond,
-        subsample=subsample,
-        kernel_precomputed=operator.precomputed,
+        subsample=perm[:s],
+        kernel_precomputed=stored,
         timings=timings,
     )
 

@@ -10,7 +10,7 @@ namespace and device of the main input.
 
 Beyond the standard, a few operations matter for speed and have no portable
 spelling: writing a matrix product into a preallocated block, in-place
-element-wise updates and scatter-adds. They are collected here, each with a
+element-wise updates, row gathers. They are collected here, each with a
 fast path for NumPy, CuPy and torch and a plain-standard fallback.
 
 This module also owns memory budgets: how many bytes a solver may use on a
@@ -29,7 +29,6 @@ import array_api_compat as aac
 import numpy as np
 
 __all__ = [
-    "add_scaled_rows_",
     "available_memory",
     "cpu_threads",
     "floating_dtype",
@@ -368,31 +367,6 @@ def take_rows(xp, x, idx):
     return xp.take(x, idx, axis=0)
 
 
-def take_cols(xp, x, idx):
-    """``x[:, idx]`` for an integer index array."""
-    if namespace_kind(xp) in ("numpy", "cupy", "torch"):
-        return x[:, idx]
-    return xp.take(x, idx, axis=1)
-
-
-def add_scaled_rows_(xp, x, idx, values, scale=1.0):
-    """``x[idx] += scale * values`` in place for unique row indices ``idx``.
-
-    Returns ``x`` (a new array for namespaces without in-place scatter).
-    """
-    kind = namespace_kind(xp)
-    if kind in ("numpy", "cupy"):
-        x[idx] += scale * values
-        return x
-    if kind == "torch":
-        return x.index_add_(0, idx, values, alpha=scale)
-    # Plain standard: no scatter; go through NumPy (used by array_api_strict).
-    host = np.array(to_numpy(x), copy=True)
-    host[to_numpy(idx)] += scale * to_numpy(values)
-    _, device = get_namespace_and_device(x)
-    return xp.asarray(host, device=device)
-
-
 @functools.lru_cache(maxsize=1)
 def cpu_threads():
     """Number of CPU cores this process may run on."""
@@ -433,13 +407,6 @@ def map_row_chunks_(fn, x):
     for fut in futures:
         fut.result()
     return x
-
-
-def run_parallel(tasks):
-    """Run zero-argument callables (NumPy work that releases the GIL) on the pool."""
-    futures = [_thread_pool().submit(t) for t in tasks]
-    for fut in futures:
-        fut.result()
 
 
 def inplace(xp, x, name, *args):

@@ -4,52 +4,67 @@ import pytest
 
 from eigenpro.kernels import Gaussian, Laplacian, make_kernel
 from eigenpro.operator import KernelOperator
+from eigenpro.training_kernel import PackedKernel, StreamedKernel, make_training_kernel, packed_bytes
 from solvers.backend import to_numpy
 
 rng = np.random.default_rng(0)
 X = rng.uniform(size=(300, 8))
-V = rng.standard_normal((300, 3))
+Z = rng.uniform(size=(70, 8))
+V = rng.standard_normal((70, 3))
+KERNELS = [Gaussian(0.9), Laplacian(1.5), make_kernel(lambda A, B: (A @ B.T + 1) ** 2)]
 
 
-@pytest.mark.parametrize("kernel", [Gaussian(0.9), Laplacian(1.5), make_kernel(lambda A, B: (A @ B.T + 1) ** 2)])
-def test_stored_and_blocked_operators_agree_with_dense(backend, kernel):
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_kernel_operator_stored_and_blocked_agree_with_dense(backend, kernel):
     xp, device, to_xp = backend
-    K = kernel(X)
-    Xx, Vx = to_xp(X), to_xp(V)
-    stored = KernelOperator(kernel, Xx, memory_budget=10**8, precompute=True)
-    # a budget of a few rows forces many small blocks
-    blocked = KernelOperator(kernel, Xx, memory_budget=300 * 8 * 2 * 7, precompute="auto")
-    assert stored.precomputed and not blocked.precomputed
-    assert blocked.block_rows == 7
+    K = kernel(X, Z)
+    stored = KernelOperator(kernel, to_xp(X), to_xp(Z), memory_budget=10**8, precompute=True)
+    blocked = KernelOperator(kernel, to_xp(X), to_xp(Z), memory_budget=70 * 8 * 2 * 7)
+    assert stored.precomputed and not blocked.precomputed and blocked.block_rows == 7
     # sqrt (Laplacian) turns a 1e-16 rounding of d^2 at d = 0 into 1e-8
     np.testing.assert_allclose(to_numpy(stored.matrix), K, rtol=1e-10, atol=1e-7)
     for op in (stored, blocked):
-        np.testing.assert_allclose(to_numpy(op.matmul(Vx)), K @ V, rtol=1e-6)
-        idx = np.array([3, 10, 11, 200, 299])
-        np.testing.assert_allclose(to_numpy(op.matmul(Vx, to_xp(idx))), K[idx] @ V, rtol=1e-6)
-        seen = 0
-        for start, stop, block in op.row_blocks(to_xp(idx)):
-            np.testing.assert_allclose(to_numpy(block), K[idx[start:stop]], rtol=1e-10, atol=1e-7)
-            seen += stop - start
-        assert seen == len(idx)
+        np.testing.assert_allclose(to_numpy(op.matmul(to_xp(V))), K @ V, rtol=1e-6)
+        np.testing.assert_allclose(to_numpy(op.matmul(to_xp(V[:, 0]))), K @ V[:, 0], rtol=1e-6)
 
 
-def test_symmetric_precompute_is_exactly_symmetric_and_matches_rectangular():
-    k = Gaussian(0.7)
-    Xl = rng.uniform(size=(2500, 5))  # more than one precompute block and mirror tile
-    K = KernelOperator(k, Xl, memory_budget=10**9, precompute=True).matrix
-    np.testing.assert_allclose(K, K.T, rtol=0, atol=1e-15)  # GEMM rounding only
-    K_rect = KernelOperator(k, Xl, Xl.copy(), memory_budget=10**9, precompute=True).matrix
-    np.testing.assert_allclose(K, K_rect, rtol=1e-12, atol=1e-14)
-
-
-def test_precompute_true_beyond_budget_raises():
+def test_kernel_operator_precompute_beyond_budget_raises():
     with pytest.raises(MemoryError, match="kernel matrix needs"):
-        KernelOperator(Gaussian(1.0), X, memory_budget=1000, precompute=True)
+        KernelOperator(Gaussian(1.0), X, Z, memory_budget=1000, precompute=True)
 
 
-def test_rectangular_operator_for_prediction():
-    Z = rng.uniform(size=(50, 8))
-    op = KernelOperator(Gaussian(0.9), Z, X, memory_budget=8 * 300 * 2 * 4, precompute=False)
-    assert op.block_rows == 4
-    np.testing.assert_allclose(op.matmul(V), Gaussian(0.9)(Z, X) @ V, rtol=1e-10)
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("block", [1, 37, 64, 300])
+def test_training_kernels_return_exact_row_blocks(backend, kernel, block):
+    xp, device, to_xp = backend
+    K = kernel(X)
+    coef = rng.standard_normal((300, 2))
+    s = 25
+    packed = PackedKernel(kernel, to_xp(X), block, s)
+    streamed = StreamedKernel(kernel, to_xp(X), block, s, memory_budget=300 * 8 * 5)
+    assert streamed.chunk_rows == 5
+    for tk in (packed, streamed):
+        assert tk.blocks[0][0] == 0 and tk.blocks[-1][1] == 300
+        for r, (a, b) in enumerate(tk.blocks):
+            G, K_s = tk.row_block(r, to_xp(coef))
+            np.testing.assert_allclose(to_numpy(G), K[a:b] @ coef, rtol=1e-6, atol=1e-9)
+            np.testing.assert_allclose(to_numpy(K_s), K[a:b, :s], rtol=1e-9, atol=1e-7)
+        F = to_numpy(tk.rows_matmul(100, to_xp(coef)))
+        assert F.shape[0] >= 100
+        np.testing.assert_allclose(F, K[: F.shape[0]] @ coef, rtol=1e-6, atol=1e-9)
+
+
+def test_packed_kernel_stores_half_the_matrix():
+    n, block, s = 3000, 100, 100
+    need = packed_bytes(n, block, s, 4)
+    assert need < 0.6 * n * n * 4
+    tk = make_training_kernel(Gaussian(1.0), np.ones((n, 2), np.float32), block_size=block,
+                              n_subsample=s, memory_budget=need / 0.9 + 1)
+    assert isinstance(tk, PackedKernel)
+    assert sum(u.size for u in tk.upper) * 4 + tk.subsample_cols.size * 4 == need
+    tk = make_training_kernel(Gaussian(1.0), np.ones((n, 2), np.float32), block_size=block,
+                              n_subsample=s, memory_budget=need)
+    assert isinstance(tk, StreamedKernel)
+    with pytest.raises(MemoryError, match="upper"):
+        make_training_kernel(Gaussian(1.0), np.ones((n, 2)), block_size=block, n_subsample=s,
+                             memory_budget=10**6, precompute=True)

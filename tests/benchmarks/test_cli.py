@@ -1,0 +1,49 @@
+# SPDX-License-Identifier: BSD-3-Clause
+import json
+import os
+
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib")
+
+from benchmarks.__main__ import main  # noqa: E402
+
+MNIST = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "mnist.npz")
+
+
+def test_eigenpro_suite_on_digits_writes_json_png_and_table(tmp_path, capsys):
+    main(["eigenpro", "--epochs", "3", "--sgd-epochs", "4", "--out", str(tmp_path), "--tag", "_t"])
+    out = capsys.readouterr().out
+    assert "test acc %" in out and "GEMM rate" in out
+    payload = json.loads((tmp_path / "eigenpro_digits_n1437_cpu_t.json").read_text())
+    assert (tmp_path / "eigenpro_digits_n1437_cpu_t.png").stat().st_size > 10_000
+    curves = {c["solver"]: c for c in payload["curves"]}
+    assert set(curves) == {"eigenpro", "sgd", "kernel_ridge", "nystroem"}
+    ep = curves["eigenpro"]["points"]
+    assert [p["epoch"] for p in ep] == [0, 1, 2, 3]
+    assert ep[-1]["test_acc"] > 0.95
+    assert ep[-1]["train_mse"] < ep[0]["train_mse"]
+    assert all(b["seconds"] >= a["seconds"] for a, b in zip(ep, ep[1:]))
+    assert payload["summary"]["fit_over_gemm"] > 0
+    # the SGD baseline picked a stable step from its grid
+    sgd = curves["sgd"]["params"]
+    assert sgd["grid"][str(sgd["step_multiplier"])]["stable"]
+
+
+def test_unknown_solver_is_rejected(tmp_path):
+    with pytest.raises(SystemExit, match="unknown solvers"):
+        main(["eigenpro", "--solvers", "eigenpro,magic", "--out", str(tmp_path)])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists(MNIST), reason="MNIST file ../shared/data/mnist.npz not present")
+def test_mnist_10k_reaches_97_percent_in_3_epochs():
+    from benchmarks import datasets
+    from eigenpro import EigenProClassifier
+
+    data = datasets.load(MNIST, 10000)
+    clf = EigenProClassifier(bandwidth=5.0, n_epochs=3, random_state=0)
+    clf.fit(data.X_train, data.y_train)
+    assert clf.score(data.X_test, data.y_test) >= 0.97
+    assert np.all(np.diff(clf.history_["train_mse"]) < 0)
