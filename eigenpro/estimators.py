@@ -9,6 +9,7 @@ import numbers
 import numpy as np
 from sklearn import get_config
 from sklearn.base import BaseEstimator, ClassifierMixin, MultiOutputMixin, RegressorMixin
+from sklearn.metrics import r2_score
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
@@ -70,9 +71,9 @@ _PARAMS_DOC = """
         available on the compute device (in (0, 1]), or ``"auto"`` (75 % of it).
         Every kernel matrix is computed in blocks within this budget.
     precompute_kernel : bool or "auto", default="auto"
-        Store the ``n x n`` training kernel matrix when it fits in the budget;
-        later epochs then cost O(n^2 l) instead of O(n^2 d). Same iterates
-        either way.
+        Store the training kernel matrix (its upper triangle, ``n^2 / 2``
+        entries) when it fits in the budget; later epochs then cost O(n^2 l)
+        instead of O(n^2 d). Same iterates either way.
     device : str, default=None
         Where to compute. None: where ``X`` lives (NumPy on the CPU unless
         ``sklearn.set_config(array_api_dispatch=True)`` lets torch or CuPy
@@ -430,8 +431,6 @@ class EigenProRegressor(MultiOutputMixin, RegressorMixin, _BaseEigenPro):
         y_true = to_numpy(y_val).astype(np.float64)
         pred = to_numpy(F).astype(np.float64)
         pred = pred[:, 0] if y_true.ndim == 1 else pred
-        from sklearn.metrics import r2_score
-
         return float(r2_score(y_true, pred))
 
     def __sklearn_tags__(self):
