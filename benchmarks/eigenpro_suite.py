@@ -143,7 +143,8 @@ def _eigenpro(data, epochs, common, name="eigenpro", **overrides):
     curve = Curve(name, params={
         "batch_size": est.batch_size_, "step_size": est.step_size_,
         "n_components": est.n_components_, "subsample_size": est.subsample_size_,
-        "bandwidth": est.bandwidth_, "wall_seconds_with_eval": wall, **overrides})
+        "bandwidth": est.bandwidth_, "wall_seconds_with_eval": wall,
+        "setup_seconds": est.timings_, **overrides})
     for e, t, mse, acc in zip(h["epoch"], h["time"], h["train_mse"], h["val_score"]):
         curve.add(epoch=e, seconds=t, train_mse=mse, test_acc=acc)
     return curve, est

@@ -122,6 +122,10 @@ _ATTRS_DOC = """
         Per epoch (epoch 0 = start): ``epoch``, ``train_mse``, ``time``
         (seconds since ``fit`` started, excluding callbacks and validation)
         and, with validation data, ``val_score``.
+    timings_ : dict
+        Seconds of the set-up steps of the last ``fit``: ``preconditioner``
+        (subsample eigendecomposition and calibration) and ``kernel_matrix``
+        (computing the stored kernel matrix, when it is stored).
     n_features_in_ : int
         Number of features seen during ``fit``.
 """
@@ -224,14 +228,18 @@ class _BaseEigenPro(BaseEstimator):
             kernel = kernel.with_bandwidth(kernel.default_bandwidth(X))
 
         coef0 = None
+        fingerprint = _fingerprint(X)
         if self.warm_start and hasattr(self, "coef_"):
             coef0 = to_namespace(self.coef_, xp, device)
             coef0 = coef0[:, None] if coef0.ndim == 1 else coef0
-            if tuple(coef0.shape) != tuple(Y.shape) or target_info != self._target_info:
+            if (
+                tuple(coef0.shape) != tuple(Y.shape)
+                or target_info != self._target_info
+                or fingerprint != self._fingerprint
+            ):
                 raise ValueError(
-                    "warm_start=True needs the same number of samples and targets as the "
-                    f"previous fit: coef_ has shape {tuple(coef0.shape)}, the new targets "
-                    f"{tuple(Y.shape)}."
+                    "warm_start=True continues training on the same data: X and the targets "
+                    "must be those of the previous fit (same samples, in the same order)."
                 )
 
         history_val = []
@@ -265,6 +273,7 @@ class _BaseEigenPro(BaseEstimator):
         precond = result.preconditioner
         # Only now, after everything succeeded, is the fitted state written.
         self._target_info = target_info
+        self._fingerprint = fingerprint
         self.coef_ = result.x[:, 0] if target_info == "1d" else result.x
         self.centers_ = X
         self.kernel_ = result.kernel
@@ -278,6 +287,7 @@ class _BaseEigenPro(BaseEstimator):
         self.preconditioned_eigenvalue_ = precond.preconditioned_eigenvalue_
         self.n_iter_ = result.nit
         self.history_ = history
+        self.timings_ = dict(result.timings)
         return self
 
     def _validation_callback(self, kernel, X, X_val, y_val, history_val):
@@ -295,10 +305,13 @@ class _BaseEigenPro(BaseEstimator):
 
         def callback(result):
             if "operator" not in state:  # created after the training matrix exists
+                # what the stored training matrix left of the user's budget, and
+                # at most what is still available now
                 budget = min(
-                    resolve_memory_budget(self.memory_budget, xp, device),
+                    resolve_memory_budget(self.memory_budget, xp, device) - result.kernel_bytes,
                     resolve_memory_budget("auto", xp, device),
                 )
+                budget = max(budget, 2**26)
                 state["operator"] = KernelOperator(kernel, X_val, X, memory_budget=budget)
             F = state["operator"].matmul(result.x[:, None] if result.x.ndim == 1 else result.x)
             score = self._score_outputs(F, y_val)
@@ -575,6 +588,13 @@ def _fit_atomically(estimator, X, y, X_val, y_val):
         estimator.__dict__.update(saved)
         raise
     return estimator
+
+
+def _fingerprint(X):
+    """A cheap summary of the training data, to recognise it for warm starts."""
+    xp, _ = get_namespace_and_device(X)
+    w = xp.astype(xp.arange(1, X.shape[0] + 1, device=get_namespace_and_device(X)[1]), X.dtype)
+    return (tuple(X.shape), float(xp.sum(X)), float(xp.sum(w @ X)))
 
 
 def _as_float(X):

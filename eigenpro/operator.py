@@ -56,8 +56,8 @@ class KernelOperator:
                 f"({memory_budget / 2**30:.2f} GiB); raise memory_budget or set "
                 "precompute='auto'."
             )
-        # One block in flight plus its product: two buffers of block_rows rows.
-        self.block_rows = rows_per_block(self.shape[1], bytes_per_item, memory_budget, n_buffers=2)
+        # A block in flight plus up to two temporaries of its size (kernel profiles).
+        self.block_rows = rows_per_block(self.shape[1], bytes_per_item, memory_budget, n_buffers=3)
         self.matrix = None
         if precompute is True or (precompute == "auto" and fits):
             self.matrix = self._rows(0, self.shape[0])

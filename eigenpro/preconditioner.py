@@ -169,7 +169,7 @@ class NystromPreconditioner:
         self.critical_batch_size_ = self.beta_ / self.preconditioned_eigenvalue_
         self.subsample_size_ = s
         # Correction factors: V = U_k / sqrt(s), VD = V diag(D).
-        lam = values[:k]
+        lam = xp.where(values[:k] > floor, values[:k], xp.full_like(values[:k], floor))
         tail = host[k]
         scale = (1.0 - (tail / xp.where(lam > tail, lam, tail)) ** self.damping) / lam
         V = vectors[:, :k] / math.sqrt(s)
@@ -189,7 +189,9 @@ class NystromPreconditioner:
 
             (K_hh - K_hS V D V^T K_Sh) / h,
 
-        whose largest is an honest estimate of ``lambda~_1``.
+        whose largest is an honest estimate of ``lambda~_1``. The diagonal is
+        left out (and the scale is ``h - 1``): it holds ``k(x_i, x_i)``, not
+        samples of the operator, and would add up to ``beta / h``.
 
         Parameters
         ----------
@@ -204,15 +206,18 @@ class NystromPreconditioner:
         -------
         self
         """
-        xp, _ = get_namespace_and_device(K_hh)
+        xp, device = get_namespace_and_device(K_hh)
         h = K_hh.shape[0]
         M = xp.astype(K_hh, xp.float64)
         if self.n_components_ > 0:
             P = xp.astype(K_hs, xp.float64) @ xp.astype(self._V, xp.float64)
             PD = xp.astype(K_hs, xp.float64) @ xp.astype(self._VD, xp.float64)
             M = M - PD @ P.T
-        M = (M + M.T) * (0.5 / h)
-        held_out = float(xp.max(xp.linalg.eigvalsh(M))) + alpha / n_train
+        # Drop the diagonal: k(x_i, x_i) is no sample of the operator, and for
+        # small h its share beta / h would dominate the estimate.
+        M = (M + M.T) * 0.5
+        M = M - xp.linalg.diagonal(M)[:, None] * xp.eye(h, dtype=M.dtype, device=device)
+        held_out = float(xp.max(xp.linalg.eigvalsh(M))) / max(h - 1, 1) + alpha / n_train
         self.held_out_eigenvalue_ = held_out
         if held_out > self.preconditioned_eigenvalue_:
             self.preconditioned_eigenvalue_ = held_out

@@ -52,6 +52,9 @@ DIVERGENCE_FACTOR = 100.0
 #: also taken as divergence.
 RISE_FACTOR = 1.5
 MAX_STEP_HALVINGS = 30
+#: Fewest held-out points for calibrating the preconditioned eigenvalue; with
+#: fewer, the subsample covers almost all the data and its estimate stands.
+MIN_HELD_OUT = 50
 
 
 def default_subsample_size(n_samples, device=None):
@@ -200,7 +203,7 @@ def eigenpro_solve(
     precond = NystromPreconditioner(n_components, damping).fit(
         kern(Xp[:s, :]), n_train=n, alpha=float(alpha), dtype=X.dtype
     )
-    if n > s:  # calibrate lambda~_1 on points outside the subsample
+    if n - s >= max(MIN_HELD_OUT, s // 10):  # calibrate lambda~_1 on other points
         X_h = Xp[s : s + min(s, n - s), :]
         precond.calibrate(kern(X_h), kern(X_h, Xp[:s, :]), n_train=n, alpha=float(alpha))
         del X_h
@@ -210,18 +213,25 @@ def eigenpro_solve(
         m = int(min(n, max(1, math.floor(precond.critical_batch_size_))))
     else:
         m = min(int(batch_size), n)
-    eta = step_size_for_batch(m, beta, lam_tilde) if step_size == "auto" else float(step_size)
+    if step_size != "auto":
+        eta = float(step_size)
+    elif m == n:  # full batches: no sampling noise, the gradient-descent step
+        eta = max(step_size_for_batch(m, beta, lam_tilde), 1.0 / lam_tilde)
+    else:
+        eta = step_size_for_batch(m, beta, lam_tilde)
 
     def coordinate_step(batch):
         # eta / m for full batches; a smaller (last) batch gets the step the
         # rule gives its own size, so its per-point step is never larger.
-        if batch == m:
+        if batch == m or m == n:
             return eta / m
         return eta / step_size_for_batch(m, beta, lam_tilde) * step_size_for_batch(
             batch, beta, lam_tilde
         ) / batch
 
     t_mark = time.perf_counter()
+    if precompute_kernel != "auto":
+        precompute_kernel = bool(precompute_kernel)
     K = make_training_kernel(
         kern, Xp, block_size=m, n_subsample=s, memory_budget=budget, precompute=precompute_kernel
     )
@@ -246,6 +256,8 @@ def eigenpro_solve(
     def train_mse(c):
         F = K.rows_matmul(loss_rows, c)
         R = F - Yp[: F.shape[0], :]
+        if alpha:  # residual of the system solved, (K + alpha I) c = Y
+            R = R + alpha * c[: F.shape[0], :]
         return float(xp.sum(R * R)) / (R.shape[0] * n_out)
 
     def original_order(c):
@@ -255,7 +267,7 @@ def eigenpro_solve(
     zero_mse = float(xp.sum(Y2 * Y2)) / (n * n_out)
     mse = train_mse(coef)
     mse0 = best_mse = mse
-    best_coef = xp.asarray(coef, copy=True)
+    last_coef = xp.asarray(coef, copy=True)  # of the last accepted epoch
     history = {"epoch": [0], "train_mse": [mse], "time": [time.perf_counter() - t_start]}
     callback_time = 0.0
     status, message = 0, "Completed all epochs."
@@ -302,16 +314,16 @@ def eigenpro_solve(
                 )
             eta *= 0.5
             warnings.warn(
-                f"EigenPro iteration diverged in epoch {epoch}; restarting it from the best "
-                f"iterate so far with step size {eta:.4g} (halved).",
+                f"EigenPro iteration diverged in epoch {epoch}; restarting the epoch with "
+                f"step size {eta:.4g} (halved).",
                 ConvergenceWarning,
                 stacklevel=2,
             )
-            coef = xp.asarray(best_coef, copy=True)
+            coef = xp.asarray(last_coef, copy=True)
             epoch -= 1
             continue
-        if mse < best_mse:
-            best_mse, best_coef = mse, xp.asarray(coef, copy=True)
+        best_mse = min(best_mse, mse)
+        last_coef = xp.asarray(coef, copy=True)
         elapsed = time.perf_counter() - t_start - callback_time
         history["epoch"].append(epoch)
         history["train_mse"].append(mse)
@@ -326,7 +338,8 @@ def eigenpro_solve(
             try:
                 callback(
                     OptimizeResult(
-                        x=original_order(coef), fun=mse, nit=epoch, time=elapsed, history=history
+                        x=original_order(coef), fun=mse, nit=epoch, time=elapsed, history=history,
+                        kernel_bytes=K.nbytes,
                     )
                 )
             except StopIteration:

@@ -43,6 +43,9 @@ class _TrainingKernel:
         self.n_subsample = int(n_subsample)
         self.state = kernel.prepare(X)
 
+    #: Bytes the stored matrix occupies (0 when streamed).
+    nbytes = 0
+
     def _state(self, rows):
         return None if self.state is None else self.state[rows]
 
@@ -88,6 +91,7 @@ class PackedKernel(_TrainingKernel):
         self.subsample_cols = kernel.block(
             X, X[:s, :], x_state=self.state, z_state=self._state(slice(0, s)), out=sub
         )
+        self.nbytes = packed_bytes(self.n, block_size, s, itemsize(xp, X.dtype))
 
     def row_block(self, r, coef):
         a, b = self.blocks[r]
@@ -103,7 +107,10 @@ class StreamedKernel(_TrainingKernel):
 
     def __init__(self, kernel, X, block_size, n_subsample, memory_budget):
         super().__init__(kernel, X, block_size, n_subsample)
-        self.chunk_rows = rows_per_block(self.n, itemsize(self.xp, X.dtype), memory_budget)
+        # A chunk of rows plus up to two temporaries of its size (kernel profiles).
+        self.chunk_rows = rows_per_block(
+            self.n, itemsize(self.xp, X.dtype), memory_budget, n_buffers=3
+        )
 
     def row_block(self, r, coef):
         xp, X, s = self.xp, self.X, self.n_subsample

@@ -381,6 +381,10 @@ def _thread_pool():
     return ThreadPoolExecutor(max_workers=cpu_threads(), thread_name_prefix="convergent")
 
 
+if hasattr(os, "register_at_fork"):  # a forked child must not reuse the parent's threads
+    os.register_at_fork(after_in_child=_thread_pool.cache_clear)
+
+
 #: Elements per chunk of a threaded element-wise pass (about 1 MiB of float32,
 #: so the chained passes of one chunk stay in the core's L2 cache).
 CHUNK_ELEMENTS = 1 << 18

@@ -223,3 +223,10 @@ def test_cupy_fit_predict_matches_cpu():
         pred = est.predict(cupy.asarray(X))
     assert isinstance(pred, cupy.ndarray)
     np.testing.assert_allclose(to_numpy(pred), ref.predict(X), rtol=1e-6, atol=1e-8)
+
+
+def test_warm_start_refuses_other_data():
+    X, y = digits_X[:300], digits_y[:300] * 1.0
+    est = EigenProRegressor(n_epochs=1, warm_start=True, random_state=0).fit(X, y)
+    with pytest.raises(ValueError, match="same data"):
+        est.fit(X[::-1], y[::-1])

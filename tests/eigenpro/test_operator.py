@@ -19,7 +19,7 @@ def test_kernel_operator_stored_and_blocked_agree_with_dense(backend, kernel):
     xp, device, to_xp = backend
     K = kernel(X, Z)
     stored = KernelOperator(kernel, to_xp(X), to_xp(Z), memory_budget=10**8, precompute=True)
-    blocked = KernelOperator(kernel, to_xp(X), to_xp(Z), memory_budget=70 * 8 * 2 * 7)
+    blocked = KernelOperator(kernel, to_xp(X), to_xp(Z), memory_budget=70 * 8 * 3 * 7)
     assert stored.precomputed and not blocked.precomputed and blocked.block_rows == 7
     # sqrt (Laplacian) turns a 1e-16 rounding of d^2 at d = 0 into 1e-8
     np.testing.assert_allclose(to_numpy(stored.matrix), K, rtol=1e-10, atol=1e-7)
@@ -41,7 +41,7 @@ def test_training_kernels_return_exact_row_blocks(backend, kernel, block):
     coef = rng.standard_normal((300, 2))
     s = 25
     packed = PackedKernel(kernel, to_xp(X), block, s)
-    streamed = StreamedKernel(kernel, to_xp(X), block, s, memory_budget=300 * 8 * 5)
+    streamed = StreamedKernel(kernel, to_xp(X), block, s, memory_budget=300 * 8 * 3 * 5)
     assert streamed.chunk_rows == 5
     for tk in (packed, streamed):
         assert tk.blocks[0][0] == 0 and tk.blocks[-1][1] == 300

@@ -162,3 +162,56 @@ def test_bad_shapes():
         eigenpro_solve("gaussian", X, Y[:10])
     with pytest.raises(ValueError, match="at least 2 samples"):
         eigenpro_solve("gaussian", X[:1], Y[:1])
+
+
+def test_same_iterates_on_every_backend(backend):
+    xp, device, to_xp = backend
+    kw = dict(bandwidth=0.6, n_epochs=3, random_state=1, subsample_size=120)
+    ref = eigenpro_solve("gaussian", X, Y, **kw)
+    got = eigenpro_solve("gaussian", to_xp(X), to_xp(Y), **kw)
+    assert got.batch_size == ref.batch_size and got.step_size == pytest.approx(ref.step_size)
+    np.testing.assert_allclose(to_numpy(got.x), ref.x, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("extra", [0, 2, 10, 40, 100])
+def test_few_points_beyond_the_subsample_keep_a_large_batch(extra):
+    # the held-out calibration must not be swamped by k(x, x) / h for small h
+    rng = np.random.default_rng(5)
+    Xs = rng.uniform(size=(300 + extra, 5))
+    ys = np.sin(4 * Xs[:, 0])
+    res = eigenpro_solve("gaussian", Xs, ys, bandwidth=0.5, subsample_size=300, n_epochs=3,
+                         random_state=0)
+    base = eigenpro_solve("gaussian", Xs[:300], ys[:300], bandwidth=0.5, subsample_size=300,
+                          n_epochs=3, random_state=0)
+    assert res.batch_size >= 0.3 * base.batch_size
+    assert res.history["train_mse"][-1] < 0.05 * res.history["train_mse"][0]
+
+
+def test_tol_is_reachable_with_ridge():
+    res = eigenpro_solve("gaussian", X, Y, bandwidth=0.6, alpha=1.0, n_epochs=200, tol=1e-3,
+                         random_state=0)
+    assert res.status == 0 and res.nit < 200
+
+
+def test_explicit_components_beyond_the_critical_batch_still_converge():
+    rng = np.random.default_rng(2)
+    Xs = rng.uniform(size=(400, 3))
+    ys = np.cos(3 * Xs[:, 0]) + Xs[:, 1]
+    res = eigenpro_solve("gaussian", Xs, ys, bandwidth=1.5, n_components=60, n_epochs=5,
+                         random_state=0)
+    assert res.history["train_mse"][-1] < 0.1 * res.history["train_mse"][0]
+    assert np.all(np.isfinite(res.x))
+
+
+def test_truthy_precompute_flag_stores_the_kernel():
+    res = eigenpro_solve("gaussian", X, Y, bandwidth=0.6, n_epochs=1, precompute_kernel=np.True_)
+    assert res.kernel_precomputed
+
+
+def test_warm_start_from_another_seed_resumes_where_it_stopped():
+    first = eigenpro_solve("gaussian", X, Y, bandwidth=0.6, n_epochs=3, random_state=0)
+    # a negligible step: the coefficients must come back where they were put in
+    again = eigenpro_solve("gaussian", X, Y, bandwidth=0.6, n_epochs=1, random_state=7,
+                           coef0=first.x, step_size=1e-12)
+    np.testing.assert_allclose(again.x, first.x, rtol=1e-9, atol=1e-12)
+    assert again.history["train_mse"][0] == pytest.approx(first.history["train_mse"][-1], rel=0.2)

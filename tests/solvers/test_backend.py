@@ -88,3 +88,19 @@ def test_resolve_device_errors():
         resolve_device(3)
     xp, dev = resolve_device("torch:cpu")
     assert backend.namespace_kind(xp) == "torch"
+
+
+def test_thread_pool_survives_fork():
+    import multiprocessing as mp
+
+    map_row_chunks_(lambda c, a, b: c.__iadd__(1.0), np.zeros((2000, 500), np.float32))
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1) as pool:
+        result = pool.apply_async(_chunked_sum_in_child)
+        assert result.get(timeout=60) == 2000 * 500
+
+
+def _chunked_sum_in_child():
+    x = np.zeros((2000, 500), np.float32)
+    map_row_chunks_(lambda c, a, b: c.__iadd__(1.0), x)
+    return int(x.sum())
