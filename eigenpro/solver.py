@@ -57,16 +57,22 @@ MAX_STEP_HALVINGS = 30
 MIN_HELD_OUT = 50
 
 
-def default_subsample_size(n_samples, device=None):
+def default_subsample_size(n_samples, device=None, memory_budget=None):
     """Nyström subsample size: ``min(n, 2000)`` below 100k points, more above.
 
     2000 points make a dense eigendecomposition of about 1.5 s on two CPU
     cores; above 100k points 4000 (CPU) or 12000 (GPU) give the larger
-    critical batch sizes that big data sets can use.
+    critical batch sizes that big data sets can use. With a memory budget the
+    size is also capped so that the float64 ``s x s`` eigenproblem and its
+    workspace (about four such matrices) fit in it.
     """
     if n_samples < 100_000:
-        return min(n_samples, 2000)
-    return min(n_samples, 12000 if device_type(device) == "cuda" else 4000)
+        s = min(n_samples, 2000)
+    else:
+        s = min(n_samples, 12000 if device_type(device) == "cuda" else 4000)
+    if memory_budget is not None:
+        s = min(s, max(int(math.sqrt(memory_budget / 32.0)), 2))
+    return s
 
 
 def eigenpro_solve(
@@ -179,15 +185,18 @@ def eigenpro_solve(
         raise ValueError(f"step_size must be 'auto' or a positive number; got {step_size!r}.")
     if batch_size != "auto":
         _check_positive_int(batch_size, "batch_size")
-    s = default_subsample_size(n, device) if subsample_size == "auto" else subsample_size
-    _check_positive_int(s, "subsample_size")
-    s = min(int(s), n)
+    if subsample_size != "auto":
+        _check_positive_int(subsample_size, "subsample_size")
 
     kern = make_kernel(kernel, bandwidth)
     if getattr(kern, "bandwidth", 0.0) is None:
         kern = kern.with_bandwidth(kern.default_bandwidth(X))
     rng = check_random_state(random_state)
     budget = resolve_memory_budget(memory_budget, xp, device)
+    if subsample_size == "auto":
+        s = default_subsample_size(n, device, budget)
+    else:
+        s = min(int(subsample_size), n)
     timings = {}
 
     # One random permutation: the Nyström subsample is the first s permuted

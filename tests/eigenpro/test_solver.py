@@ -215,3 +215,25 @@ def test_warm_start_from_another_seed_resumes_where_it_stopped():
                            coef0=first.x, step_size=1e-12)
     np.testing.assert_allclose(again.x, first.x, rtol=1e-9, atol=1e-12)
     assert again.history["train_mse"][0] == pytest.approx(first.history["train_mse"][-1], rel=0.2)
+
+
+def test_memory_stays_within_the_budget_when_streaming():
+    import tracemalloc
+
+    rng = np.random.default_rng(3)
+    n = 3000
+    Xs = rng.uniform(size=(n, 10))
+    ys = np.sin(3 * Xs[:, 0])
+    budget = 8 * 2**20
+    tracemalloc.start()
+    try:
+        res = eigenpro_solve("gaussian", Xs, ys, bandwidth=0.5, n_epochs=1, memory_budget=budget,
+                             random_state=0)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert not res.kernel_precomputed
+    assert res.preconditioner.subsample_size_ <= 512
+    # the n x n float64 matrix alone would be 72 MB; blocks, the subsample
+    # eigenproblem and the data stay within a few budgets
+    assert peak < 3 * budget, peak / 2**20
