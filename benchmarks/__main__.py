@@ -8,7 +8,7 @@ import sys
 
 os.environ.setdefault("SCIPY_ARRAY_API", "1")
 
-from benchmarks import SUITES  # noqa: E402
+from benchmarks import SUITES
 
 
 def main(argv=None):

@@ -36,13 +36,27 @@ RESULTS = os.path.join(os.path.dirname(__file__), "results")
 def add_arguments(p):
     p.add_argument("--data", help="MNIST .npz (x_train, y_train, x_test, y_test); default: digits")
     p.add_argument("--n-train", type=int, default=None, help="first N training samples")
-    p.add_argument("--epochs", type=int, default=None, help="EigenPro epochs (default 3 MNIST, 10 digits)")
-    p.add_argument("--sgd-epochs", type=int, default=None, help="SGD epochs (default 10x --epochs, max 40)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (EigenPro and SGD; sklearn stays on CPU)")
+    p.add_argument(
+        "--epochs", type=int, default=None, help="EigenPro epochs (default 3 MNIST, 10 digits)"
+    )
+    p.add_argument(
+        "--sgd-epochs", type=int, default=None, help="SGD epochs (default 10x --epochs, max 40)"
+    )
+    p.add_argument(
+        "--device", default="cpu", help="cpu or cuda (EigenPro and SGD; sklearn stays on CPU)"
+    )
     p.add_argument("--kernel", default="gaussian")
-    p.add_argument("--bandwidth", type=float, default=None, help="default: 5 on MNIST, auto on digits")
-    p.add_argument("--memory-budget", type=float, default=None, help="bytes for kernel blocks (default auto)")
-    p.add_argument("--solvers", default=",".join(SOLVERS), help="comma-separated subset of " + ",".join(SOLVERS))
+    p.add_argument(
+        "--bandwidth", type=float, default=None, help="default: 5 on MNIST, auto on digits"
+    )
+    p.add_argument(
+        "--memory-budget", type=float, default=None, help="bytes for kernel blocks (default auto)"
+    )
+    p.add_argument(
+        "--solvers",
+        default=",".join(SOLVERS),
+        help="comma-separated subset of " + ",".join(SOLVERS),
+    )
     p.add_argument("--krr-max-n", type=int, default=20000, help="largest n for exact KernelRidge")
     p.add_argument("--nystroem-components", type=int, default=5000)
     p.add_argument("--seed", type=int, default=0)
@@ -64,22 +78,36 @@ def run(args):
     device = None if args.device == "cpu" else args.device
     budget = "auto" if args.memory_budget is None else args.memory_budget
     n, d = data.X_train.shape
-    print(f"EigenPro benchmark: {data.name}, n={n}, d={d}, test={len(data.X_test)}, "
-          f"kernel={args.kernel}, bandwidth={bandwidth}, device={args.device}", flush=True)
+    print(
+        f"EigenPro benchmark: {data.name}, n={n}, d={d}, test={len(data.X_test)}, "
+        f"kernel={args.kernel}, bandwidth={bandwidth}, device={args.device}",
+        flush=True,
+    )
 
     info = machine_info()
     rate = gemm_rate(data.X_train, device=device)
     gemm_seconds = 2.0 * n * n * d / rate
-    print(f"GEMM rate {rate / 1e9:.1f} GFLOP/s -> kernel-matrix GEMM (2 n^2 d) {gemm_seconds:.2f} s", flush=True)
+    print(
+        f"GEMM rate {rate / 1e9:.1f} GFLOP/s -> kernel-matrix GEMM (2 n^2 d) {gemm_seconds:.2f} s",
+        flush=True,
+    )
 
     curves = []
-    common = dict(kernel=args.kernel, bandwidth=bandwidth, memory_budget=budget,
-                  random_state=args.seed, device=device)
+    common = dict(
+        kernel=args.kernel,
+        bandwidth=bandwidth,
+        memory_budget=budget,
+        random_state=args.seed,
+        device=device,
+    )
     ep = None
     if "eigenpro" in solvers or "sgd" in solvers:
         ep_curve, ep = _eigenpro(data, epochs, common)
         curves.append(ep_curve)
-        print(f"  eigenpro: {ep_curve.last('test_acc'):.4f} acc, {ep_curve.last('seconds'):.1f} s", flush=True)
+        print(
+            f"  eigenpro: {ep_curve.last('test_acc'):.4f} acc, {ep_curve.last('seconds'):.1f} s",
+            flush=True,
+        )
     if "sgd" in solvers:
         curves.append(_sgd(data, sgd_epochs, common, ep))
         print(f"  sgd: {curves[-1].last('test_acc'):.4f} acc", flush=True)
@@ -93,16 +121,26 @@ def run(args):
         c = _kernel_ridge(data, gamma, args.kernel, args.krr_max_n)
         if c is not None:
             curves.append(c)
-            print(f"  kernel_ridge: {c.last('test_acc'):.4f} acc, {c.last('seconds'):.1f} s", flush=True)
+            print(
+                f"  kernel_ridge: {c.last('test_acc'):.4f} acc, {c.last('seconds'):.1f} s",
+                flush=True,
+            )
     if "nystroem" in solvers:
         curves.append(_nystroem(data, gamma, args.kernel, args.nystroem_components, args.seed))
-        print(f"  nystroem: {curves[-1].last('test_acc'):.4f} acc, {curves[-1].last('seconds'):.1f} s", flush=True)
+        print(
+            f"  nystroem: {curves[-1].last('test_acc'):.4f} acc, {curves[-1].last('seconds'):.1f} s",
+            flush=True,
+        )
 
     summary = _summary(curves, gemm_seconds, rate, mnist)
     table = format_table(
         curves,
-        [("epochs", "epoch", "d"), ("fit s", "seconds", ".1f"),
-         ("train mse", "train_mse", ".3e"), ("test acc %", lambda c: _pct(c.last("test_acc")), ".2f")],
+        [
+            ("epochs", "epoch", "d"),
+            ("fit s", "seconds", ".1f"),
+            ("train mse", "train_mse", ".3e"),
+            ("test acc %", lambda c: _pct(c.last("test_acc")), ".2f"),
+        ],
     )
     print()
     print(table)
@@ -112,14 +150,25 @@ def run(args):
 
     stem = f"eigenpro_{data.name}_n{n}_{args.device.replace(':', '')}{args.tag}"
     payload = {
-        "suite": "eigenpro", "dataset": data.name, "n_train": n, "n_features": d,
-        "n_test": len(data.X_test), "kernel": args.kernel, "bandwidth": bandwidth,
-        "device": args.device, "machine": info, "gemm_gflops": rate / 1e9,
-        "gemm_seconds": gemm_seconds, "summary": summary, "table": table, "curves": curves,
+        "suite": "eigenpro",
+        "dataset": data.name,
+        "n_train": n,
+        "n_features": d,
+        "n_test": len(data.X_test),
+        "kernel": args.kernel,
+        "bandwidth": bandwidth,
+        "device": args.device,
+        "machine": info,
+        "gemm_gflops": rate / 1e9,
+        "gemm_seconds": gemm_seconds,
+        "summary": summary,
+        "table": table,
+        "curves": curves,
     }
     json_path = write_json(os.path.join(args.out, stem + ".json"), payload)
     png_path = plot_curves(
-        os.path.join(args.out, stem + ".png"), curves,
+        os.path.join(args.out, stem + ".png"),
+        curves,
         f"{data.name} n={n}: kernel least squares ({args.kernel}), {args.device}",
         [("test_acc", "test accuracy", False), ("train_mse", "train MSE (one-hot)", True)],
     )
@@ -140,11 +189,19 @@ def _eigenpro(data, epochs, common, name="eigenpro", **overrides):
     est.fit(data.X_train, data.y_train, X_val=data.X_test, y_val=data.y_test)
     wall = time.perf_counter() - t0
     h = est.history_
-    curve = Curve(name, params={
-        "batch_size": est.batch_size_, "step_size": est.step_size_,
-        "n_components": est.n_components_, "subsample_size": est.subsample_size_,
-        "bandwidth": est.bandwidth_, "wall_seconds_with_eval": wall,
-        "setup_seconds": est.timings_, **overrides})
+    curve = Curve(
+        name,
+        params={
+            "batch_size": est.batch_size_,
+            "step_size": est.step_size_,
+            "n_components": est.n_components_,
+            "subsample_size": est.subsample_size_,
+            "bandwidth": est.bandwidth_,
+            "wall_seconds_with_eval": wall,
+            "setup_seconds": est.timings_,
+            **overrides,
+        },
+    )
     for e, t, mse, acc in zip(h["epoch"], h["time"], h["train_mse"], h["val_score"]):
         curve.add(epoch=e, seconds=t, train_mse=mse, test_acc=acc)
     return curve, est
@@ -157,20 +214,33 @@ def _sgd(data, epochs, common, ep):
 
     m = ep.batch_size_
     rule = step_size_for_batch(m, ep.beta_, ep.top_eigenvalue_)
-    sub = datasets.Dataset(data.name, data.X_train[:10000], data.y_train[:10000],
-                           data.X_test[:2000], data.y_test[:2000])
+    sub = datasets.Dataset(
+        data.name,
+        data.X_train[:10000],
+        data.y_train[:10000],
+        data.X_test[:2000],
+        data.y_test[:2000],
+    )
     grid = {}
     for mult in (0.25, 0.5, 1.0, 2.0, 4.0):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
-            c, _ = _eigenpro(sub, 2, common, name="sgd-grid", n_components=0,
-                             batch_size=min(m, len(sub.X_train)), step_size=rule * mult)
+            c, _ = _eigenpro(
+                sub,
+                2,
+                common,
+                name="sgd-grid",
+                n_components=0,
+                batch_size=min(m, len(sub.X_train)),
+                step_size=rule * mult,
+            )
         stable = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
         grid[mult] = {"stable": stable, "train_mse": c.last("train_mse")}
     ok = {k: v for k, v in grid.items() if v["stable"]}
     best = min(ok, key=lambda k: ok[k]["train_mse"]) if ok else min(grid)
-    curve, _ = _eigenpro(data, epochs, common, name="sgd", n_components=0,
-                         batch_size=m, step_size=rule * best)
+    curve, _ = _eigenpro(
+        data, epochs, common, name="sgd", n_components=0, batch_size=m, step_size=rule * best
+    )
     curve.params.update({"step_rule": rule, "step_multiplier": best, "grid": grid})
     curve.notes = "EigenPro's engine with the preconditioner off (n_components=0)"
     return curve
@@ -220,8 +290,10 @@ def _nystroem(data, gamma, kernel, n_components, seed):
     n = len(data.X_train)
     comps = min(n_components, n // 2)
     sk_kernel = "rbf" if kernel in ("gaussian", "rbf") else kernel
-    pipe = make_pipeline(Nystroem(kernel=sk_kernel, gamma=gamma, n_components=comps, random_state=seed),
-                         RidgeClassifier(alpha=1e-3))
+    pipe = make_pipeline(
+        Nystroem(kernel=sk_kernel, gamma=gamma, n_components=comps, random_state=seed),
+        RidgeClassifier(alpha=1e-3),
+    )
     t0 = time.perf_counter()
     pipe.fit(data.X_train, data.y_train)
     fit = time.perf_counter() - t0
@@ -241,10 +313,14 @@ def _summary(curves, gemm_seconds, rate, mnist):
         s["eigenpro_fit_seconds"] = fit
         s["fit_over_gemm"] = fit / gemm_seconds
         s["eigenpro_test_acc_per_epoch"] = [p["test_acc"] for p in ep.points[1:]]
-        lines.append(f"EigenPro fit {fit:.1f} s = {fit / gemm_seconds:.2f} x the kernel GEMM "
-                     f"({gemm_seconds:.1f} s at {rate / 1e9:.0f} GFLOP/s)")
-        lines.append("EigenPro test accuracy per epoch: "
-                     + ", ".join(f"{100 * a:.2f}%" for a in s["eigenpro_test_acc_per_epoch"]))
+        lines.append(
+            f"EigenPro fit {fit:.1f} s = {fit / gemm_seconds:.2f} x the kernel GEMM "
+            f"({gemm_seconds:.1f} s at {rate / 1e9:.0f} GFLOP/s)"
+        )
+        lines.append(
+            "EigenPro test accuracy per epoch: "
+            + ", ".join(f"{100 * a:.2f}%" for a in s["eigenpro_test_acc_per_epoch"])
+        )
         if mnist:
             hit = ep.first_reaching("test_acc", 0.986)
             s["epochs_to_98.6"] = hit["epoch"] if hit else None
@@ -258,8 +334,13 @@ def _summary(curves, gemm_seconds, rate, mnist):
             s["speedup_vs_kernel_ridge"] = krr.last("seconds") / hit["seconds"] if hit else None
             lines.append(
                 f"KernelRidge {100 * krr.last('test_acc'):.2f}% in {krr.last('seconds'):.1f} s; EigenPro "
-                + (f"reaches {100 * target:.2f}% at epoch {hit['epoch']} after {hit['seconds']:.1f} s "
-                   f"({krr.last('seconds') / hit['seconds']:.1f}x faster)" if hit else "does not reach it"))
+                + (
+                    f"reaches {100 * target:.2f}% at epoch {hit['epoch']} after {hit['seconds']:.1f} s "
+                    f"({krr.last('seconds') / hit['seconds']:.1f}x faster)"
+                    if hit
+                    else "does not reach it"
+                )
+            )
         sgd = by.get("sgd")
         if sgd is not None:
             target = ep.last("train_mse")
@@ -272,11 +353,17 @@ def _summary(curves, gemm_seconds, rate, mnist):
             s["epoch_ratio_sgd_over_eigenpro"] = ratio
             lines.append(
                 f"SGD to EigenPro's final train MSE {target:.3e} ({ep_epochs} epochs): "
-                + (f"{sgd_epochs} epochs ({ratio:.1f}x)" if hit else
-                   f"not reached in {sgd.points[-1]['epoch']} epochs (> {ratio:.1f}x; SGD ends at "
-                   f"{sgd.last('train_mse'):.3e})"))
+                + (
+                    f"{sgd_epochs} epochs ({ratio:.1f}x)"
+                    if hit
+                    else f"not reached in {sgd.points[-1]['epoch']} epochs (> {ratio:.1f}x; SGD ends at "
+                    f"{sgd.last('train_mse'):.3e})"
+                )
+            )
     ny = by.get("nystroem")
     if ny is not None:
-        lines.append(f"Nystroem({ny.params['n_components']}) + RidgeClassifier: "
-                     f"{100 * ny.last('test_acc'):.2f}% in {ny.last('seconds'):.1f} s")
+        lines.append(
+            f"Nystroem({ny.params['n_components']}) + RidgeClassifier: "
+            f"{100 * ny.last('test_acc'):.2f}% in {ny.last('seconds'):.1f} s"
+        )
     return s

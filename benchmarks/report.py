@@ -50,7 +50,9 @@ def machine_info():
     info = {
         "platform": platform.platform(),
         "processor": _cpu_model(),
-        "cpu_count": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpu_count": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
         "python": platform.python_version(),
         "numpy": numpy.__version__,
         "scipy": scipy.__version__,
@@ -114,7 +116,9 @@ def gemm_rate(X, *, block_rows=1024, min_seconds=2.0, device=None):
 def write_json(path, payload):
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     payload = dict(payload)
-    payload["curves"] = [asdict(c) if isinstance(c, Curve) else c for c in payload.get("curves", [])]
+    payload["curves"] = [
+        asdict(c) if isinstance(c, Curve) else c for c in payload.get("curves", [])
+    ]
     with open(path, "w") as f:
         json.dump(payload, f, indent=1, default=_plain)
     return path
@@ -131,7 +135,9 @@ def format_table(curves, columns):
             row.append("-" if v is None else format(v, fmt))
         rows.append(row)
     widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
-    line = lambda r: "  ".join(str(x).rjust(w) if i else str(x).ljust(w) for i, (x, w) in enumerate(zip(r, widths)))  # noqa: E731
+    line = lambda r: "  ".join(
+        str(x).rjust(w) if i else str(x).ljust(w) for i, (x, w) in enumerate(zip(r, widths))
+    )
     return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
 
 

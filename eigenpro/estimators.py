@@ -549,8 +549,7 @@ class EigenProClassifier(ClassifierMixin, _BaseEigenPro):
         classes, codes = np.unique(y_host, return_inverse=True)
         if classes.shape[0] < 2:
             raise ValueError(
-                f"The classifier needs samples of at least 2 classes; got 1 class "
-                f"({classes[0]!r})."
+                f"The classifier needs samples of at least 2 classes; got 1 class ({classes[0]!r})."
             )
         self._pending_classes = classes
         numeric = classes.dtype.kind in "biuf"

@@ -234,9 +234,12 @@ def eigenpro_solve(
         # rule gives its own size, so its per-point step is never larger.
         if batch == m or m == n:
             return eta / m
-        return eta / step_size_for_batch(m, beta, lam_tilde) * step_size_for_batch(
-            batch, beta, lam_tilde
-        ) / batch
+        return (
+            eta
+            / step_size_for_batch(m, beta, lam_tilde)
+            * step_size_for_batch(batch, beta, lam_tilde)
+            / batch
+        )
 
     t_mark = time.perf_counter()
     if precompute_kernel != "auto":
@@ -347,7 +350,11 @@ def eigenpro_solve(
             try:
                 callback(
                     OptimizeResult(
-                        x=original_order(coef), fun=mse, nit=epoch, time=elapsed, history=history,
+                        x=original_order(coef),
+                        fun=mse,
+                        nit=epoch,
+                        time=elapsed,
+                        history=history,
                         kernel_bytes=K.nbytes,
                     )
                 )
@@ -361,7 +368,10 @@ def eigenpro_solve(
             break
     else:
         if tol is not None:
-            status, message = 1, f"Training MSE did not fall below tol * initial within {n_epochs} epochs."
+            status, message = (
+                1,
+                f"Training MSE did not fall below tol * initial within {n_epochs} epochs.",
+            )
             warnings.warn(
                 f"EigenPro did not reach tol={tol} in {n_epochs} epochs "
                 f"(relative training MSE {mse / max(mse0, 1e-300):.3e}); increase n_epochs.",

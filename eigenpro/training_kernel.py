@@ -83,8 +83,11 @@ class PackedKernel(_TrainingKernel):
         for a, b in self.blocks:
             out = xp.empty((b - a, self.n - a), dtype=X.dtype, device=self.device)
             kernel.block(
-                X[a:b, :], X[a:, :], x_state=self._state(slice(a, b)),
-                z_state=self._state(slice(a, None)), out=out,
+                X[a:b, :],
+                X[a:, :],
+                x_state=self._state(slice(a, b)),
+                z_state=self._state(slice(a, None)),
+                out=out,
             )
             self.upper.append(out)
         sub = xp.empty((self.n, s), dtype=X.dtype, device=self.device)
@@ -119,8 +122,9 @@ class StreamedKernel(_TrainingKernel):
         KS = xp.empty((b - a, s), dtype=X.dtype, device=self.device)
         for start in range(a, b, self.chunk_rows):
             stop = min(start + self.chunk_rows, b)
-            K = self.kernel.block(X[start:stop, :], X, x_state=self._state(slice(start, stop)),
-                                  z_state=self.state)
+            K = self.kernel.block(
+                X[start:stop, :], X, x_state=self._state(slice(start, stop)), z_state=self.state
+            )
             G[start - a : stop - a, :] = K @ coef
             KS[start - a : stop - a, :] = K[:, :s]
         return G, KS

@@ -405,9 +405,7 @@ def map_row_chunks_(fn, x):
         return x
     step = max(CHUNK_ELEMENTS // max(x.shape[1], 1), 1)
     starts = range(0, n_rows, step)
-    futures = [
-        _thread_pool().submit(fn, x[s : s + step], s, min(s + step, n_rows)) for s in starts
-    ]
+    futures = [_thread_pool().submit(fn, x[s : s + step], s, min(s + step, n_rows)) for s in starts]
     for fut in futures:
         fut.result()
     return x

@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from benchmarks.__main__ import main  # noqa: E402
+from benchmarks.__main__ import main
 
 MNIST = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "mnist.npz")
 
@@ -37,7 +37,9 @@ def test_unknown_solver_is_rejected(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.path.exists(MNIST), reason="MNIST file ../shared/data/mnist.npz not present")
+@pytest.mark.skipif(
+    not os.path.exists(MNIST), reason="MNIST file ../shared/data/mnist.npz not present"
+)
 def test_mnist_10k_reaches_97_percent_in_3_epochs():
     from benchmarks import datasets
     from eigenpro import EigenProClassifier

@@ -72,7 +72,9 @@ def test_numpy_and_torch_inputs_give_the_same_predictions():
         )
         p32 = est32_t.predict(torch.asarray(X, dtype=torch.float32))
     assert p32.dtype == torch.float32
-    np.testing.assert_allclose(p32.numpy(), est32.predict(X.astype(np.float32)), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        p32.numpy(), est32.predict(X.astype(np.float32)), rtol=1e-4, atol=1e-4
+    )
 
 
 def test_device_option_moves_numpy_input_and_returns_numpy():
@@ -88,7 +90,9 @@ def test_device_option_moves_numpy_input_and_returns_numpy():
 def test_predict_with_other_namespace_raises():
     X, y = digits_X[:300], digits_y[:300]
     with sklearn.config_context(array_api_dispatch=True):
-        est = EigenProRegressor(n_epochs=1, random_state=0).fit(torch.asarray(X), torch.asarray(y * 1.0))
+        est = EigenProRegressor(n_epochs=1, random_state=0).fit(
+            torch.asarray(X), torch.asarray(y * 1.0)
+        )
         with pytest.raises(ValueError, match="must use the same namespace"):
             est.predict(X)
 
@@ -96,7 +100,9 @@ def test_predict_with_other_namespace_raises():
 def test_history_validation_and_callback():
     X, y = digits_X[:1000], digits_y[:1000]
     seen = []
-    clf = EigenProClassifier(n_epochs=4, random_state=0, callback=lambda r: seen.append(r["val_score"]))
+    clf = EigenProClassifier(
+        n_epochs=4, random_state=0, callback=lambda r: seen.append(r["val_score"])
+    )
     clf.fit(X, y, X_val=digits_X[1000:1300], y_val=digits_y[1000:1300])
     h = clf.history_
     assert h["epoch"] == [0, 1, 2, 3, 4] and clf.n_iter_ == 4
@@ -122,7 +128,9 @@ def test_stop_iteration_from_callback():
     def stop(r):
         raise StopIteration
 
-    est = EigenProRegressor(n_epochs=10, callback=stop, random_state=0).fit(digits_X[:300], digits_y[:300])
+    est = EigenProRegressor(n_epochs=10, callback=stop, random_state=0).fit(
+        digits_X[:300], digits_y[:300]
+    )
     assert est.n_iter_ == 1
 
 
@@ -186,7 +194,9 @@ def test_string_labels_pickle_and_grid_search():
     assert clf.decision_function(X[:5]).shape == (5,)
     clone = pickle.loads(pickle.dumps(clf))
     np.testing.assert_array_equal(clone.predict(X), clf.predict(X))
-    gs = GridSearchCV(EigenProClassifier(n_epochs=1, random_state=0), {"bandwidth": [1.0, 2.0]}, cv=2)
+    gs = GridSearchCV(
+        EigenProClassifier(n_epochs=1, random_state=0), {"bandwidth": [1.0, 2.0]}, cv=2
+    )
     gs.fit(X, y)
     assert gs.best_params_["bandwidth"] in (1.0, 2.0)
 
@@ -196,7 +206,10 @@ def test_float32_and_int_inputs():
     est = EigenProRegressor(n_epochs=1, random_state=0).fit(X, digits_y[:300])
     assert est.coef_.dtype == np.float64
     est32 = EigenProRegressor(n_epochs=1, random_state=0).fit(X.astype(np.float32), digits_y[:300])
-    assert est32.coef_.dtype == np.float32 and est32.predict(X[:3].astype(np.float32)).dtype == np.float32
+    assert (
+        est32.coef_.dtype == np.float32
+        and est32.predict(X[:3].astype(np.float32)).dtype == np.float32
+    )
 
 
 @pytest.mark.gpu

@@ -4,7 +4,12 @@ import pytest
 
 from eigenpro.kernels import Gaussian, Laplacian, make_kernel
 from eigenpro.operator import KernelOperator
-from eigenpro.training_kernel import PackedKernel, StreamedKernel, make_training_kernel, packed_bytes
+from eigenpro.training_kernel import (
+    PackedKernel,
+    StreamedKernel,
+    make_training_kernel,
+    packed_bytes,
+)
 from solvers.backend import to_numpy
 
 rng = np.random.default_rng(0)
@@ -58,13 +63,29 @@ def test_packed_kernel_stores_half_the_matrix():
     n, block, s = 3000, 100, 100
     need = packed_bytes(n, block, s, 4)
     assert need < 0.6 * n * n * 4
-    tk = make_training_kernel(Gaussian(1.0), np.ones((n, 2), np.float32), block_size=block,
-                              n_subsample=s, memory_budget=need / 0.9 + 1)
+    tk = make_training_kernel(
+        Gaussian(1.0),
+        np.ones((n, 2), np.float32),
+        block_size=block,
+        n_subsample=s,
+        memory_budget=need / 0.9 + 1,
+    )
     assert isinstance(tk, PackedKernel)
     assert sum(u.size for u in tk.upper) * 4 + tk.subsample_cols.size * 4 == need
-    tk = make_training_kernel(Gaussian(1.0), np.ones((n, 2), np.float32), block_size=block,
-                              n_subsample=s, memory_budget=need)
+    tk = make_training_kernel(
+        Gaussian(1.0),
+        np.ones((n, 2), np.float32),
+        block_size=block,
+        n_subsample=s,
+        memory_budget=need,
+    )
     assert isinstance(tk, StreamedKernel)
     with pytest.raises(MemoryError, match="upper"):
-        make_training_kernel(Gaussian(1.0), np.ones((n, 2)), block_size=block, n_subsample=s,
-                             memory_budget=10**6, precompute=True)
+        make_training_kernel(
+            Gaussian(1.0),
+            np.ones((n, 2)),
+            block_size=block,
+            n_subsample=s,
+            memory_budget=10**6,
+            precompute=True,
+        )

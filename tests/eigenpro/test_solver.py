@@ -57,8 +57,9 @@ def test_auto_step_size_never_diverges(kernel, scale, dtype):
     bandwidth = scale * kern.default_bandwidth(Xd)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)  # no step halving needed
-        res = eigenpro_solve(kernel, Xd, yd, bandwidth=bandwidth, n_epochs=5, random_state=0,
-                             subsample_size=150)
+        res = eigenpro_solve(
+            kernel, Xd, yd, bandwidth=bandwidth, n_epochs=5, random_state=0, subsample_size=150
+        )
     mse = np.array(res.history["train_mse"])
     assert np.all(np.isfinite(mse))
     assert mse[-1] <= mse[0]
@@ -69,7 +70,9 @@ def test_auto_step_size_never_diverges(kernel, scale, dtype):
 
 def test_too_large_step_is_halved_with_a_warning():
     with pytest.warns(ConvergenceWarning, match="halved"):
-        res = eigenpro_solve("gaussian", X, Y, bandwidth=0.6, step_size=1e4, n_epochs=3, random_state=0)
+        res = eigenpro_solve(
+            "gaussian", X, Y, bandwidth=0.6, step_size=1e4, n_epochs=3, random_state=0
+        )
     assert res.step_size < 1e4
     assert res.history["train_mse"][-1] < res.history["train_mse"][0]
 
@@ -82,7 +85,9 @@ def test_callback_history_and_stop_iteration():
         if r.nit == 2:
             raise StopIteration
 
-    res = eigenpro_solve("gaussian", X, Y, bandwidth=0.6, n_epochs=10, callback=callback, random_state=0)
+    res = eigenpro_solve(
+        "gaussian", X, Y, bandwidth=0.6, n_epochs=10, callback=callback, random_state=0
+    )
     assert [s[0] for s in seen] == [1, 2]
     assert res.nit == 2 and res.status == 99 and "StopIteration" in res.message
     assert res.history["epoch"] == [0, 1, 2]
@@ -108,7 +113,9 @@ def test_warm_start_continues_the_same_iteration():
 
 
 def test_plain_sgd_is_n_components_zero():
-    res = eigenpro_solve("gaussian", X, Y, bandwidth=0.6, n_components=0, n_epochs=2, random_state=0)
+    res = eigenpro_solve(
+        "gaussian", X, Y, bandwidth=0.6, n_components=0, n_epochs=2, random_state=0
+    )
     p = res.preconditioner
     assert p.n_components_ == 0
     assert p.preconditioned_eigenvalue_ >= p.top_eigenvalue_ * 0.999
@@ -179,17 +186,26 @@ def test_few_points_beyond_the_subsample_keep_a_large_batch(extra):
     rng = np.random.default_rng(5)
     Xs = rng.uniform(size=(300 + extra, 5))
     ys = np.sin(4 * Xs[:, 0])
-    res = eigenpro_solve("gaussian", Xs, ys, bandwidth=0.5, subsample_size=300, n_epochs=3,
-                         random_state=0)
-    base = eigenpro_solve("gaussian", Xs[:300], ys[:300], bandwidth=0.5, subsample_size=300,
-                          n_epochs=3, random_state=0)
+    res = eigenpro_solve(
+        "gaussian", Xs, ys, bandwidth=0.5, subsample_size=300, n_epochs=3, random_state=0
+    )
+    base = eigenpro_solve(
+        "gaussian",
+        Xs[:300],
+        ys[:300],
+        bandwidth=0.5,
+        subsample_size=300,
+        n_epochs=3,
+        random_state=0,
+    )
     assert res.batch_size >= 0.3 * base.batch_size
     assert res.history["train_mse"][-1] < 0.05 * res.history["train_mse"][0]
 
 
 def test_tol_is_reachable_with_ridge():
-    res = eigenpro_solve("gaussian", X, Y, bandwidth=0.6, alpha=1.0, n_epochs=200, tol=1e-3,
-                         random_state=0)
+    res = eigenpro_solve(
+        "gaussian", X, Y, bandwidth=0.6, alpha=1.0, n_epochs=200, tol=1e-3, random_state=0
+    )
     assert res.status == 0 and res.nit < 200
 
 
@@ -197,8 +213,9 @@ def test_explicit_components_beyond_the_critical_batch_still_converge():
     rng = np.random.default_rng(2)
     Xs = rng.uniform(size=(400, 3))
     ys = np.cos(3 * Xs[:, 0]) + Xs[:, 1]
-    res = eigenpro_solve("gaussian", Xs, ys, bandwidth=1.5, n_components=60, n_epochs=5,
-                         random_state=0)
+    res = eigenpro_solve(
+        "gaussian", Xs, ys, bandwidth=1.5, n_components=60, n_epochs=5, random_state=0
+    )
     assert res.history["train_mse"][-1] < 0.1 * res.history["train_mse"][0]
     assert np.all(np.isfinite(res.x))
 
@@ -211,8 +228,9 @@ def test_truthy_precompute_flag_stores_the_kernel():
 def test_warm_start_from_another_seed_resumes_where_it_stopped():
     first = eigenpro_solve("gaussian", X, Y, bandwidth=0.6, n_epochs=3, random_state=0)
     # a negligible step: the coefficients must come back where they were put in
-    again = eigenpro_solve("gaussian", X, Y, bandwidth=0.6, n_epochs=1, random_state=7,
-                           coef0=first.x, step_size=1e-12)
+    again = eigenpro_solve(
+        "gaussian", X, Y, bandwidth=0.6, n_epochs=1, random_state=7, coef0=first.x, step_size=1e-12
+    )
     np.testing.assert_allclose(again.x, first.x, rtol=1e-9, atol=1e-12)
     assert again.history["train_mse"][0] == pytest.approx(first.history["train_mse"][-1], rel=0.2)
 
@@ -227,8 +245,9 @@ def test_memory_stays_within_the_budget_when_streaming():
     budget = 8 * 2**20
     tracemalloc.start()
     try:
-        res = eigenpro_solve("gaussian", Xs, ys, bandwidth=0.5, n_epochs=1, memory_budget=budget,
-                             random_state=0)
+        res = eigenpro_solve(
+            "gaussian", Xs, ys, bandwidth=0.5, n_epochs=1, memory_budget=budget, random_state=0
+        )
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

@@ -32,7 +32,9 @@ def test_top_eigensystem_float32_input_is_solved_in_float64(backend):
     values = to_numpy(values)
     assert values.dtype == np.float64
     assert np.all(values >= 0)  # rounding negatives are clipped
-    np.testing.assert_allclose(values[:5], np.linalg.eigvalsh(A.astype(np.float64))[::-1][:5], rtol=1e-5)
+    np.testing.assert_allclose(
+        values[:5], np.linalg.eigvalsh(A.astype(np.float64))[::-1][:5], rtol=1e-5
+    )
 
 
 def test_top_eigensystem_rejects_bad_input():
