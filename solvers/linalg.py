@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
-from solvers.backend import get_namespace_and_device, namespace_kind, to_namespace
+import logging
+
+from solvers.backend import get_namespace_and_device, namespace_kind, to_namespace, to_numpy
+
+logger = logging.getLogger("solvers")
 
 __all__ = ["blocked_matmul", "top_eigensystem"]
 
@@ -51,11 +55,31 @@ def top_eigensystem(A, n_components=None):
         dtype = xp.float32  # pragma: no cover - no float64 on Apple GPUs
     A64 = xp.astype(A, dtype)
     A64 = (A64 + A64.T) * 0.5
+    if not _all_finite(xp, A64):
+        raise FloatingPointError(
+            "top_eigensystem: the matrix has NaN or infinite entries (for a kernel "
+            "matrix: check the kernel function and the data)."
+        )
     values, vectors = xp.linalg.eigh(A64)  # ascending
+    if not (_all_finite(xp, values) and _all_finite(xp, vectors)):
+        # A LAPACK divide-and-conquer run that failed without an error (seen
+        # rarely with threaded OpenBLAS): redo it with SciPy's QR-based driver.
+        import scipy.linalg
+
+        logger.warning("eigh returned non-finite values; retrying with scipy driver 'ev'")
+        host_values, host_vectors = scipy.linalg.eigh(to_numpy(A64), driver="ev")
+        values = to_namespace(host_values, xp, device)
+        vectors = to_namespace(host_vectors, xp, device)
+        if not (_all_finite(xp, values) and _all_finite(xp, vectors)):
+            raise FloatingPointError("top_eigensystem: the eigensolver returned non-finite values.")
     values = xp.flip(values)[:k]
     vectors = xp.flip(vectors, axis=1)[:, :k]
     values = xp.where(values > 0, values, xp.zeros_like(values))
     return values, vectors
+
+
+def _all_finite(xp, a):
+    return bool(xp.all(xp.isfinite(a)))
 
 
 def blocked_matmul(row_block, n_rows, V, block_rows, out=None):

@@ -62,3 +62,28 @@ def test_blocked_matmul_equals_dense(backend, block_rows):
     assert max(calls) <= block_rows and sum(calls) == 17
     vec = blocked_matmul(rows, 17, to_xp(V[:, 0]), block_rows)
     np.testing.assert_allclose(to_numpy(vec), M @ V[:, 0], rtol=1e-12)
+
+
+def test_top_eigensystem_rejects_non_finite_input():
+    A = np.eye(4)
+    A[1, 2] = np.nan
+    with pytest.raises(FloatingPointError, match="NaN or infinite"):
+        top_eigensystem(A)
+
+
+def test_top_eigensystem_recovers_from_a_failed_lapack_run(monkeypatch):
+    import array_api_compat.numpy as cnp
+
+    A = _psd(12)
+    real = cnp.linalg.eigh
+
+    def broken(M):
+        w, V = real(M)
+        V = V.copy()
+        V[0, 0] = np.nan
+        return w, V
+
+    monkeypatch.setattr(cnp.linalg, "eigh", broken)
+    values, vectors = top_eigensystem(A, 3)
+    np.testing.assert_allclose(values, np.linalg.eigvalsh(A)[::-1][:3], rtol=1e-10)
+    assert np.all(np.isfinite(vectors))
