@@ -17,6 +17,7 @@ from eigenpro.kernels import make_kernel
 from eigenpro.operator import KernelOperator
 from eigenpro.solver import eigenpro_solve
 from solvers.backend import (
+    floating_dtype,
     get_namespace_and_device,
     resolve_device,
     resolve_memory_budget,
@@ -605,8 +606,9 @@ def _same_fingerprint(a, b):
 
 def _as_float(X):
     """``X`` itself when it is float32/float64, else converted to float64."""
-    xp, _ = get_namespace_and_device(X)
-    return X if xp.isdtype(X.dtype, "real floating") else xp.astype(X, xp.float64)
+    xp, device = get_namespace_and_device(X)
+    dtype = floating_dtype(xp, X, device)
+    return X if dtype == X.dtype else xp.astype(X, dtype)
 
 
 def _check_number(value, name, *, low, inclusive):

@@ -8,7 +8,7 @@ lives in :mod:`eigenpro.training_kernel`.
 
 from __future__ import annotations
 
-from solvers.backend import get_namespace_and_device, itemsize, rows_per_block
+from solvers.backend import fits_storage, get_namespace_and_device, itemsize, rows_per_block
 from solvers.linalg import blocked_matmul
 
 __all__ = ["KernelOperator"]
@@ -48,19 +48,15 @@ class KernelOperator:
         self._z_state = kernel.prepare(Z)
         bytes_per_item = itemsize(self.xp, X.dtype)
         matrix_bytes = self.shape[0] * self.shape[1] * bytes_per_item
-        fits = matrix_bytes <= 0.9 * memory_budget
-        if precompute is True and not fits:
-            raise MemoryError(
-                f"The {self.shape[0]} x {self.shape[1]} kernel matrix needs "
-                f"{matrix_bytes / 2**30:.2f} GiB, more than 90% of the memory budget "
-                f"({memory_budget / 2**30:.2f} GiB); raise memory_budget or set "
-                "precompute='auto'."
-            )
+        store = fits_storage(
+            matrix_bytes,
+            memory_budget,
+            precompute,
+            f"the {self.shape[0]} x {self.shape[1]} kernel matrix",
+        )
         # A block in flight plus up to two temporaries of its size (kernel profiles).
         self.block_rows = rows_per_block(self.shape[1], bytes_per_item, memory_budget, n_buffers=3)
-        self.matrix = None
-        if precompute is True or (precompute == "auto" and fits):
-            self.matrix = self._rows(0, self.shape[0])
+        self.matrix = self._rows(0, self.shape[0]) if store else None
 
     @property
     def precomputed(self):

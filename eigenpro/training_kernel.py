@@ -18,7 +18,7 @@ same numbers:
 
 from __future__ import annotations
 
-from solvers.backend import get_namespace_and_device, itemsize, rows_per_block
+from solvers.backend import fits_storage, get_namespace_and_device, itemsize, rows_per_block
 
 __all__ = ["PackedKernel", "StreamedKernel", "make_training_kernel", "packed_bytes"]
 
@@ -101,7 +101,7 @@ class PackedKernel(_TrainingKernel):
         G = self.upper[r] @ coef[a:, :]
         for c in range(r):
             ca, cb = self.blocks[c]
-            G = G + self.upper[c][:, a - ca : b - ca].T @ coef[ca:cb, :]
+            G += self.upper[c][:, a - ca : b - ca].T @ coef[ca:cb, :]
         return G, self.subsample_cols[a:b, :]
 
 
@@ -140,13 +140,7 @@ def make_training_kernel(kernel, X, *, block_size, n_subsample, memory_budget, p
     """
     xp, _ = get_namespace_and_device(X)
     need = packed_bytes(X.shape[0], block_size, n_subsample, itemsize(xp, X.dtype))
-    fits = need <= 0.9 * memory_budget
-    if precompute is True and not fits:
-        raise MemoryError(
-            f"Storing the training kernel matrix needs {need / 2**30:.2f} GiB (its upper "
-            f"triangle), more than 90% of the memory budget ({memory_budget / 2**30:.2f} GiB); "
-            "raise memory_budget or set precompute_kernel='auto'."
-        )
-    if precompute is True or (precompute == "auto" and fits):
+    what = "the training kernel matrix (its upper triangle)"
+    if fits_storage(need, memory_budget, precompute, what):
         return PackedKernel(kernel, X, block_size, n_subsample)
     return StreamedKernel(kernel, X, block_size, n_subsample, memory_budget)

@@ -31,6 +31,7 @@ import numpy as np
 __all__ = [
     "available_memory",
     "cpu_threads",
+    "fits_storage",
     "floating_dtype",
     "get_namespace_and_device",
     "map_row_chunks_",
@@ -327,6 +328,22 @@ def resolve_memory_budget(budget, xp=None, device=None):
     if budget <= 1:
         return max(int(budget * available_memory(xp, device)), 2**20)
     return int(budget)
+
+
+def fits_storage(need_bytes, budget, precompute, what):
+    """Whether to store a matrix of ``need_bytes``: the rule every solver shares.
+
+    ``precompute="auto"`` stores it when it takes at most 90 % of ``budget``;
+    True stores it or raises ``MemoryError`` naming ``what``; False never does.
+    """
+    fits = need_bytes <= 0.9 * budget
+    if precompute is True and not fits:
+        raise MemoryError(
+            f"Storing {what} needs {need_bytes / 2**30:.2f} GiB, more than 90% of the memory "
+            f"budget ({budget / 2**30:.2f} GiB); raise memory_budget or let the solver "
+            "decide (precompute 'auto')."
+        )
+    return precompute is True or (precompute == "auto" and fits)
 
 
 def rows_per_block(n_cols, bytes_per_item, budget, *, n_buffers=1, min_rows=1, max_rows=None):
