@@ -6,6 +6,11 @@
   budgets and block sizes, in-place element-wise helpers.
 - :mod:`solvers.linalg`: linear algebra shared by the solvers (top eigensystem
   of a symmetric PSD matrix, blocked matrix products).
+- :mod:`solvers.step_size`, :mod:`solvers.adaptive`, :mod:`solvers.glm`,
+  :mod:`solvers.stochastic`: step-size rules (fixed, Armijo, Goldstein,
+  Polyak), diagonal preconditioners (AdaGrad, AMSGrad) and momentum, GLM
+  minibatch objectives, and :func:`minimize` for stochastic objectives on arrays.
+- :mod:`solvers.torch`: the same optimizers as ``torch.optim`` optimizers.
 
 CuPy and torch are imported lazily: importing :mod:`solvers` needs neither.
 """
@@ -18,12 +23,16 @@ from solvers.backend import (
     to_namespace,
     to_numpy,
 )
+from solvers.glm import GLMObjective
 from solvers.linalg import blocked_matmul, top_eigensystem
+from solvers.stochastic import minimize
 
 __all__ = [
+    "GLMObjective",
     "available_memory",
     "blocked_matmul",
     "get_namespace_and_device",
+    "minimize",
     "resolve_memory_budget",
     "rows_per_block",
     "to_namespace",

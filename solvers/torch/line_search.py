@@ -1,0 +1,516 @@
+# SPDX-License-Identifier: BSD-3-Clause
+"""``torch.optim`` optimizers with stochastic line-search and Polyak step sizes.
+
+- :class:`AdaSLS`: AMSGrad (default) or AdaGrad preconditioning with a
+  stochastic Armijo line search (Vaswani et al. 2020, "Adaptive gradient
+  methods converge faster with over-parameterization (but you should do a
+  line-search)", Alg. 1; the paper's recommended AMSGrad + Armijo setting).
+- :class:`SLS`: SGD with an Armijo or Goldstein line search (Vaswani et al.
+  2019, "Painless stochastic gradient").
+- :class:`SPS`: the stochastic Polyak step (Loizou et al. 2021), one forward
+  per step; with ``preconditioner="amsgrad"`` the paper's "Armijo SPS".
+
+All three are :class:`LineSearchOptimizer` with different defaults; the maths
+(step rules, resets, guards) is :mod:`solvers.step_size`, the preconditioners
+and momentum are the formulas of :mod:`solvers.adaptive` written with
+``torch._foreach_*`` kernels, and the trial forwards run through
+:class:`solvers.torch.trial.TrialEvaluator` (same dropout masks, frozen
+BatchNorm buffers, DDP-averaged losses).
+
+Conventions
+-----------
+- ``step(closure)`` takes the usual closure (``zero_grad``, loss,
+  ``backward``, ``return loss``) and returns its loss. A closure that only
+  returns the loss is also accepted (the optimizer then calls ``backward``).
+- ``step(closure, loss=loss)`` when the gradient is already in ``.grad`` (for
+  example after ``scaler.scale(loss).backward(); scaler.unscale_(opt)`` with
+  AMP): the closure is then used for trial forwards only. Rules without trials
+  (:class:`SPS`, ``line_search="fixed"``) can take ``step(loss=loss)`` alone,
+  so ``GradScaler.step(opt, loss=loss)`` works for them.
+- ``lr`` is the maximum step ``eta_max`` of each group (the initial step too);
+  LR schedulers scale it. A single step size is searched for the whole model
+  (one loss); a group's step is ``min(eta, lr)``. The search settings
+  (``line_search``, ``c``, ``beta_b``, ``beta_f``, ``max_backtracks``,
+  ``reset``, ``gamma``, ``n_batches_per_epoch``, ``polyak_init``,
+  ``f_star``) must therefore agree across groups; preconditioner settings may
+  differ per group.
+- Host synchronisations: one per step (loss and gradient norm, the finite
+  checks), one for ``<g, A^-1 g>``, and one per trial forward.
+- A non-finite loss at the current point raises ``ValueError`` with parameters
+  and state unchanged; a non-finite gradient skips the step (state unchanged),
+  as ``GradScaler`` does.
+- Diagnostics: :attr:`LineSearchOptimizer.last_step` (accepted step, forwards,
+  backtracks, status) and :attr:`LineSearchOptimizer.totals`.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+from torch.optim import Optimizer
+
+from solvers.adaptive import PRECONDITIONERS
+from solvers.step_size import (
+    check_int,
+    check_positive,
+    check_reset,
+    make_step_rule,
+    noise_tolerance,
+    plan_step,
+)
+from solvers.torch.trial import TrialEvaluator, average_over_ranks, distributed_group
+
+#: settings of the (single, model-wide) step-size search; equal across groups
+SEARCH_KEYS = (
+    "line_search",
+    "c",
+    "beta_b",
+    "beta_f",
+    "max_backtracks",
+    "reset",
+    "gamma",
+    "n_batches_per_epoch",
+    "polyak_init",
+    "f_star",
+)
+LINE_SEARCHES = ("armijo", "goldstein", "polyak", "fixed")
+MOMENTA = ("ema", "heavy_ball", "none")
+
+
+@lru_cache(maxsize=64)
+def _rule(line_search, c, beta_b, beta_f, max_backtracks):
+    return make_step_rule(line_search, c=c, beta_b=beta_b, beta_f=beta_f,
+                          max_backtracks=max_backtracks)
+
+
+def _check_group(group):
+    check_positive("lr", group["lr"])
+    if group["preconditioner"] not in PRECONDITIONERS:
+        raise ValueError(
+            f"preconditioner must be one of {PRECONDITIONERS}, got {group['preconditioner']!r}."
+        )
+    if group["momentum"] not in MOMENTA:
+        raise ValueError(f"momentum must be one of {MOMENTA}, got {group['momentum']!r}.")
+    if group["line_search"] not in LINE_SEARCHES:
+        raise ValueError(
+            f"line_search must be one of {LINE_SEARCHES}, got {group['line_search']!r}."
+        )
+    betas = group["betas"]
+    if len(betas) != 2:
+        raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}.")
+    check_positive("betas[0]", betas[0], strict=False, upper=1.0)
+    check_positive("betas[1]", betas[1], strict=False, upper=1.0)
+    check_positive("eps", group["eps"], strict=False)
+    check_positive("heavy_ball", group["heavy_ball"], strict=False, upper=1.0)
+    if check_positive("gamma", group["gamma"]) < 1.0:
+        raise ValueError(f"gamma must be >= 1, got {group['gamma']!r}.")
+    check_positive("n_batches_per_epoch", group["n_batches_per_epoch"])
+    check_reset(group["reset"])
+    check_int("max_backtracks", group["max_backtracks"])
+    if not math.isfinite(group["f_star"]):
+        raise ValueError(f"f_star must be finite, got {group['f_star']!r}.")
+    _rule(group["line_search"], group["c"], group["beta_b"], group["beta_f"],
+          group["max_backtracks"])
+
+
+class LineSearchOptimizer(Optimizer):
+    """Preconditioned stochastic steps with a line-search or Polyak step size.
+
+    Parameters
+    ----------
+    params : iterable of Tensor or dict
+        Parameters or parameter groups.
+    lr : float, default=100.0
+        Maximum (and initial) step ``eta_max``.
+    preconditioner : {"amsgrad", "adagrad", "identity"}, default="amsgrad"
+    momentum : {"ema", "heavy_ball", "none"}, default="ema"
+        ``"ema"``: AMSGrad's first moment with ``betas[0]``; ``"heavy_ball"``:
+        ``w_{k+1} = w_k - eta A^-1 g + heavy_ball (w_k - w_{k-1})``.
+    betas : (float, float), default=(0.9, 0.99)
+        First-moment and second-moment averaging constants.
+    eps : float, default=1e-8
+        Added to ``sqrt(v)`` in the preconditioner.
+    heavy_ball : float, default=0.25
+        Heavy-ball coefficient (``momentum="heavy_ball"``).
+    line_search : {"armijo", "goldstein", "polyak", "fixed"}, default="armijo"
+    c : float, default=0.1
+        Armijo / Goldstein / Polyak constant (paper: 0.1 deep nets, 0.5
+        convex, 0.2 for SPS).
+    beta_b : float, default=0.9
+        Backtracking factor.
+    beta_f : float, default=2.0
+        Goldstein growth factor.
+    max_backtracks : int, default=100
+        After this many rejected trials no step is taken and the next step
+        starts from the last trial.
+    reset : {"grow", "conservative", "max"}, default="grow"
+    gamma : float, default=2.0
+        ``"grow"`` multiplies the step by ``gamma ** (1 / n_batches_per_epoch)``
+        per step.
+    n_batches_per_epoch : float, default=500
+        Steps per epoch (``len(loader)``), used by ``"grow"``.
+    polyak_init : bool, default=True
+        Cap the first trial at the Polyak step ``(f - f_star) / (c <g, d>)``
+        (never excludes an acceptable Armijo step when ``f >= f_star``).
+    f_star : float, default=0.0
+        Lower bound of the minibatch losses.
+    process_group : ProcessGroup, optional
+        Group over which losses are averaged when ``torch.distributed`` is
+        initialised (default: the world).
+    """
+
+    def __init__(
+        self,
+        params,
+        lr=100.0,
+        *,
+        preconditioner="amsgrad",
+        momentum="ema",
+        betas=(0.9, 0.99),
+        eps=1e-8,
+        heavy_ball=0.25,
+        line_search="armijo",
+        c=0.1,
+        beta_b=0.9,
+        beta_f=2.0,
+        max_backtracks=100,
+        reset="grow",
+        gamma=2.0,
+        n_batches_per_epoch=500,
+        polyak_init=True,
+        f_star=0.0,
+        process_group=None,
+    ):
+        defaults = dict(
+            lr=lr,
+            preconditioner=preconditioner,
+            momentum=momentum,
+            betas=tuple(betas),
+            eps=eps,
+            heavy_ball=heavy_ball,
+            line_search=line_search,
+            c=c,
+            beta_b=beta_b,
+            beta_f=beta_f,
+            max_backtracks=max_backtracks,
+            reset=reset,
+            gamma=gamma,
+            n_batches_per_epoch=n_batches_per_epoch,
+            polyak_init=polyak_init,
+            f_star=f_star,
+            step_size=None,
+        )
+        _check_group(defaults)
+        super().__init__(params, defaults)
+        self.process_group = process_group
+        self.last_step = {}
+        self.totals = {"steps": 0, "forwards": 0, "backtracks": 0, "skipped": 0}
+
+    def add_param_group(self, param_group):
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        _check_group(group)
+        if group["step_size"] is None:
+            group["step_size"] = float(group["lr"])
+
+    def state_dict(self):
+        sd = super().state_dict()
+        sd["line_search_totals"] = dict(self.totals)
+        return sd
+
+    def load_state_dict(self, state_dict):
+        totals = state_dict.get("line_search_totals")
+        super().load_state_dict(
+            {k: v for k, v in state_dict.items() if k != "line_search_totals"}
+        )
+        if totals is not None:
+            self.totals = dict(totals)
+
+    # -- the step ---------------------------------------------------------------------------
+
+    def _search_settings(self):
+        first = self.param_groups[0]
+        for group in self.param_groups[1:]:
+            for key in SEARCH_KEYS:
+                if group[key] != first[key]:
+                    raise ValueError(
+                        f"Parameter groups disagree on {key!r} ({first[key]!r} vs "
+                        f"{group[key]!r}); the step size is searched once for the whole "
+                        "model, so its settings must be the same in every group."
+                    )
+        return first
+
+    def _gather(self):
+        """Per group: (group, params with grads, grads, states)."""
+        out = []
+        for group in self.param_groups:
+            params, grads = [], []
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise RuntimeError(f"{type(self).__name__} does not support sparse gradients.")
+                params.append(p)
+                grads.append(p.grad)
+            out.append((group, params, grads, [self.state[p] for p in params]))
+        return out
+
+    def _init_state(self, group, params, states):
+        for p, st in zip(params, states):
+            if st:
+                continue
+            st["step"] = 0
+            tiny = torch.finfo(p.dtype).tiny  # see solvers.adaptive: keeps sqrt off subnormals
+
+            def full(value, p=p):
+                return torch.full_like(p, value, memory_format=torch.preserve_format)
+
+            if group["preconditioner"] == "adagrad":
+                st["sum_sq"] = full(tiny)
+            elif group["preconditioner"] == "amsgrad":
+                st["exp_avg_sq"] = full(0.0)
+                st["max_exp_avg_sq"] = full(tiny)
+            if group["momentum"] == "ema":
+                st["exp_avg"] = full(0.0)
+            elif group["momentum"] == "heavy_ball":
+                st["displacement"] = full(0.0)
+
+    @staticmethod
+    def _direction(group, grads, states):
+        """Update the preconditioner and first moment in place; ``(d, denom)``.
+
+        ``d = A^-1 g`` and ``denom = A`` (None for the identity).
+        """
+        steps = [st["step"] for st in states]
+        kind = group["preconditioner"]
+        if kind == "identity":
+            d, denom = grads, None
+        elif kind == "adagrad":
+            sum_sq = [st["sum_sq"] for st in states]
+            torch._foreach_addcmul_(sum_sq, grads, grads)
+            denom = torch._foreach_sqrt(sum_sq)
+            torch._foreach_add_(denom, group["eps"])
+            d = torch._foreach_div(grads, denom)
+        else:
+            beta2 = group["betas"][1]
+            v = [st["exp_avg_sq"] for st in states]
+            vmax = [st["max_exp_avg_sq"] for st in states]
+            torch._foreach_mul_(v, beta2)
+            torch._foreach_addcmul_(v, grads, grads, value=1.0 - beta2)
+            torch._foreach_maximum_(vmax, v)
+            denom = torch._foreach_sqrt(vmax)
+            torch._foreach_div_(denom, [math.sqrt(1.0 - beta2**k) for k in steps])
+            torch._foreach_add_(denom, group["eps"])
+            d = torch._foreach_div(grads, denom)
+        if group["momentum"] == "ema":
+            torch._foreach_lerp_([st["exp_avg"] for st in states], grads, 1.0 - group["betas"][0])
+        return d, denom
+
+    @staticmethod
+    def _inner(a, b):
+        """``sum_i <a_i, b_i>`` as a float64 tensor (no temporaries)."""
+        return torch.stack(
+            [torch.dot(x.reshape(-1), y.reshape(-1)).to(torch.float64) for x, y in zip(a, b)]
+        ).sum()
+
+    def _finish_move(self, group, params, grads, states, d, denom, eta, at):
+        """Params sit at ``w - at d``; move them to the step's final point for step ``eta``."""
+        momentum = group["momentum"]
+        if momentum == "ema":
+            beta1 = group["betas"][0]
+            if at:
+                torch._foreach_add_(params, d, alpha=at)
+            m = [st["exp_avg"] for st in states]
+            scales = [-eta / (1.0 - beta1 ** st["step"]) for st in states]
+            if denom is not None:
+                torch._foreach_addcdiv_(params, m, denom, scales)
+            else:
+                torch._foreach_add_(params, torch._foreach_mul(m, scales))
+            return
+        if at != eta:
+            torch._foreach_add_(params, d, alpha=at - eta)
+        if momentum == "heavy_ball":
+            delta = [st["displacement"] for st in states]
+            torch._foreach_mul_(delta, group["heavy_ball"])
+            torch._foreach_add_(params, delta)
+            torch._foreach_add_(delta, d, alpha=-eta)
+
+    @torch.no_grad()
+    def step(self, closure=None, *, loss=None):
+        """One step; returns the loss at the starting point.
+
+        Parameters
+        ----------
+        closure : callable, optional
+            Re-evaluates the model: ``zero_grad``, forward, ``backward``,
+            returns the loss. Needed by line searches (trial forwards).
+        loss : Tensor, optional
+            The loss whose gradient is already in ``.grad``; the closure is
+            then only used for trial forwards.
+        """
+        settings = self._search_settings()
+        rule = _rule(settings["line_search"], settings["c"], settings["beta_b"],
+                     settings["beta_f"], settings["max_backtracks"])
+        if closure is None and (loss is None or rule.needs_trials):
+            need = "a closure" if rule.needs_trials else "a closure or loss="
+            raise ValueError(
+                f"{type(self).__name__} with line_search={settings['line_search']!r} needs "
+                f"{need} (step(closure) with a closure that computes and returns the loss)."
+            )
+        all_params = [p for g in self.param_groups for p in g["params"]]
+        group_ddp, world = distributed_group(self.process_group)
+        trial = TrialEvaluator(all_params, closure, group_ddp, world) if closure else None
+        if loss is None:
+            loss = trial.first()
+            if loss is None:
+                raise ValueError("The closure returned None; it must return the loss.")
+            if isinstance(loss, torch.Tensor) and loss.requires_grad and all(
+                p.grad is None for p in all_params
+            ):
+                with torch.enable_grad():
+                    loss.backward()
+        try:
+            return self._step(settings, rule, trial, loss, group_ddp, world)
+        finally:
+            if trial is not None:
+                trial.finish()
+
+    def _step(self, settings, rule, trial, loss, group_ddp, world):
+        f0_t = torch.as_tensor(loss).detach().to(torch.float64)
+        f0_t = average_over_ranks(f0_t, group_ddp, world)
+        gathered = self._gather()
+        grads_all = [g for _, _, grads, _ in gathered for g in grads]
+        if grads_all:
+            norms = torch._foreach_norm(grads_all)
+            gsq = torch.stack([n.to(f0_t.device, torch.float64) for n in norms]).square().sum()
+        else:
+            gsq = torch.zeros((), dtype=torch.float64, device=f0_t.device)
+        f0, gsq = torch.stack([f0_t, gsq]).tolist()
+        if not math.isfinite(f0):
+            raise ValueError(
+                f"The loss at the current point is not finite ({f0}); no step was taken and "
+                "the parameters and optimizer state are unchanged. Check the data and the "
+                "model for NaN/inf (or lower the maximum step lr)."
+            )
+        loss_dtype = loss.dtype if isinstance(loss, torch.Tensor) else torch.float64
+        eps = torch.finfo(loss_dtype).eps if loss_dtype.is_floating_point else 2.0**-52
+        if not math.isfinite(gsq):
+            return self._record(loss, 0.0, 0, 0, "nonfinite_gradient", skipped=True)
+
+        # preconditioner and momentum updates (committed: the gradient is finite)
+        moves, pps = [], []
+        for group, params, grads, states in gathered:
+            if not params:
+                continue
+            self._init_state(group, params, states)
+            for st in states:
+                st["step"] += 1
+            d, denom = self._direction(group, grads, states)
+            moves.append([group, params, grads, states, d, denom, 0.0])
+            pps.append(self._inner(grads, d).to(f0_t.device))
+        pp_groups = torch.stack(pps).tolist() if pps else []
+        pp = math.fsum(pp_groups)
+        lr_max = max(g["lr"] for g in self.param_groups)
+        previous = settings["step_size"]
+        n_batches = settings["n_batches_per_epoch"]
+        eta0, why = plan_step(
+            rule, f0=f0, pp=pp, previous=previous, eta_max=lr_max, reset=settings["reset"],
+            growth=settings["gamma"] ** (1.0 / n_batches), f_star=settings["f_star"],
+            polyak_init=settings["polyak_init"], eps=eps,
+        )
+        if why is not None:
+            return self._record(loss, 0.0, 0, 0, why, skipped=True)
+
+        lrs = [mv[0]["lr"] for mv in moves]
+
+        def move_to(eta):
+            for mv, lr in zip(moves, lrs):
+                eta_g = min(eta, lr)
+                if eta_g != mv[6]:
+                    torch._foreach_add_(mv[1], mv[4], alpha=mv[6] - eta_g)
+                    mv[6] = eta_g
+
+        def evaluate(eta):
+            move_to(eta)
+            return trial().item()
+
+        def decrease(eta):
+            return sum(min(eta, lr) * p for lr, p in zip(lrs, pp_groups))
+
+        out = rule.search(f0, eta0, decrease, evaluate if rule.needs_trials else None,
+                          noise_tolerance(f0, eps), lr_max)
+        for group in self.param_groups:
+            group["step_size"] = out.next_step
+        if out.step_size > 0.0:
+            for group, params, grads, states, d, denom, at in moves:
+                self._finish_move(group, params, grads, states, d, denom,
+                                  min(out.step_size, group["lr"]), at)
+        else:
+            move_to(0.0)
+        return self._record(loss, out.step_size, out.n_evals, out.n_backtracks, out.status,
+                            skipped=out.step_size == 0.0)
+
+    def _record(self, loss, eta, n_evals, n_backtracks, status, skipped):
+        self.last_step = {
+            "step_size": eta,
+            "forwards": 1 + n_evals,
+            "backtracks": n_backtracks,
+            "status": status,
+        }
+        t = self.totals
+        t["steps"] += 1
+        t["forwards"] += 1 + n_evals
+        t["backtracks"] += n_backtracks
+        t["skipped"] += int(skipped)
+        return loss
+
+
+class AdaSLS(LineSearchOptimizer):
+    """AMSGrad (or AdaGrad) with a stochastic Armijo line search.
+
+    The paper's recommended setting (Vaswani et al. 2020): AMSGrad
+    preconditioner with ``betas=(0.9, 0.99)`` momentum, Armijo with ``c=0.1``
+    for deep networks (0.5 for convex problems), backtracking 0.9, initial and
+    maximum step 100, step grown by ``2 ** (1 / n_batches_per_epoch)`` per
+    step. ``preconditioner="adagrad"`` gives AdaGrad + Armijo (without
+    momentum by default, as in the paper). See :class:`LineSearchOptimizer`
+    for every parameter.
+    """
+
+    def __init__(self, params, lr=100.0, *, preconditioner="amsgrad", momentum=None, c=0.1,
+                 **kwargs):
+        if momentum is None:
+            momentum = "ema" if preconditioner == "amsgrad" else "none"
+        super().__init__(params, lr, preconditioner=preconditioner, momentum=momentum, c=c,
+                         line_search=kwargs.pop("line_search", "armijo"), **kwargs)
+
+
+class SLS(LineSearchOptimizer):
+    """SGD with a stochastic Armijo (or Goldstein) line search (Vaswani et al. 2019).
+
+    ``line_search="goldstein"`` needs ``c < 1/2``. See
+    :class:`LineSearchOptimizer` for every parameter.
+    """
+
+    def __init__(self, params, lr=100.0, *, c=0.1, line_search="armijo", **kwargs):
+        kwargs.setdefault("momentum", "none")
+        super().__init__(params, lr, preconditioner=kwargs.pop("preconditioner", "identity"),
+                         c=c, line_search=line_search, **kwargs)
+
+
+class SPS(LineSearchOptimizer):
+    """Stochastic Polyak step ``min(eta_B, (f - f_star) / (c ||g||^2))``: one forward per step.
+
+    Loizou et al. 2021 with the paper's smoothing (``reset="grow"``:
+    ``eta_B = eta_{k-1} 2^(1/n_batches)``), ``c=0.2``; ``lr`` caps the step
+    and is the first ``eta_B``. Works with ``step(closure)`` or, after the
+    backward pass, ``step(loss=loss)``. ``preconditioner="amsgrad"`` gives the
+    "Armijo SPS" of Vaswani et al. 2020. See :class:`LineSearchOptimizer`.
+    """
+
+    def __init__(self, params, lr=10.0, *, c=0.2, **kwargs):
+        kwargs.setdefault("momentum", "none")
+        super().__init__(params, lr, preconditioner=kwargs.pop("preconditioner", "identity"),
+                         c=c, line_search="polyak", **kwargs)
