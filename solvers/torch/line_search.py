@@ -243,7 +243,7 @@ class LineSearchOptimizer(Optimizer):
         return first
 
     def _gather(self):
-        """Per group: (group, params with grads, grads, states)."""
+        """Per group: (group, params with grads, grads); the state is not touched."""
         out = []
         for group in self.param_groups:
             params, grads = [], []
@@ -254,7 +254,7 @@ class LineSearchOptimizer(Optimizer):
                     raise RuntimeError(f"{type(self).__name__} does not support sparse gradients.")
                 params.append(p)
                 grads.append(p.grad)
-            out.append((group, params, grads, [self.state[p] for p in params]))
+            out.append((group, params, grads))
         return out
 
     def _init_state(self, group, params, states):
@@ -381,7 +381,7 @@ class LineSearchOptimizer(Optimizer):
         f0_t = torch.as_tensor(loss).detach().to(torch.float64)
         f0_t = average_over_ranks(f0_t, group_ddp, world)
         gathered = self._gather()
-        grads_all = [g for _, _, grads, _ in gathered for g in grads]
+        grads_all = [g for _, _, grads in gathered for g in grads]
         if grads_all:
             norms = torch._foreach_norm(grads_all)
             gsq = torch.stack([n.to(f0_t.device, torch.float64) for n in norms]).square().sum()
@@ -401,9 +401,10 @@ class LineSearchOptimizer(Optimizer):
 
         # preconditioner and momentum updates (committed: the gradient is finite)
         moves, pps = [], []
-        for group, params, grads, states in gathered:
+        for group, params, grads in gathered:
             if not params:
                 continue
+            states = [self.state[p] for p in params]
             self._init_state(group, params, states)
             for st in states:
                 st["step"] += 1

@@ -1,0 +1,447 @@
+# SPDX-License-Identifier: BSD-3-Clause
+"""solvers.torch: AdaSLS, SLS, SPS as torch.optim optimizers."""
+
+import copy
+import os
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from solvers import GLMObjective, minimize  # noqa: E402
+from solvers.torch import SLS, SPS, AdaSLS  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(__file__))
+from test_stochastic import separable  # noqa: E402
+
+
+def logistic_loss(w, X, y):
+    return torch.nn.functional.softplus(-y * (X @ w)).mean()
+
+
+def run_torch(opt_factory, X, y, batch_size, epochs):
+    Xt, yt = torch.tensor(X), torch.tensor(y)
+    w = torch.zeros(X.shape[1], dtype=torch.float64, requires_grad=True)
+    opt = opt_factory([w])
+    for _ in range(epochs):
+        for i in range(0, len(X), batch_size):
+            xb, yb = Xt[i : i + batch_size], yt[i : i + batch_size]
+
+            def closure():
+                opt.zero_grad()
+                loss = logistic_loss(w, xb, yb)
+                loss.backward()
+                return loss
+
+            opt.step(closure)
+    return w.detach().numpy(), opt
+
+
+SETTINGS = [
+    # (torch optimizer factory, minimize kwargs)
+    (lambda nb: lambda p: AdaSLS(p, c=0.5, n_batches_per_epoch=nb), dict(c=0.5)),
+    (
+        lambda nb: lambda p: AdaSLS(p, c=0.5, preconditioner="adagrad", n_batches_per_epoch=nb),
+        dict(c=0.5, preconditioner="adagrad"),
+    ),
+    (
+        lambda nb: lambda p: SLS(p, c=0.2, line_search="goldstein", n_batches_per_epoch=nb),
+        dict(c=0.2, preconditioner="identity", step_rule="goldstein"),
+    ),
+    (
+        lambda nb: lambda p: SPS(p, n_batches_per_epoch=nb),
+        dict(c=0.2, preconditioner="identity", step_rule="polyak", lr=10.0),
+    ),
+    (
+        lambda nb: lambda p: AdaSLS(p, c=0.5, momentum="heavy_ball", n_batches_per_epoch=nb),
+        dict(c=0.5, momentum="heavy_ball"),
+    ),
+]
+
+
+@pytest.mark.parametrize("factory, kwargs", SETTINGS)
+def test_torch_and_array_versions_give_the_same_iterates(factory, kwargs):
+    X, y = separable(n=400, p=10, margin=0.05)
+    w_torch, opt = run_torch(factory(8), X, y, 50, 3)
+    res = minimize(GLMObjective("logistic"), np.zeros(10), (X, y), batch_size=50, epochs=3,
+                   shuffle=False, **kwargs)
+    np.testing.assert_allclose(w_torch, res.x, rtol=1e-9, atol=1e-12)
+    assert opt.totals["forwards"] == res.nfev
+    assert opt.param_groups[0]["step_size"] == pytest.approx(res.step_size, rel=1e-9)
+
+
+@pytest.mark.parametrize("make", [
+    lambda p: AdaSLS(p, c=0.5, n_batches_per_epoch=10),
+    lambda p: AdaSLS(p, c=0.5, preconditioner="adagrad", n_batches_per_epoch=10),
+    lambda p: SLS(p, c=0.5, n_batches_per_epoch=10),
+    lambda p: SPS(p, c=0.5, n_batches_per_epoch=10),
+])
+def test_converges_on_quadratic_and_separable_logistic(make):
+    torch.manual_seed(0)
+    A = torch.randn(100, 5, dtype=torch.float64)
+    x_star = torch.randn(5, dtype=torch.float64)
+    b = A @ x_star
+    x = torch.zeros(5, dtype=torch.float64, requires_grad=True)
+    opt = make([x])
+    for _ in range(60):
+        for i in range(0, 100, 10):
+            def closure(i=i):
+                opt.zero_grad()
+                loss = 0.5 * ((A[i : i + 10] @ x - b[i : i + 10]) ** 2).mean()
+                loss.backward()
+                return loss
+            opt.step(closure)
+    assert torch.linalg.norm(x.detach() - x_star) < 1e-4 * torch.linalg.norm(x_star)
+
+    X, y = separable(n=200, p=5, margin=0.2)
+    w, _ = run_torch(make, X, y, 20, 40)
+    assert np.all(np.sign(X @ w) == y)
+    assert logistic_loss(torch.tensor(w), torch.tensor(X), torch.tensor(y)) < 0.02
+
+
+@pytest.mark.parametrize("preconditioner", ["identity", "adagrad"])
+def test_every_accepted_step_satisfies_armijo(preconditioner):
+    X, y = separable(n=300, p=6, margin=0.05)
+    Xt, yt = torch.tensor(X), torch.tensor(y)
+    w = torch.zeros(6, dtype=torch.float64, requires_grad=True)
+    c = 0.5
+    opt = AdaSLS([w], c=c, preconditioner=preconditioner, momentum="none",
+                 n_batches_per_epoch=10)
+    checked = 0
+    for _ in range(5):
+        for i in range(0, 300, 30):
+            xb, yb = Xt[i : i + 30], yt[i : i + 30]
+
+            def closure():
+                opt.zero_grad()
+                loss = logistic_loss(w, xb, yb)
+                loss.backward()
+                return loss
+
+            w0 = w.detach().clone()
+            f0 = opt.step(closure).item()
+            eta = opt.last_step["step_size"]
+            if eta == 0.0:
+                continue
+            d = (w0 - w.detach()) / eta  # the searched direction A^-1 g
+            g = torch.autograd.functional.jacobian(lambda v: logistic_loss(v, xb, yb), w0)
+            f1 = logistic_loss(w.detach(), xb, yb).item()
+            tol = 8 * np.finfo(np.float64).eps * abs(f0)
+            assert f1 <= f0 - c * eta * torch.dot(g, d).item() + tol
+            checked += 1
+    assert checked >= 45
+
+
+def mlp(dropout=0.0, batchnorm=False):
+    layers = [torch.nn.Linear(8, 16)]
+    if batchnorm:
+        layers.append(torch.nn.BatchNorm1d(16))
+    layers += [torch.nn.Tanh(), torch.nn.Dropout(dropout), torch.nn.Linear(16, 3)]
+    return torch.nn.Sequential(*layers)
+
+
+def data(n=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 8, generator=g), torch.randint(0, 3, (n,), generator=g)
+
+
+def make_closure(model, opt, X, y, log=None):
+    def closure():
+        opt.zero_grad()
+        out = model(X)
+        if log is not None:
+            log.append(out.detach().clone())
+        loss = torch.nn.functional.cross_entropy(out, y)
+        loss.backward()
+        return loss
+    return closure
+
+
+def test_state_dict_resume_is_bit_for_bit():
+    X, y = data()
+    torch.manual_seed(1)
+    model = mlp(dropout=0.2)
+    opt = AdaSLS(model.parameters(), n_batches_per_epoch=4)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=3, gamma=0.5)
+    for k in range(5):
+        opt.step(make_closure(model, opt, X[k::4], y[k::4]))
+        sched.step()
+    saved = (copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict()),
+             copy.deepcopy(sched.state_dict()), torch.get_rng_state())
+
+    def continue_run(model, opt, sched):
+        for k in range(6):
+            opt.step(make_closure(model, opt, X[k % 4::4], y[k % 4::4]))
+            sched.step()
+        return [p.detach().clone() for p in model.parameters()]
+
+    first = continue_run(model, opt, sched)
+    model2 = mlp(dropout=0.2)
+    model2.load_state_dict(saved[0])
+    opt2 = AdaSLS(model2.parameters(), n_batches_per_epoch=4)
+    opt2.load_state_dict(saved[1])
+    sched2 = torch.optim.lr_scheduler.StepLR(opt2, step_size=3, gamma=0.5)
+    sched2.load_state_dict(saved[2])
+    torch.set_rng_state(saved[3])
+    second = continue_run(model2, opt2, sched2)
+    for a, b in zip(first, second):
+        assert torch.equal(a, b)
+    assert opt.totals == opt2.totals
+
+
+def test_lr_scheduler_caps_the_step_and_param_groups_work():
+    X, y = data()
+    torch.manual_seed(0)
+    model = mlp()
+    head = list(model[-1].parameters())
+    body = [p for p in model.parameters() if all(p is not q for q in head)]
+    opt = AdaSLS([{"params": body}, {"params": head, "lr": 1e-3}], n_batches_per_epoch=4)
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.1)
+    assert [g["initial_lr"] for g in opt.param_groups] == [100.0, 1e-3]
+    before = [p.detach().clone() for p in head]
+    opt.step(make_closure(model, opt, X, y))
+    assert opt.last_step["step_size"] > 1e-3  # the body's step is not capped by the head's lr
+    for _ in range(4):
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-2)
+    for _ in range(3):
+        opt.step(make_closure(model, opt, X, y))
+        assert opt.last_step["step_size"] <= 1e-2 * (1 + 1e-12)
+    assert any(not torch.equal(a, b) for a, b in zip(before, head))
+
+
+def test_param_groups_must_agree_on_search_settings():
+    model = mlp()
+    opt = AdaSLS([{"params": model[0].parameters()},
+                  {"params": model[-1].parameters(), "c": 0.3}])
+    X, y = data()
+    with pytest.raises(ValueError, match="disagree on 'c'"):
+        opt.step(make_closure(model, opt, X, y))
+
+
+def test_dropout_masks_are_identical_in_all_trials_and_rng_advances_once():
+    X, y = data()
+    torch.manual_seed(0)
+    model = mlp(dropout=0.5)
+    # no Polyak cap and a huge first trial: several backtracks per step
+    opt = SLS(model.parameters(), lr=1e4, polyak_init=False, beta_b=0.3, reset="max")
+    masks = []
+    dropout = next(m for m in model if isinstance(m, torch.nn.Dropout))
+    h = dropout.register_forward_hook(lambda m, i, o: masks[-1].append((o == 0).clone()))
+    for _ in range(2):
+        masks.append([])
+        start = torch.get_rng_state()
+        opt.step(make_closure(model, opt, X, y))
+        assert len(masks[-1]) == opt.last_step["forwards"] >= 3
+        # the global generator moved exactly as much as one forward pass
+        after = torch.get_rng_state()
+        torch.set_rng_state(start)
+        with torch.no_grad():
+            model(X)
+        assert torch.equal(torch.get_rng_state(), after)
+    h.remove()
+    for step_masks in masks:
+        assert all(torch.equal(step_masks[0], m) for m in step_masks[1:])
+    assert masks[0][0].float().mean() > 0.3  # dropout was active
+    assert not torch.equal(masks[0][0], masks[1][0])  # a new mask at the next step
+
+
+def test_batchnorm_buffers_change_once_per_step():
+    X, y = data()
+    torch.manual_seed(0)
+    model = mlp(batchnorm=True)
+    reference = copy.deepcopy(model)
+    opt = SLS(model.parameters(), lr=1e4, polyak_init=False, beta_b=0.3, reset="max")
+    opt.step(make_closure(model, opt, X, y))
+    assert opt.last_step["forwards"] >= 3
+    bn = model[1]
+    assert int(bn.num_batches_tracked) == 1
+    with torch.no_grad():
+        reference(X)  # one forward at the starting point
+    assert torch.allclose(bn.running_mean, reference[1].running_mean)
+    assert torch.allclose(bn.running_var, reference[1].running_var)
+
+
+def test_nonfinite_loss_raises_and_leaves_everything_unchanged():
+    model = mlp()
+    X, y = data()
+    opt = AdaSLS(model.parameters())
+    before = [p.detach().clone() for p in model.parameters()]
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(X), y) * float("nan")
+        loss.backward()
+        return loss
+
+    with pytest.raises(ValueError, match="not finite"):
+        opt.step(closure)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert len(opt.state) == 0
+
+
+def test_nonfinite_gradient_skips_the_step():
+    model = mlp()
+    X, y = data()
+    opt = AdaSLS(model.parameters())
+    loss = torch.nn.functional.cross_entropy(model(X), y)
+    loss.backward()
+    model[0].weight.grad[0, 0] = float("inf")
+    before = [p.detach().clone() for p in model.parameters()]
+    opt.step(make_closure(model, opt, X, y), loss=loss)
+    assert opt.last_step["status"] == "nonfinite_gradient"
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert len(opt.state) == 0
+
+
+def test_amp_grad_scaler_flow():
+    if not hasattr(torch.amp, "GradScaler"):
+        pytest.skip("no torch.amp.GradScaler")
+    X, y = data()
+    torch.manual_seed(0)
+    model = mlp()
+    opt = AdaSLS(model.parameters(), n_batches_per_epoch=4)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    losses = []
+    for _ in range(5):
+        opt.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = torch.nn.functional.cross_entropy(model(X), y)
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
+
+        def closure():
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return torch.nn.functional.cross_entropy(model(X), y)
+
+        opt.step(closure, loss=loss)
+        scaler.update()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+    # SPS needs no closure: GradScaler.step passes loss= through
+    sps = SPS(model.parameters())
+    opt.zero_grad()
+    loss = torch.nn.functional.cross_entropy(model(X), y)
+    scaler.scale(loss).backward()
+    scaler.step(sps, loss=loss)
+    scaler.update()
+    assert sps.last_step["forwards"] == 1 and sps.last_step["step_size"] > 0
+
+
+def test_sps_takes_one_forward_per_step_and_accepts_loss_keyword():
+    X, y = data()
+    model = mlp()
+    opt = SPS(model.parameters())
+    calls = []
+
+    def closure():
+        calls.append(1)
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(X), y)
+        loss.backward()
+        return loss
+
+    for _ in range(5):
+        opt.step(closure)
+    assert len(calls) == 5 and opt.totals["forwards"] == 5
+    opt.zero_grad()
+    loss = torch.nn.functional.cross_entropy(model(X), y)
+    loss.backward()
+    opt.step(loss=loss)
+    assert opt.totals["steps"] == 6
+
+
+def test_closure_without_backward_is_accepted():
+    X, y = data()
+    model = mlp()
+    opt = AdaSLS(model.parameters())
+
+    def closure():
+        return torch.nn.functional.cross_entropy(model(X), y)
+
+    l0 = opt.step(closure).item()
+    for _ in range(10):
+        opt.zero_grad()
+        opt.step(closure)
+    assert closure().item() < l0
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(c=1.2), "c must lie in"),
+        (dict(c=0.0), "c must lie in"),
+        (dict(lr=-1.0), "lr must be"),
+        (dict(line_search="goldstein", c=0.7), r"\(0, 0.5\)"),
+        (dict(beta_b=0.0), "beta_b"),
+        (dict(reset="never"), "reset"),
+        (dict(preconditioner="adam"), "preconditioner"),
+        (dict(betas=(0.9, 1.5)), "betas"),
+        (dict(max_backtracks=0), "max_backtracks"),
+    ],
+)
+def test_bad_hyperparameters_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        AdaSLS(mlp().parameters(), **kwargs)
+
+
+def test_line_search_needs_a_closure():
+    opt = AdaSLS(mlp().parameters())
+    with pytest.raises(ValueError, match="needs a closure"):
+        opt.step()
+
+
+def test_step_hooks_fire():
+    X, y = data()
+    model = mlp()
+    opt = AdaSLS(model.parameters())
+    fired = []
+    opt.register_step_post_hook(lambda o, a, k: fired.append(1))
+    opt.step(make_closure(model, opt, X, y))
+    assert fired == [1]
+
+
+# -- DDP: two gloo processes on CPU ---------------------------------------------------------
+
+
+def _ddp_worker(rank, world, init_file, out_dir):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
+                            world_size=world)
+    torch.manual_seed(0)
+    model = torch.nn.parallel.DistributedDataParallel(mlp(dropout=0.3))
+    opt = AdaSLS(model.parameters(), n_batches_per_epoch=5)
+    X, y = data(n=64, seed=10 + rank)  # different data on each rank
+    torch.manual_seed(100 + rank)  # different dropout masks too
+    sizes = []
+    for k in range(6):
+        xb, yb = X[k * 10 : (k + 1) * 10], y[k * 10 : (k + 1) * 10]
+
+        def closure():
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(xb), yb)
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        sizes.append((opt.last_step["step_size"], opt.last_step["forwards"]))
+    params = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    torch.save({"sizes": sizes, "params": params}, os.path.join(out_dir, f"rank{rank}.pt"))
+    dist.destroy_process_group()
+
+
+def test_ddp_ranks_take_the_same_decisions(tmp_path):
+    import torch.distributed as dist
+    import torch.multiprocessing as mp
+
+    if not dist.is_available():
+        pytest.skip("torch.distributed is not available")
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    r0 = torch.load(tmp_path / "rank0.pt")
+    r1 = torch.load(tmp_path / "rank1.pt")
+    assert r0["sizes"] == r1["sizes"]
+    assert any(f > 1 for _, f in r0["sizes"])
+    assert torch.equal(r0["params"], r1["params"])
