@@ -187,8 +187,13 @@ class Armijo(StepRule):
                 return SearchOutcome(eta, i + 1, i, "accepted", eta)
             if i < self.max_backtracks:
                 eta *= self.beta_b
-        return SearchOutcome(0.0, self.max_backtracks + 1, self.max_backtracks + 1,
-                             "max_backtracks", eta * self.beta_b)
+        return SearchOutcome(
+            0.0,
+            self.max_backtracks + 1,
+            self.max_backtracks + 1,
+            "max_backtracks",
+            eta * self.beta_b,
+        )
 
 
 class Goldstein(StepRule):

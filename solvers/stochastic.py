@@ -179,8 +179,18 @@ def minimize(
     n_batches = math.ceil(n / batch_size)
     growth = gamma ** (1.0 / n_batches)
     nit = nfev = njev = 0
-    history = {k: [] for k in ("epoch", "loss", "step_size", "forwards_per_step",
-                               "backtracks", "skipped", "seconds")}
+    history = {
+        k: []
+        for k in (
+            "epoch",
+            "loss",
+            "step_size",
+            "forwards_per_step",
+            "backtracks",
+            "skipped",
+            "seconds",
+        )
+    }
     status, message = 0, "Maximum number of epochs reached."
     seconds = 0.0
 
@@ -206,9 +216,18 @@ def minimize(
             p_new, inverse = precond.update(p_state, g, step, xp)
             d = g if inverse is None else inverse * g
             pp = float(xp.vecdot(g, d))
-            eta0, why = plan_step(rule, f0=f0, pp=pp, previous=eta_prev, eta_max=lr,
-                                  reset=reset, growth=growth, f_star=f_star,
-                                  polyak_init=polyak_init, eps=float_eps)
+            eta0, why = plan_step(
+                rule,
+                f0=f0,
+                pp=pp,
+                previous=eta_prev,
+                eta_max=lr,
+                reset=reset,
+                growth=growth,
+                f_star=f_star,
+                polyak_init=polyak_init,
+                eps=float_eps,
+            )
             losses.append(f0)
             if why is not None:
                 skipped += 1
@@ -219,13 +238,15 @@ def minimize(
                 if glm:
                     evaluate = fun.restrict_to_line(x, d, *batch, z)
                 else:
+
                     def evaluate(eta, x=x, d=d, batch=batch):
                         v = value(x - eta * d, *batch) if value else fun(x - eta * d, *batch)[0]
                         return float(v)
             else:
                 evaluate = None
-            out = rule.search(f0, eta0, lambda eta: eta * pp, evaluate,
-                              noise_tolerance(f0, float_eps), lr)
+            out = rule.search(
+                f0, eta0, lambda eta, pp=pp: eta * pp, evaluate, noise_tolerance(f0, float_eps), lr
+            )
             nfev += out.n_evals
             forwards += out.n_evals
             backtracks += out.n_backtracks

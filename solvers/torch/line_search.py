@@ -81,8 +81,9 @@ MOMENTA = ("ema", "heavy_ball", "none")
 
 @lru_cache(maxsize=64)
 def _rule(line_search, c, beta_b, beta_f, max_backtracks):
-    return make_step_rule(line_search, c=c, beta_b=beta_b, beta_f=beta_f,
-                          max_backtracks=max_backtracks)
+    return make_step_rule(
+        line_search, c=c, beta_b=beta_b, beta_f=beta_f, max_backtracks=max_backtracks
+    )
 
 
 def _check_group(group):
@@ -111,8 +112,9 @@ def _check_group(group):
     check_int("max_backtracks", group["max_backtracks"])
     if not math.isfinite(group["f_star"]):
         raise ValueError(f"f_star must be finite, got {group['f_star']!r}.")
-    _rule(group["line_search"], group["c"], group["beta_b"], group["beta_f"],
-          group["max_backtracks"])
+    _rule(
+        group["line_search"], group["c"], group["beta_b"], group["beta_f"], group["max_backtracks"]
+    )
 
 
 class LineSearchOptimizer(Optimizer):
@@ -222,9 +224,7 @@ class LineSearchOptimizer(Optimizer):
 
     def load_state_dict(self, state_dict):
         totals = state_dict.get("line_search_totals")
-        super().load_state_dict(
-            {k: v for k, v in state_dict.items() if k != "line_search_totals"}
-        )
+        super().load_state_dict({k: v for k, v in state_dict.items() if k != "line_search_totals"})
         if totals is not None:
             self.totals = dict(totals)
 
@@ -258,7 +258,7 @@ class LineSearchOptimizer(Optimizer):
         return out
 
     def _init_state(self, group, params, states):
-        for p, st in zip(params, states):
+        for p, st in zip(params, states, strict=False):
             if st:
                 continue
             st["step"] = 0
@@ -312,7 +312,10 @@ class LineSearchOptimizer(Optimizer):
     def _inner(a, b):
         """``sum_i <a_i, b_i>`` as a float64 tensor (no temporaries)."""
         return torch.stack(
-            [torch.dot(x.reshape(-1), y.reshape(-1)).to(torch.float64) for x, y in zip(a, b)]
+            [
+                torch.dot(x.reshape(-1), y.reshape(-1)).to(torch.float64)
+                for x, y in zip(a, b, strict=False)
+            ]
         ).sum()
 
     def _finish_move(self, group, params, grads, states, d, denom, eta, at):
@@ -351,8 +354,13 @@ class LineSearchOptimizer(Optimizer):
             then only used for trial forwards.
         """
         settings = self._search_settings()
-        rule = _rule(settings["line_search"], settings["c"], settings["beta_b"],
-                     settings["beta_f"], settings["max_backtracks"])
+        rule = _rule(
+            settings["line_search"],
+            settings["c"],
+            settings["beta_b"],
+            settings["beta_f"],
+            settings["max_backtracks"],
+        )
         if closure is None and (loss is None or rule.needs_trials):
             need = "a closure" if rule.needs_trials else "a closure or loss="
             raise ValueError(
@@ -366,8 +374,10 @@ class LineSearchOptimizer(Optimizer):
             loss = trial.first()
             if loss is None:
                 raise ValueError("The closure returned None; it must return the loss.")
-            if isinstance(loss, torch.Tensor) and loss.requires_grad and all(
-                p.grad is None for p in all_params
+            if (
+                isinstance(loss, torch.Tensor)
+                and loss.requires_grad
+                and all(p.grad is None for p in all_params)
             ):
                 with torch.enable_grad():
                     loss.backward()
@@ -417,9 +427,16 @@ class LineSearchOptimizer(Optimizer):
         previous = settings["step_size"]
         n_batches = settings["n_batches_per_epoch"]
         eta0, why = plan_step(
-            rule, f0=f0, pp=pp, previous=previous, eta_max=lr_max, reset=settings["reset"],
-            growth=settings["gamma"] ** (1.0 / n_batches), f_star=settings["f_star"],
-            polyak_init=settings["polyak_init"], eps=eps,
+            rule,
+            f0=f0,
+            pp=pp,
+            previous=previous,
+            eta_max=lr_max,
+            reset=settings["reset"],
+            growth=settings["gamma"] ** (1.0 / n_batches),
+            f_star=settings["f_star"],
+            polyak_init=settings["polyak_init"],
+            eps=eps,
         )
         if why is not None:
             return self._record(loss, 0.0, 0, 0, why, skipped=True)
@@ -427,7 +444,7 @@ class LineSearchOptimizer(Optimizer):
         lrs = [mv[0]["lr"] for mv in moves]
 
         def move_to(eta):
-            for mv, lr in zip(moves, lrs):
+            for mv, lr in zip(moves, lrs, strict=False):
                 eta_g = min(eta, lr)
                 if eta_g != mv[6]:
                     torch._foreach_add_(mv[1], mv[4], alpha=mv[6] - eta_g)
@@ -438,20 +455,33 @@ class LineSearchOptimizer(Optimizer):
             return trial().item()
 
         def decrease(eta):
-            return sum(min(eta, lr) * p for lr, p in zip(lrs, pp_groups))
+            return sum(min(eta, lr) * p for lr, p in zip(lrs, pp_groups, strict=False))
 
-        out = rule.search(f0, eta0, decrease, evaluate if rule.needs_trials else None,
-                          noise_tolerance(f0, eps), lr_max)
+        out = rule.search(
+            f0,
+            eta0,
+            decrease,
+            evaluate if rule.needs_trials else None,
+            noise_tolerance(f0, eps),
+            lr_max,
+        )
         for group in self.param_groups:
             group["step_size"] = out.next_step
         if out.step_size > 0.0:
             for group, params, grads, states, d, denom, at in moves:
-                self._finish_move(group, params, grads, states, d, denom,
-                                  min(out.step_size, group["lr"]), at)
+                self._finish_move(
+                    group, params, grads, states, d, denom, min(out.step_size, group["lr"]), at
+                )
         else:
             move_to(0.0)
-        return self._record(loss, out.step_size, out.n_evals, out.n_backtracks, out.status,
-                            skipped=out.step_size == 0.0)
+        return self._record(
+            loss,
+            out.step_size,
+            out.n_evals,
+            out.n_backtracks,
+            out.status,
+            skipped=out.step_size == 0.0,
+        )
 
     def _record(self, loss, eta, n_evals, n_backtracks, status, skipped):
         self.last_step = {
@@ -480,12 +510,20 @@ class AdaSLS(LineSearchOptimizer):
     for every parameter.
     """
 
-    def __init__(self, params, lr=100.0, *, preconditioner="amsgrad", momentum=None, c=0.1,
-                 **kwargs):
+    def __init__(
+        self, params, lr=100.0, *, preconditioner="amsgrad", momentum=None, c=0.1, **kwargs
+    ):
         if momentum is None:
             momentum = "ema" if preconditioner == "amsgrad" else "none"
-        super().__init__(params, lr, preconditioner=preconditioner, momentum=momentum, c=c,
-                         line_search=kwargs.pop("line_search", "armijo"), **kwargs)
+        super().__init__(
+            params,
+            lr,
+            preconditioner=preconditioner,
+            momentum=momentum,
+            c=c,
+            line_search=kwargs.pop("line_search", "armijo"),
+            **kwargs,
+        )
 
 
 class SLS(LineSearchOptimizer):
@@ -497,8 +535,14 @@ class SLS(LineSearchOptimizer):
 
     def __init__(self, params, lr=100.0, *, c=0.1, line_search="armijo", **kwargs):
         kwargs.setdefault("momentum", "none")
-        super().__init__(params, lr, preconditioner=kwargs.pop("preconditioner", "identity"),
-                         c=c, line_search=line_search, **kwargs)
+        super().__init__(
+            params,
+            lr,
+            preconditioner=kwargs.pop("preconditioner", "identity"),
+            c=c,
+            line_search=line_search,
+            **kwargs,
+        )
 
 
 class SPS(LineSearchOptimizer):
@@ -513,5 +557,11 @@ class SPS(LineSearchOptimizer):
 
     def __init__(self, params, lr=10.0, *, c=0.2, **kwargs):
         kwargs.setdefault("momentum", "none")
-        super().__init__(params, lr, preconditioner=kwargs.pop("preconditioner", "identity"),
-                         c=c, line_search="polyak", **kwargs)
+        super().__init__(
+            params,
+            lr,
+            preconditioner=kwargs.pop("preconditioner", "identity"),
+            c=c,
+            line_search="polyak",
+            **kwargs,
+        )

@@ -56,9 +56,7 @@ def _buffers_frozen():
 
     def pre(module, args):
         if module.training and module._buffers:
-            saved[id(module)] = [
-                (b, b.clone()) for b in module._buffers.values() if b is not None
-            ]
+            saved[id(module)] = [(b, b.clone()) for b in module._buffers.values() if b is not None]
 
     def post(module, args, output):
         for b, copy in saved.pop(id(module), ()):
@@ -111,9 +109,7 @@ class TrialEvaluator:
         self.params = params
         self.closure = closure
         self.group, self.world = group, world
-        self.cuda_devices = sorted(
-            {p.device.index or 0 for p in params if p.device.type == "cuda"}
-        )
+        self.cuda_devices = sorted({p.device.index or 0 for p in params if p.device.type == "cuda"})
         self._before = self._after = None
 
     def _rng_state(self):
@@ -125,7 +121,7 @@ class TrialEvaluator:
     def _set_rng_state(self, state):
         cpu, cuda = state
         torch.set_rng_state(cpu)
-        for i, s in zip(self.cuda_devices, cuda):
+        for i, s in zip(self.cuda_devices, cuda, strict=False):
             torch.cuda.set_rng_state(s, i)
 
     def first(self):
@@ -147,7 +143,7 @@ class TrialEvaluator:
             with torch.no_grad(), _backward_disabled(), _buffers_frozen():
                 loss = self.closure()
         finally:
-            for p, g in zip(self.params, grads):
+            for p, g in zip(self.params, grads, strict=False):
                 p.grad = g
         if loss is None:
             raise ValueError("The closure returned None; it must return the loss.")

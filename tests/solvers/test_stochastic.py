@@ -42,8 +42,17 @@ def separable(n=1000, p=20, margin=0.1, seed=0):
 def test_converges_to_the_minimiser_of_a_strongly_convex_quadratic(preconditioner, rule):
     A, b, x_star = least_squares()
     c = 0.25 if rule == "goldstein" else 0.5
-    res = minimize(GLMObjective("squared"), np.zeros(10), (A, b), preconditioner=preconditioner,
-                   step_rule=rule, c=c, epochs=60, batch_size=20, random_state=0)
+    res = minimize(
+        GLMObjective("squared"),
+        np.zeros(10),
+        (A, b),
+        preconditioner=preconditioner,
+        step_rule=rule,
+        c=c,
+        epochs=60,
+        batch_size=20,
+        random_state=0,
+    )
     assert np.linalg.norm(res.x - x_star) < 1e-4 * np.linalg.norm(x_star)
 
 
@@ -52,8 +61,16 @@ def test_separable_logistic_regression_loss_goes_to_zero(preconditioner, rule):
     X, y = separable()
     obj = GLMObjective("logistic")
     c = 0.25 if rule == "goldstein" else 0.5
-    res = minimize(obj, np.zeros(20), (X, y), preconditioner=preconditioner, step_rule=rule,
-                   c=c, epochs=40, random_state=0)
+    res = minimize(
+        obj,
+        np.zeros(20),
+        (X, y),
+        preconditioner=preconditioner,
+        step_rule=rule,
+        c=c,
+        epochs=40,
+        random_state=0,
+    )
     full = obj.value(res.x, X, y)
     assert full < 0.02
     assert res.history["loss"][-1] < res.history["loss"][0] / 10
@@ -65,8 +82,7 @@ def test_glm_fast_path_gives_the_same_iterates_as_the_generic_path():
     obj = GLMObjective("logistic", alpha=1e-3)
     kw = dict(epochs=5, batch_size=50, random_state=3)
     fast = minimize(obj, np.zeros(8), (X, y), **kw)
-    slow = minimize(lambda w, Xb, yb: obj(w, Xb, yb), np.zeros(8), (X, y),
-                    value=obj.value, **kw)
+    slow = minimize(lambda w, Xb, yb: obj(w, Xb, yb), np.zeros(8), (X, y), value=obj.value, **kw)
     np.testing.assert_allclose(fast.x, slow.x, rtol=1e-10, atol=1e-12)
     assert fast.nfev == slow.nfev and fast.njev == slow.njev == 30
     assert fast.nfev > fast.njev  # the trials are counted
@@ -80,8 +96,9 @@ def test_glm_gradient_matches_finite_differences():
         w = rng.normal(size=5)
         _, g = obj(w, X, y)
         h = 1e-6
-        fd = [(obj.value(w + h * e, X, y) - obj.value(w - h * e, X, y)) / (2 * h)
-              for e in np.eye(5)]
+        fd = [
+            (obj.value(w + h * e, X, y) - obj.value(w - h * e, X, y)) / (2 * h) for e in np.eye(5)
+        ]
         np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-8)
         d = rng.normal(size=5)
         phi = obj.restrict_to_line(w, d, X, y, X @ w)
@@ -96,8 +113,9 @@ def test_armijo_accepts_only_sufficient_decrease():
         f = lambda x: 0.5 * L * x * x + 1.0  # noqa: E731
         g = L * x0
         rule = Armijo(c=0.5, beta_b=0.7)
-        out = rule.search(f(x0), 10.0, lambda eta: eta * g * g,
-                          lambda eta: f(x0 - eta * g), 0.0, 10.0)
+        out = rule.search(
+            f(x0), 10.0, lambda eta: eta * g * g, lambda eta: f(x0 - eta * g), 0.0, 10.0
+        )
         assert out.status == "accepted"
         eta = out.step_size
         assert f(x0 - eta * g) <= f(x0) - 0.5 * eta * g * g
@@ -112,8 +130,9 @@ def test_goldstein_accepts_inside_both_bounds():
     f = lambda x: 0.5 * L * x * x  # noqa: E731
     g = L * x0
     for eta0 in (1e-4, 0.3, 5.0):
-        out = Goldstein(c=0.25).search(f(x0), eta0, lambda e: e * g * g,
-                                       lambda e: f(x0 - e * g), 0.0, 10.0)
+        out = Goldstein(c=0.25).search(
+            f(x0), eta0, lambda e: e * g * g, lambda e: f(x0 - e * g), 0.0, 10.0
+        )
         eta = out.step_size
         assert out.status == "accepted"
         assert f(x0) - 0.75 * eta * g * g <= f(x0 - eta * g) <= f(x0) - 0.25 * eta * g * g
@@ -121,7 +140,8 @@ def test_goldstein_accepts_inside_both_bounds():
 
 def test_max_backtracks_takes_no_step_and_starts_lower_next_time():
     out = Armijo(c=0.5, beta_b=0.5, max_backtracks=3).search(
-        1.0, 8.0, lambda e: e, lambda e: 2.0, 0.0, 8.0)
+        1.0, 8.0, lambda e: e, lambda e: 2.0, 0.0, 8.0
+    )
     assert out.status == "max_backtracks" and out.step_size == 0.0
     assert out.n_evals == 4 and out.next_step == 0.5
 
@@ -194,8 +214,17 @@ def test_callback_history_and_stop():
 
 def test_fixed_step_is_plain_sgd():
     A, b, _ = least_squares(n=40, p=3)
-    res = minimize(GLMObjective("squared"), np.zeros(3), (A, b), preconditioner="identity",
-                   step_rule="fixed", lr=0.01, epochs=1, batch_size=40, shuffle=False)
+    res = minimize(
+        GLMObjective("squared"),
+        np.zeros(3),
+        (A, b),
+        preconditioner="identity",
+        step_rule="fixed",
+        lr=0.01,
+        epochs=1,
+        batch_size=40,
+        shuffle=False,
+    )
     _, g = GLMObjective("squared")(np.zeros(3), A, b)
     np.testing.assert_allclose(res.x, -0.01 * g)
     assert res.nfev == 1
@@ -207,8 +236,9 @@ def test_float_noise_guard_keeps_a_fitted_batch_cheap():
     X, y = separable(n=128, p=20, margin=0.5)
     X = X.astype(np.float32)
     y = y.astype(np.float32)
-    res = minimize(GLMObjective(), np.zeros(20, np.float32), (X, y), batch_size=128,
-                   epochs=300, c=0.5)
+    res = minimize(
+        GLMObjective(), np.zeros(20, np.float32), (X, y), batch_size=128, epochs=300, c=0.5
+    )
     assert res.history["loss"][-1] < 1e-5
     assert np.mean(res.history["forwards_per_step"][-100:]) < 3.0
     assert res.step_size > 1e-3

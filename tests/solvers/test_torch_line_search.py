@@ -65,19 +65,29 @@ SETTINGS = [
 def test_torch_and_array_versions_give_the_same_iterates(factory, kwargs):
     X, y = separable(n=400, p=10, margin=0.05)
     w_torch, opt = run_torch(factory(8), X, y, 50, 3)
-    res = minimize(GLMObjective("logistic"), np.zeros(10), (X, y), batch_size=50, epochs=3,
-                   shuffle=False, **kwargs)
+    res = minimize(
+        GLMObjective("logistic"),
+        np.zeros(10),
+        (X, y),
+        batch_size=50,
+        epochs=3,
+        shuffle=False,
+        **kwargs,
+    )
     np.testing.assert_allclose(w_torch, res.x, rtol=1e-9, atol=1e-12)
     assert opt.totals["forwards"] == res.nfev
     assert opt.param_groups[0]["step_size"] == pytest.approx(res.step_size, rel=1e-9)
 
 
-@pytest.mark.parametrize("make", [
-    lambda p: AdaSLS(p, c=0.5, n_batches_per_epoch=10),
-    lambda p: AdaSLS(p, c=0.5, preconditioner="adagrad", n_batches_per_epoch=10),
-    lambda p: SLS(p, c=0.5, n_batches_per_epoch=10),
-    lambda p: SPS(p, c=0.5, n_batches_per_epoch=10),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: AdaSLS(p, c=0.5, n_batches_per_epoch=10),
+        lambda p: AdaSLS(p, c=0.5, preconditioner="adagrad", n_batches_per_epoch=10),
+        lambda p: SLS(p, c=0.5, n_batches_per_epoch=10),
+        lambda p: SPS(p, c=0.5, n_batches_per_epoch=10),
+    ],
+)
 def test_converges_on_quadratic_and_separable_logistic(make):
     torch.manual_seed(0)
     A = torch.randn(100, 5, dtype=torch.float64)
@@ -87,11 +97,13 @@ def test_converges_on_quadratic_and_separable_logistic(make):
     opt = make([x])
     for _ in range(60):
         for i in range(0, 100, 10):
+
             def closure(i=i):
                 opt.zero_grad()
                 loss = 0.5 * ((A[i : i + 10] @ x - b[i : i + 10]) ** 2).mean()
                 loss.backward()
                 return loss
+
             opt.step(closure)
     assert torch.linalg.norm(x.detach() - x_star) < 1e-4 * torch.linalg.norm(x_star)
 
@@ -107,8 +119,7 @@ def test_every_accepted_step_satisfies_armijo(preconditioner):
     Xt, yt = torch.tensor(X), torch.tensor(y)
     w = torch.zeros(6, dtype=torch.float64, requires_grad=True)
     c = 0.5
-    opt = AdaSLS([w], c=c, preconditioner=preconditioner, momentum="none",
-                 n_batches_per_epoch=10)
+    opt = AdaSLS([w], c=c, preconditioner=preconditioner, momentum="none", n_batches_per_epoch=10)
     checked = 0
     for _ in range(5):
         for i in range(0, 300, 30):
@@ -156,6 +167,7 @@ def make_closure(model, opt, X, y, log=None):
         loss = torch.nn.functional.cross_entropy(out, y)
         loss.backward()
         return loss
+
     return closure
 
 
@@ -168,12 +180,16 @@ def test_state_dict_resume_is_bit_for_bit():
     for k in range(5):
         opt.step(make_closure(model, opt, X[k::4], y[k::4]))
         sched.step()
-    saved = (copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict()),
-             copy.deepcopy(sched.state_dict()), torch.get_rng_state())
+    saved = (
+        copy.deepcopy(model.state_dict()),
+        copy.deepcopy(opt.state_dict()),
+        copy.deepcopy(sched.state_dict()),
+        torch.get_rng_state(),
+    )
 
     def continue_run(model, opt, sched):
         for k in range(6):
-            opt.step(make_closure(model, opt, X[k % 4::4], y[k % 4::4]))
+            opt.step(make_closure(model, opt, X[k % 4 :: 4], y[k % 4 :: 4]))
             sched.step()
         return [p.detach().clone() for p in model.parameters()]
 
@@ -186,7 +202,7 @@ def test_state_dict_resume_is_bit_for_bit():
     sched2.load_state_dict(saved[2])
     torch.set_rng_state(saved[3])
     second = continue_run(model2, opt2, sched2)
-    for a, b in zip(first, second):
+    for a, b in zip(first, second, strict=False):
         assert torch.equal(a, b)
     assert opt.totals == opt2.totals
 
@@ -209,13 +225,12 @@ def test_lr_scheduler_caps_the_step_and_param_groups_work():
     for _ in range(3):
         opt.step(make_closure(model, opt, X, y))
         assert opt.last_step["step_size"] <= 1e-2 * (1 + 1e-12)
-    assert any(not torch.equal(a, b) for a, b in zip(before, head))
+    assert any(not torch.equal(a, b) for a, b in zip(before, head, strict=False))
 
 
 def test_param_groups_must_agree_on_search_settings():
     model = mlp()
-    opt = AdaSLS([{"params": model[0].parameters()},
-                  {"params": model[-1].parameters(), "c": 0.3}])
+    opt = AdaSLS([{"params": model[0].parameters()}, {"params": model[-1].parameters(), "c": 0.3}])
     X, y = data()
     with pytest.raises(ValueError, match="disagree on 'c'"):
         opt.step(make_closure(model, opt, X, y))
@@ -278,7 +293,7 @@ def test_nonfinite_loss_raises_and_leaves_everything_unchanged():
 
     with pytest.raises(ValueError, match="not finite"):
         opt.step(closure)
-    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=False))
     assert len(opt.state) == 0
 
 
@@ -292,7 +307,7 @@ def test_nonfinite_gradient_skips_the_step():
     before = [p.detach().clone() for p in model.parameters()]
     opt.step(make_closure(model, opt, X, y), loss=loss)
     assert opt.last_step["status"] == "nonfinite_gradient"
-    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=False))
     assert len(opt.state) == 0
 
 
@@ -409,8 +424,7 @@ def test_step_hooks_fire():
 def _ddp_worker(rank, world, init_file, out_dir):
     import torch.distributed as dist
 
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
-                            world_size=world)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     torch.manual_seed(0)
     model = torch.nn.parallel.DistributedDataParallel(mlp(dropout=0.3))
     opt = AdaSLS(model.parameters(), n_batches_per_epoch=5)
