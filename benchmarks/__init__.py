@@ -12,4 +12,5 @@ same command and reuse the reporting (JSON, table, PNG).
 #: suite name -> module implementing ``add_arguments`` and ``run``
 SUITES = {
     "eigenpro": "benchmarks.eigenpro_suite",
+    "optimizers": "benchmarks.optimizers_suite",
 }

@@ -52,7 +52,7 @@ SETTINGS = [
     ),
     (
         lambda nb: lambda p: SPS(p, n_batches_per_epoch=nb),
-        dict(c=0.2, preconditioner="identity", step_rule="polyak", lr=10.0),
+        dict(c=0.2, preconditioner="identity", step_rule="polyak", lr=1.0),
     ),
     (
         lambda nb: lambda p: AdaSLS(p, c=0.5, momentum="heavy_ball", n_batches_per_epoch=nb),
