@@ -139,6 +139,18 @@ def minimize(
         On bad hyperparameters, data of mismatched lengths, or a non-finite
         loss at the start of a step (``x`` is left at its last finite value,
         named in the message).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from solvers import GLMObjective, minimize
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(200, 5))
+    >>> y = np.sign(X @ np.ones(5))
+    >>> res = minimize(GLMObjective("logistic"), np.zeros(5), (X, y), epochs=20,
+    ...                random_state=0)
+    >>> bool(np.mean(np.sign(X @ res.x) == y) > 0.97), res.n_epochs, res.njev
+    (True, 20, 40)
     """
     xp = array_api_compat.array_namespace(x0)
     if x0.ndim != 1:

@@ -6,9 +6,18 @@ import doctest
 import pytest
 
 import eigenpro.estimators
+import solvers.stochastic
+
+MODULES = [eigenpro.estimators, solvers.stochastic]
+try:
+    import solvers.torch.line_search
+
+    MODULES.append(solvers.torch.line_search)
+except ImportError:  # torch is an optional dependency
+    pass
 
 
-@pytest.mark.parametrize("module", [eigenpro.estimators])
+@pytest.mark.parametrize("module", MODULES)
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0

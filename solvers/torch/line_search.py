@@ -508,6 +508,28 @@ class AdaSLS(LineSearchOptimizer):
     step. ``preconditioner="adagrad"`` gives AdaGrad + Armijo (without
     momentum by default, as in the paper). See :class:`LineSearchOptimizer`
     for every parameter.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from solvers.torch import AdaSLS
+    >>> _ = torch.manual_seed(0)
+    >>> X, y = torch.randn(256, 10), torch.randint(0, 3, (256,))
+    >>> model = torch.nn.Sequential(torch.nn.Linear(10, 64), torch.nn.Tanh(),
+    ...                             torch.nn.Linear(64, 3))
+    >>> opt = AdaSLS(model.parameters(), n_batches_per_epoch=8)
+    >>> for epoch in range(20):
+    ...     for i in range(0, 256, 32):
+    ...         def closure():
+    ...             opt.zero_grad()
+    ...             loss = torch.nn.functional.cross_entropy(model(X[i:i + 32]), y[i:i + 32])
+    ...             loss.backward()
+    ...             return loss
+    ...         loss = opt.step(closure)
+    >>> float(torch.nn.functional.cross_entropy(model(X), y).detach()) < 0.5
+    True
+    >>> sorted(opt.last_step)
+    ['backtracks', 'forwards', 'status', 'step_size']
     """
 
     def __init__(
