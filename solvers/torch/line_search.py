@@ -34,8 +34,8 @@ Conventions
   ``reset``, ``gamma``, ``n_batches_per_epoch``, ``polyak_init``,
   ``f_star``) must therefore agree across groups; preconditioner settings may
   differ per group.
-- Host synchronisations: one per step (loss and gradient norm, the finite
-  checks), one for ``<g, A^-1 g>``, and one per trial forward.
+- Host synchronisations: one per step (the loss and ``<g, A^-1 g>``, which
+  also serve as the finite checks) and one per trial forward.
 - A non-finite loss at the current point raises ``ValueError`` with parameters
   and state unchanged; a non-finite gradient skips the step (state unchanged),
   as ``GradScaler`` does.
@@ -257,56 +257,65 @@ class LineSearchOptimizer(Optimizer):
             out.append((group, params, grads))
         return out
 
-    def _init_state(self, group, params, states):
-        for p, st in zip(params, states, strict=False):
-            if st:
-                continue
-            st["step"] = 0
-            tiny = torch.finfo(p.dtype).tiny  # see solvers.adaptive: keeps sqrt off subnormals
-
-            def full(value, p=p):
-                return torch.full_like(p, value, memory_format=torch.preserve_format)
-
-            if group["preconditioner"] == "adagrad":
-                st["sum_sq"] = full(tiny)
-            elif group["preconditioner"] == "amsgrad":
-                st["exp_avg_sq"] = full(0.0)
-                st["max_exp_avg_sq"] = full(tiny)
-            if group["momentum"] == "ema":
-                st["exp_avg"] = full(0.0)
-            elif group["momentum"] == "heavy_ball":
-                st["displacement"] = full(0.0)
-
     @staticmethod
-    def _direction(group, grads, states):
-        """Update the preconditioner and first moment in place; ``(d, denom)``.
+    def _candidate(group, params, grads, states):
+        """The preconditioner update, out of place: ``(steps, new_state, d, denom)``.
 
-        ``d = A^-1 g`` and ``denom = A`` (None for the identity).
+        ``d = A^-1 g`` and ``denom = A`` (None for the identity). Nothing is
+        written to the optimizer state, so a step found invalid afterwards (a
+        non-finite loss or gradient) leaves it untouched; :meth:`_commit`
+        stores the new tensors. The sums of squares start at the smallest
+        normal number (see :mod:`solvers.adaptive`: keeps ``sqrt`` off
+        subnormals).
         """
-        steps = [st["step"] for st in states]
+        steps = [st.get("step", 0) + 1 for st in states]
         kind = group["preconditioner"]
+        new = [{} for _ in states]
+
+        def previous(key, fill):
+            return [
+                st[key] if key in st else torch.full_like(p, fill(p))
+                for p, st in zip(params, states, strict=True)
+            ]
+
+        def tiny(p):
+            return torch.finfo(p.dtype).tiny
+
         if kind == "identity":
-            d, denom = grads, None
-        elif kind == "adagrad":
-            sum_sq = [st["sum_sq"] for st in states]
-            torch._foreach_addcmul_(sum_sq, grads, grads)
+            return steps, new, grads, None
+        if kind == "adagrad":
+            sum_sq = torch._foreach_addcmul(previous("sum_sq", tiny), grads, grads)
             denom = torch._foreach_sqrt(sum_sq)
             torch._foreach_add_(denom, group["eps"])
-            d = torch._foreach_div(grads, denom)
+            for nw, t in zip(new, sum_sq, strict=True):
+                nw["sum_sq"] = t
         else:
             beta2 = group["betas"][1]
-            v = [st["exp_avg_sq"] for st in states]
-            vmax = [st["max_exp_avg_sq"] for st in states]
-            torch._foreach_mul_(v, beta2)
+            v = torch._foreach_mul(previous("exp_avg_sq", lambda p: 0.0), beta2)
             torch._foreach_addcmul_(v, grads, grads, value=1.0 - beta2)
-            torch._foreach_maximum_(vmax, v)
+            vmax = torch._foreach_maximum(previous("max_exp_avg_sq", tiny), v)
             denom = torch._foreach_sqrt(vmax)
             torch._foreach_div_(denom, [math.sqrt(1.0 - beta2**k) for k in steps])
             torch._foreach_add_(denom, group["eps"])
-            d = torch._foreach_div(grads, denom)
+            for nw, a, b in zip(new, v, vmax, strict=True):
+                nw["exp_avg_sq"], nw["max_exp_avg_sq"] = a, b
+        return steps, new, torch._foreach_div(grads, denom), denom
+
+    def _commit(self, group, params, grads, steps, new):
+        """Store the candidate state and update the first moment; the per-param states."""
+        states = []
+        for p, k, nw in zip(params, steps, new, strict=True):
+            st = self.state[p]
+            if not st and group["momentum"] == "ema":
+                st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            elif not st and group["momentum"] == "heavy_ball":
+                st["displacement"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            st["step"] = k
+            st.update(nw)
+            states.append(st)
         if group["momentum"] == "ema":
             torch._foreach_lerp_([st["exp_avg"] for st in states], grads, 1.0 - group["betas"][0])
-        return d, denom
+        return states
 
     @staticmethod
     def _inner(a, b):
@@ -390,14 +399,16 @@ class LineSearchOptimizer(Optimizer):
     def _step(self, settings, rule, trial, loss, group_ddp, world):
         f0_t = torch.as_tensor(loss).detach().to(torch.float64)
         f0_t = average_over_ranks(f0_t, group_ddp, world)
-        gathered = self._gather()
-        grads_all = [g for _, _, grads in gathered for g in grads]
-        if grads_all:
-            norms = torch._foreach_norm(grads_all)
-            gsq = torch.stack([n.to(f0_t.device, torch.float64) for n in norms]).square().sum()
-        else:
-            gsq = torch.zeros((), dtype=torch.float64, device=f0_t.device)
-        f0, gsq = torch.stack([f0_t, gsq]).tolist()
+        candidates, pps = [], []
+        for group, params, grads in self._gather():
+            if params:
+                states = [self.state.get(p, {}) for p in params]
+                steps, new, d, denom = self._candidate(group, params, grads, states)
+                candidates.append((group, params, grads, steps, new, d, denom))
+                pps.append(self._inner(grads, d).to(f0_t.device))
+        # the step's one host synchronisation before the trials: f(w) and <g, A^-1 g> per
+        # group (non-finite exactly when some gradient entry is)
+        f0, *pp_groups = torch.stack([f0_t, *pps]).tolist()
         if not math.isfinite(f0):
             raise ValueError(
                 f"The loss at the current point is not finite ({f0}); no step was taken and "
@@ -406,22 +417,13 @@ class LineSearchOptimizer(Optimizer):
             )
         loss_dtype = loss.dtype if isinstance(loss, torch.Tensor) else torch.float64
         eps = torch.finfo(loss_dtype).eps if loss_dtype.is_floating_point else 2.0**-52
-        if not math.isfinite(gsq):
+        if not all(math.isfinite(v) for v in pp_groups):
             return self._record(loss, 0.0, 0, 0, "nonfinite_gradient", skipped=True)
 
-        # preconditioner and momentum updates (committed: the gradient is finite)
-        moves, pps = [], []
-        for group, params, grads in gathered:
-            if not params:
-                continue
-            states = [self.state[p] for p in params]
-            self._init_state(group, params, states)
-            for st in states:
-                st["step"] += 1
-            d, denom = self._direction(group, grads, states)
+        moves = []
+        for group, params, grads, steps, new, d, denom in candidates:
+            states = self._commit(group, params, grads, steps, new)
             moves.append([group, params, grads, states, d, denom, 0.0])
-            pps.append(self._inner(grads, d).to(f0_t.device))
-        pp_groups = torch.stack(pps).tolist() if pps else []
         pp = math.fsum(pp_groups)
         lr_max = max(g["lr"] for g in self.param_groups)
         previous = settings["step_size"]
@@ -574,8 +576,9 @@ class SPS(LineSearchOptimizer):
     ``eta_B = eta_{k-1} 2^(1/n_batches)``), ``c=0.2``; ``lr`` caps the step
     and is the first ``eta_B`` (1, the reference's initial step: on the MNIST
     MLP a first ``eta_B`` of 10 gave 0.180 training loss after one epoch
-    instead of 0.142, and 100 gave 0.568, from oversized early Polyak steps). Works with ``step(closure)`` or, after the
-    backward pass, ``step(loss=loss)``. ``preconditioner="amsgrad"`` gives the
+    instead of 0.142, and 100 gave 0.568, from oversized early Polyak steps).
+    Works with ``step(closure)`` or, after the backward pass,
+    ``step(loss=loss)``. ``preconditioner="amsgrad"`` gives the
     "Armijo SPS" of Vaswani et al. 2020. See :class:`LineSearchOptimizer`.
     """
 
