@@ -77,6 +77,7 @@ def rbf_features(X_train, X_test):
 
     D = euclidean_distances(X_train, X_train, squared=True)
     gamma = 1.0 / np.median(D[np.triu_indices_from(D, 1)])
+
     def feats(X):
         return np.exp(-gamma * euclidean_distances(X, X_train, squared=True)).astype(np.float32)
 
@@ -94,8 +95,9 @@ def convex_problems(args):
 
     if "kernel" in args.problems:
         Xb, yb = load_breast_cancer(return_X_y=True)
-        X_tr, X_te, y_tr, y_te = train_test_split(Xb, yb, test_size=0.2, random_state=0,
-                                                  stratify=yb)
+        X_tr, X_te, y_tr, y_te = train_test_split(
+            Xb, yb, test_size=0.2, random_state=0, stratify=yb
+        )
         sc = StandardScaler().fit(X_tr)
         F_tr, F_te, _ = rbf_features(sc.transform(X_tr), sc.transform(X_te))
         pm = lambda v: (2.0 * v - 1.0).astype(np.float32)  # noqa: E731
@@ -157,8 +159,16 @@ def train(model_fn, loss_fn, acc_fn, data, name, lr, *, epochs, batch_size, seed
         with torch.no_grad():
             loss = float(loss_fn(model(X), y))
             acc = float(acc_fn(model(X_te), y_te))
-        points.append(dict(epoch=epoch, seconds=seconds, forwards=forwards, steps=steps,
-                           train_loss=loss if np.isfinite(loss) else None, test_acc=acc))
+        points.append(
+            dict(
+                epoch=epoch,
+                seconds=seconds,
+                forwards=forwards,
+                steps=steps,
+                train_loss=loss if np.isfinite(loss) else None,
+                test_acc=acc,
+            )
+        )
         return loss
 
     evaluate(0)
@@ -179,8 +189,16 @@ def train(model_fn, loss_fn, acc_fn, data, name, lr, *, epochs, batch_size, seed
                 opt.step(closure)
             except ValueError:  # non-finite loss: the run diverged
                 seconds += time.perf_counter() - t0
-                points.append(dict(epoch=epoch, seconds=seconds, forwards=forwards,
-                                   train_loss=None, test_acc=None, diverged=True))
+                points.append(
+                    dict(
+                        epoch=epoch,
+                        seconds=seconds,
+                        forwards=forwards,
+                        train_loss=None,
+                        test_acc=None,
+                        diverged=True,
+                    )
+                )
                 return points, steps
             steps += 1
             forwards += 1
@@ -197,8 +215,9 @@ def final_loss(points):
     return np.inf if v is None or not np.isfinite(v) else v
 
 
-def run_problem(title, data, model_fn, loss_fn, acc_fn, *, epochs, batch_size, seeds, deep,
-                grids, log):
+def run_problem(
+    title, data, model_fn, loss_fn, acc_fn, *, epochs, batch_size, seeds, deep, grids, log
+):
     """Grid on seed 0 for the baselines, then every solver on every seed."""
     results = {}
     kw = dict(epochs=epochs, batch_size=batch_size, deep=deep)
@@ -213,11 +232,14 @@ def run_problem(title, data, model_fn, loss_fn, acc_fn, *, epochs, batch_size, s
             train(model_fn, loss_fn, acc_fn, data, name, best, seed=s, **kw)[0]
             for s in range(1, seeds)
         ]
-        results[name] = dict(lr=best, grid={str(k): final_loss(v) for k, v in grid.items()},
-                             runs=runs)
+        results[name] = dict(
+            lr=best, grid={str(k): final_loss(v) for k, v in grid.items()}, runs=runs
+        )
     for name in OURS:
-        runs = [train(model_fn, loss_fn, acc_fn, data, name, None, seed=s, **kw)[0]
-                for s in range(seeds)]
+        runs = [
+            train(model_fn, loss_fn, acc_fn, data, name, None, seed=s, **kw)[0]
+            for s in range(seeds)
+        ]
         results[name] = dict(lr=None, runs=runs)
         log(f"  {title}: {name} -> loss {np.mean([final_loss(r) for r in runs]):.4g}")
     return results
@@ -270,13 +292,27 @@ def numpy_glm_run(data, epochs, seed):
     points = []
 
     def cb(r):
-        points.append(dict(epoch=r.epoch, train_loss=float(obj.value(r.x, X, y)),
-                           test_acc=float(np.mean(np.sign(X_te @ r.x) == y_te))))
+        points.append(
+            dict(
+                epoch=r.epoch,
+                train_loss=float(obj.value(r.x, X, y)),
+                test_acc=float(np.mean(np.sign(X_te @ r.x) == y_te)),
+            )
+        )
 
-    res = minimize(obj, np.zeros(X.shape[1]), (X, y), batch_size=100, epochs=epochs, c=0.5,
-                   random_state=seed, callback=cb)
-    for p, s, f in zip(points, res.history["seconds"], res.history["forwards_per_step"],
-                       strict=True):
+    res = minimize(
+        obj,
+        np.zeros(X.shape[1]),
+        (X, y),
+        batch_size=100,
+        epochs=epochs,
+        c=0.5,
+        random_state=seed,
+        callback=cb,
+    )
+    for p, s, f in zip(
+        points, res.history["seconds"], res.history["forwards_per_step"], strict=True
+    ):
         p["seconds"] = s
         p["forwards_per_step"] = f
     return points
@@ -311,9 +347,19 @@ def run(args):
             return (torch.sign(out.reshape(-1)) == target).float().mean()
 
         epochs = args.epochs_synthetic if title.startswith("synthetic") else args.epochs_kernel
-        res = run_problem(title, data, model_fn, loss_fn, acc_fn, epochs=epochs,
-                          batch_size=100, seeds=args.seeds, deep=False,
-                          grids={b: CONVEX_GRID for b in BASELINES}, log=log)
+        res = run_problem(
+            title,
+            data,
+            model_fn,
+            loss_fn,
+            acc_fn,
+            epochs=epochs,
+            batch_size=100,
+            seeds=args.seeds,
+            deep=False,
+            grids={b: CONVEX_GRID for b in BASELINES},
+            log=log,
+        )
         runs = [numpy_glm_run((X, y, X_te, y_te), epochs, s) for s in range(args.seeds)]
         res["amsgrad_armijo_numpy"] = dict(lr=None, runs=runs)
         problems[title] = dict(kind="convex", n_train=int(X.shape[0]), p=int(p), results=res)
@@ -341,25 +387,41 @@ def run(args):
             def acc_fn(out, target):
                 return (out.argmax(1) == target).float().mean()
 
-            res = run_problem(title, (X, y, X_te, y_te), model_fn, loss_fn, acc_fn,
-                              epochs=epochs, batch_size=128, seeds=args.seeds, deep=True,
-                              grids=MLP_GRIDS, log=log)
+            res = run_problem(
+                title,
+                (X, y, X_te, y_te),
+                model_fn,
+                loss_fn,
+                acc_fn,
+                epochs=epochs,
+                batch_size=128,
+                seeds=args.seeds,
+                deep=True,
+                grids=MLP_GRIDS,
+                log=log,
+            )
             n_batches = -(-X.shape[0] // 128)
             timing = {}
             for name in (*BASELINES, *OURS):
                 lr = res[name]["lr"]
-                timing[name] = seconds_per_step(model_fn, loss_fn, X, y, name, lr, n_batches,
-                                                True)
-            timing["adam_foreach"] = seconds_per_step(model_fn, loss_fn, X, y, "adam_foreach",
-                                                      res["adam"]["lr"], n_batches, True)
+                timing[name] = seconds_per_step(model_fn, loss_fn, X, y, name, lr, n_batches, True)
+            timing["adam_foreach"] = seconds_per_step(
+                model_fn, loss_fn, X, y, "adam_foreach", res["adam"]["lr"], n_batches, True
+            )
             log(f"  seconds per step: { {k: round(v[0] * 1e3, 2) for k, v in timing.items()} } ms")
-            problems[title] = dict(kind="mlp", n_train=int(X.shape[0]), results=res,
-                                   seconds_per_step=timing)
+            problems[title] = dict(
+                kind="mlp", n_train=int(X.shape[0]), results=res, seconds_per_step=timing
+            )
 
     summary = summarize(problems)
-    payload = dict(suite="optimizers", machine=machine_info(), args=vars(args),
-                   wall_seconds=time.perf_counter() - t_start, summary=summary,
-                   problems=problems)
+    payload = dict(
+        suite="optimizers",
+        machine=machine_info(),
+        args=vars(args),
+        wall_seconds=time.perf_counter() - t_start,
+        summary=summary,
+        problems=problems,
+    )
     stem = "optimizers_" + ("mnist" if args.data else "digits")
     json_path = write_json(os.path.join(args.out, stem + ".json"), payload)
     png_path = plot(os.path.join(args.out, stem + ".png"), problems)
@@ -377,26 +439,36 @@ def summarize(problems):
         for name, r in res.items():
             curve = mean_curve(r["runs"])
             last = curve[-1]
-            rows[name] = dict(lr=r.get("lr"), train_loss=last.get("train_loss"),
-                              test_acc=last.get("test_acc"), seconds=last.get("seconds"),
-                              forwards_per_step=_forwards_per_step(r["runs"]),
-                              curve=curve)
+            rows[name] = dict(
+                lr=r.get("lr"),
+                train_loss=last.get("train_loss"),
+                test_acc=last.get("test_acc"),
+                seconds=last.get("seconds"),
+                forwards_per_step=_forwards_per_step(r["runs"]),
+                curve=curve,
+            )
         adam = rows["adam"]
         ours = rows["amsgrad_armijo"]
         entry = dict(rows=rows)
         if adam["train_loss"] is not None and ours["train_loss"] is not None:
-            entry["equal_epochs"] = dict(ours=ours["train_loss"], adam=adam["train_loss"],
-                                         met=ours["train_loss"] <= adam["train_loss"])
+            entry["equal_epochs"] = dict(
+                ours=ours["train_loss"],
+                adam=adam["train_loss"],
+                met=ours["train_loss"] <= adam["train_loss"],
+            )
             t = ours["seconds"]
             adam_at_t = _interpolate(adam["curve"], "seconds", "train_loss", t)
-            entry["equal_time"] = dict(seconds=t, ours=ours["train_loss"], adam=adam_at_t,
-                                       met=adam_at_t is not None and ours["train_loss"] <= adam_at_t)
+            entry["equal_time"] = dict(
+                seconds=t,
+                ours=ours["train_loss"],
+                adam=adam_at_t,
+                met=adam_at_t is not None and ours["train_loss"] <= adam_at_t,
+            )
         if "seconds_per_step" in prob:
             sps = prob["seconds_per_step"]
             entry["seconds_per_step_ms"] = {k: v[0] * 1e3 for k, v in sps.items()}
             entry["step_ratio_vs_adam"] = sps["amsgrad_armijo"][0] / sps["adam"][0]
-            entry["step_ratio_vs_adam_foreach"] = (sps["amsgrad_armijo"][0]
-                                                   / sps["adam_foreach"][0])
+            entry["step_ratio_vs_adam_foreach"] = sps["amsgrad_armijo"][0] / sps["adam_foreach"][0]
         out[title] = entry
     return out
 
@@ -433,13 +505,17 @@ def format_summary(summary):
         for key in ("equal_epochs", "equal_time"):
             if key in entry:
                 e = entry[key]
-                lines.append(f"  {key}: ours {e['ours']:.4g} vs adam {e['adam']} -> "
-                             f"{'met' if e['met'] else 'NOT met'}")
+                lines.append(
+                    f"  {key}: ours {e['ours']:.4g} vs adam {e['adam']} -> "
+                    f"{'met' if e['met'] else 'NOT met'}"
+                )
         if "seconds_per_step_ms" in entry:
             ms = entry["seconds_per_step_ms"]
             lines.append("  ms/step: " + ", ".join(f"{k} {v:.2f}" for k, v in ms.items()))
-            lines.append(f"  AMSGrad+Armijo / Adam per step: {entry['step_ratio_vs_adam']:.2f}"
-                         f" (vs Adam foreach: {entry['step_ratio_vs_adam_foreach']:.2f})")
+            lines.append(
+                f"  AMSGrad+Armijo / Adam per step: {entry['step_ratio_vs_adam']:.2f}"
+                f" (vs Adam foreach: {entry['step_ratio_vs_adam_foreach']:.2f})"
+            )
     return "\n".join(lines)
 
 
@@ -460,16 +536,27 @@ def plot(path, problems):
             curve = mean_curve(r["runs"])
             label = name if r.get("lr") is None else f"{name} (lr {r['lr']:g})"
             style = "-" if name in OURS else "--"
-            for col, (xkey, ykey) in enumerate((("epoch", "train_loss"), ("seconds", "train_loss"),
-                                                ("forwards", "train_loss"),
-                                                ("epoch", "test_acc"))):
+            for col, (xkey, ykey) in enumerate(
+                (
+                    ("epoch", "train_loss"),
+                    ("seconds", "train_loss"),
+                    ("forwards", "train_loss"),
+                    ("epoch", "test_acc"),
+                )
+            ):
                 pts = [p for p in curve if p.get(ykey) is not None and p.get(xkey) is not None]
                 if pts:
-                    axes[row, col].plot([p[xkey] for p in pts], [p[ykey] for p in pts], style,
-                                        label=label)
-        for col, (xl, yl) in enumerate((("epochs", "train loss"), ("fit seconds", "train loss"),
-                                         ("forward passes", "train loss"),
-                                         ("epochs", "test accuracy"))):
+                    axes[row, col].plot(
+                        [p[xkey] for p in pts], [p[ykey] for p in pts], style, label=label
+                    )
+        for col, (xl, yl) in enumerate(
+            (
+                ("epochs", "train loss"),
+                ("fit seconds", "train loss"),
+                ("forward passes", "train loss"),
+                ("epochs", "test accuracy"),
+            )
+        ):
             ax = axes[row, col]
             ax.set_xlabel(xl)
             ax.set_ylabel(yl)

@@ -73,7 +73,9 @@ class SearchOutcome:
         ``"accepted"``, ``"max_backtracks"`` (no step taken), ``"fixed"`` /
         ``"polyak"`` (rules without trials), ``"small_gradient"`` (``<g, d>``
         not positive: no step), ``"at_lower_bound"`` (``f(w) <= f*``: no step),
-        ``"nonfinite_gradient"`` (no step, state untouched).
+        ``"nonfinite_gradient"`` (no step, state untouched), ``"zero_lr"``
+        (``eta_max`` is 0, e.g. at the start of a warm-up: no step, the
+        previous step size is kept).
     next_step : float
         The ``eta_{k-1}`` the next step's reset starts from.
     """
@@ -117,8 +119,14 @@ def check_reset(reset):
 
 
 def initial_step(reset, previous, eta_max, growth):
-    """First trial step from the previous accepted one (Vaswani et al. 2020, Alg. 2)."""
-    if reset == "conservative":
+    """First trial step from the previous accepted one (Vaswani et al. 2020, Alg. 2).
+
+    A previous step that is not positive (none yet, or an ``eta_max`` of 0
+    during a warm-up) restarts from ``eta_max``.
+    """
+    if not previous > 0.0:
+        eta = eta_max
+    elif reset == "conservative":
         eta = previous
     elif reset == "grow":
         eta = previous * growth
@@ -270,18 +278,25 @@ def plan_step(rule, *, f0, pp, previous, eta_max, reset, growth, f_star, polyak_
 
     Returns ``(eta0, status)`` where ``status`` is None when a search should
     run, else one of ``"nonfinite_gradient"``, ``"small_gradient"``,
-    ``"at_lower_bound"``.
+    ``"zero_lr"``, ``"at_lower_bound"``. The Polyak cap of a line search's
+    first trial applies only while ``f(w) > f*`` (a loss below the declared
+    bound, e.g. a negative loss with ``f_star=0``, just searches from the
+    reset); the Polyak rule itself takes no step there.
     """
     if not math.isfinite(pp):
         return 0.0, "nonfinite_gradient"
     if not pp > 0.0:
         return 0.0, "small_gradient"
+    if not eta_max > 0.0:
+        return 0.0, "zero_lr"
     eta0 = initial_step(reset, previous, eta_max, growth)
     if isinstance(rule, FixedStep):
         return eta_max, None
-    if isinstance(rule, Polyak) or (polyak_init and isinstance(rule, (Armijo, Goldstein))):
-        gap = f0 - f_star
-        if gap <= noise_tolerance(f0, eps):
+    above = f0 - f_star > noise_tolerance(f0, eps)
+    if isinstance(rule, Polyak):
+        if not above:
             return 0.0, "at_lower_bound"
+        eta0 = min(eta0, rule.polyak_cap(f0, f_star, pp))
+    elif polyak_init and above and isinstance(rule, (Armijo, Goldstein)):
         eta0 = min(eta0, rule.polyak_cap(f0, f_star, pp))
     return eta0, None

@@ -33,7 +33,12 @@ Conventions
   (``line_search``, ``c``, ``beta_b``, ``beta_f``, ``max_backtracks``,
   ``reset``, ``gamma``, ``n_batches_per_epoch``, ``polyak_init``,
   ``f_star``) must therefore agree across groups; preconditioner settings may
-  differ per group.
+  differ per group. An ``lr`` of 0 everywhere (a warm-up from 0) skips the
+  step and keeps the searched step size.
+- Memory: the preconditioner state plus one parameter-sized buffer holding
+  the step's starting point, from which trials are set and to which a failed
+  search (or a closure raising inside a trial) restores the parameters
+  exactly.
 - Host synchronisations: one per step (the loss and ``<g, A^-1 g>``, which
   also serve as the finite checks) and one per trial forward.
 - A non-finite loss at the current point raises ``ValueError`` with parameters
@@ -46,6 +51,7 @@ Conventions
 from __future__ import annotations
 
 import math
+import weakref
 from functools import lru_cache
 
 import torch
@@ -87,7 +93,7 @@ def _rule(line_search, c, beta_b, beta_f, max_backtracks):
 
 
 def _check_group(group):
-    check_positive("lr", group["lr"])
+    check_positive("lr", group["lr"], strict=False)
     if group["preconditioner"] not in PRECONDITIONERS:
         raise ValueError(
             f"preconditioner must be one of {PRECONDITIONERS}, got {group['preconditioner']!r}."
@@ -208,6 +214,7 @@ class LineSearchOptimizer(Optimizer):
         super().__init__(params, defaults)
         self.process_group = process_group
         self.last_step = {}
+        self._origins = {}
         self.totals = {"steps": 0, "forwards": 0, "backtracks": 0, "skipped": 0}
 
     def add_param_group(self, param_group):
@@ -319,21 +326,61 @@ class LineSearchOptimizer(Optimizer):
 
     @staticmethod
     def _inner(a, b):
-        """``sum_i <a_i, b_i>`` as a float64 tensor (no temporaries)."""
-        return torch.stack(
-            [
-                torch.dot(x.reshape(-1), y.reshape(-1)).to(torch.float64)
-                for x, y in zip(a, b, strict=False)
-            ]
-        ).sum()
+        """``sum_i <a_i, b_i>`` as a float64 tensor on ``a[0]``'s device.
 
-    def _finish_move(self, group, params, grads, states, d, denom, eta, at):
-        """Params sit at ``w - at d``; move them to the step's final point for step ``eta``."""
-        momentum = group["momentum"]
+        Dots of low-precision tensors are taken in float32 (a float16 dot
+        overflows at 65504).
+        """
+        device = a[0].device
+        dots = []
+        for x, y in zip(a, b, strict=False):
+            if x.dtype in (torch.float16, torch.bfloat16):
+                x, y = x.float(), y.float()
+            dots.append(torch.dot(x.reshape(-1), y.reshape(-1)).to(device, torch.float64))
+        return torch.stack(dots).sum()
+
+    def _origin(self, params):
+        """Persistent buffers holding the step's starting point ``w`` (one per parameter).
+
+        Trials are set to ``w - eta d`` from it and a failed search restores it
+        exactly (moving back and forth along ``d`` would drift by rounding,
+        badly so in bfloat16). One parameter-sized buffer, reused every step.
+        """
+        out = []
+        for p in params:
+            buf = self._origins.get(p)
+            if (
+                buf is None
+                or buf.shape != p.shape
+                or buf.dtype != p.dtype
+                or buf.device != p.device
+            ):
+                buf = self._origins[p] = torch.empty_like(p)
+            out.append(buf)
+        torch._foreach_copy_(out, params)
+        return out
+
+    @staticmethod
+    def _move(move, eta):
+        """Put ``move``'s parameters at ``w - eta d`` (``w`` itself when ``eta`` is 0)."""
+        if eta == move["at"]:
+            return
+        params, origin = move["params"], move["origin"]
+        if move["at"]:
+            torch._foreach_copy_(params, origin)
+        if eta:
+            torch._foreach_add_(params, move["d"], alpha=-eta)
+        move["at"] = eta
+
+    def _finish_move(self, group, move, states, eta):
+        """Move the parameters from ``w`` (or a trial point) to the step's final point."""
+        params, d, denom, momentum = move["params"], move["d"], move["denom"], group["momentum"]
+        if momentum == "none":
+            self._move(move, eta)
+            return
+        self._move(move, 0.0)
         if momentum == "ema":
             beta1 = group["betas"][0]
-            if at:
-                torch._foreach_add_(params, d, alpha=at)
             m = [st["exp_avg"] for st in states]
             scales = [-eta / (1.0 - beta1 ** st["step"]) for st in states]
             if denom is not None:
@@ -341,13 +388,27 @@ class LineSearchOptimizer(Optimizer):
             else:
                 torch._foreach_add_(params, torch._foreach_mul(m, scales))
             return
-        if at != eta:
-            torch._foreach_add_(params, d, alpha=at - eta)
-        if momentum == "heavy_ball":
-            delta = [st["displacement"] for st in states]
-            torch._foreach_mul_(delta, group["heavy_ball"])
-            torch._foreach_add_(params, delta)
-            torch._foreach_add_(delta, d, alpha=-eta)
+        delta = [st["displacement"] for st in states]
+        torch._foreach_mul_(delta, group["heavy_ball"])
+        torch._foreach_add_(delta, d, alpha=-eta)
+        torch._foreach_add_(params, delta)
+
+    @staticmethod
+    def _grad_marks(params):
+        """What identifies the current gradients (weak references and in-place versions)."""
+        return [
+            (weakref.ref(p.grad), p.grad._version) if p.grad is not None else None for p in params
+        ]
+
+    @staticmethod
+    def _grads_unchanged(params, marks):
+        for p, mark in zip(params, marks, strict=True):
+            if mark is None or p.grad is None:
+                if (mark is None) != (p.grad is None):
+                    return False
+            elif mark[0]() is not p.grad or mark[1] != p.grad._version:
+                return False
+        return True
 
     @torch.no_grad()
     def step(self, closure=None, *, loss=None):
@@ -357,10 +418,14 @@ class LineSearchOptimizer(Optimizer):
         ----------
         closure : callable, optional
             Re-evaluates the model: ``zero_grad``, forward, ``backward``,
-            returns the loss. Needed by line searches (trial forwards).
+            returns the loss. Needed by line searches (trial forwards). If it
+            leaves the gradients untouched (no ``backward``), the optimizer
+            calls ``backward`` on the returned loss.
         loss : Tensor, optional
             The loss whose gradient is already in ``.grad``; the closure is
-            then only used for trial forwards.
+            then only used for trial forwards (they share one forked RNG
+            state, which is put back afterwards; their dropout masks differ
+            from those of the caller's forward).
         """
         settings = self._search_settings()
         rule = _rule(
@@ -379,18 +444,25 @@ class LineSearchOptimizer(Optimizer):
         all_params = [p for g in self.param_groups for p in g["params"]]
         group_ddp, world = distributed_group(self.process_group)
         trial = TrialEvaluator(all_params, closure, group_ddp, world) if closure else None
-        if loss is None:
-            loss = trial.first()
-            if loss is None:
-                raise ValueError("The closure returned None; it must return the loss.")
-            if (
-                isinstance(loss, torch.Tensor)
-                and loss.requires_grad
-                and all(p.grad is None for p in all_params)
-            ):
-                with torch.enable_grad():
-                    loss.backward()
         try:
+            if loss is None:
+                marks = self._grad_marks(all_params)
+                loss = trial.first()
+                if loss is None:
+                    raise ValueError("The closure returned None; it must return the loss.")
+                if (
+                    isinstance(loss, torch.Tensor)
+                    and loss.requires_grad
+                    and self._grads_unchanged(all_params, marks)
+                ):
+                    # the closure did not run backward: the gradients present (if any) are
+                    # a previous step's, so replace them rather than accumulate into them
+                    for p in all_params:
+                        p.grad = None
+                    with torch.enable_grad():
+                        loss.backward()
+            elif trial is not None:
+                trial.begin()
             return self._step(settings, rule, trial, loss, group_ddp, world)
         finally:
             if trial is not None:
@@ -399,12 +471,24 @@ class LineSearchOptimizer(Optimizer):
     def _step(self, settings, rule, trial, loss, group_ddp, world):
         f0_t = torch.as_tensor(loss).detach().to(torch.float64)
         f0_t = average_over_ranks(f0_t, group_ddp, world)
-        candidates, pps = [], []
+        moves, pps = [], []
         for group, params, grads in self._gather():
             if params:
                 states = [self.state.get(p, {}) for p in params]
                 steps, new, d, denom = self._candidate(group, params, grads, states)
-                candidates.append((group, params, grads, steps, new, d, denom))
+                moves.append(
+                    {
+                        "group": group,
+                        "params": params,
+                        "grads": grads,
+                        "steps": steps,
+                        "new": new,
+                        "d": d,
+                        "denom": denom,
+                        "origin": None,
+                        "at": 0.0,
+                    }
+                )
                 pps.append(self._inner(grads, d).to(f0_t.device))
         # the step's one host synchronisation before the trials: f(w) and <g, A^-1 g> per
         # group (non-finite exactly when some gradient entry is)
@@ -420,19 +504,13 @@ class LineSearchOptimizer(Optimizer):
         if not all(math.isfinite(v) for v in pp_groups):
             return self._record(loss, 0.0, 0, 0, "nonfinite_gradient", skipped=True)
 
-        moves = []
-        for group, params, grads, steps, new, d, denom in candidates:
-            states = self._commit(group, params, grads, steps, new)
-            moves.append([group, params, grads, states, d, denom, 0.0])
-        pp = math.fsum(pp_groups)
         lr_max = max(g["lr"] for g in self.param_groups)
-        previous = settings["step_size"]
         n_batches = settings["n_batches_per_epoch"]
         eta0, why = plan_step(
             rule,
             f0=f0,
-            pp=pp,
-            previous=previous,
+            pp=math.fsum(pp_groups),
+            previous=settings["step_size"],
             eta_max=lr_max,
             reset=settings["reset"],
             growth=settings["gamma"] ** (1.0 / n_batches),
@@ -441,41 +519,46 @@ class LineSearchOptimizer(Optimizer):
             eps=eps,
         )
         if why is not None:
+            for mv in moves:
+                self._commit(mv["group"], mv["params"], mv["grads"], mv["steps"], mv["new"])
             return self._record(loss, 0.0, 0, 0, why, skipped=True)
 
-        lrs = [mv[0]["lr"] for mv in moves]
-
-        def move_to(eta):
-            for mv, lr in zip(moves, lrs, strict=False):
-                eta_g = min(eta, lr)
-                if eta_g != mv[6]:
-                    torch._foreach_add_(mv[1], mv[4], alpha=mv[6] - eta_g)
-                    mv[6] = eta_g
+        lrs = [mv["group"]["lr"] for mv in moves]
+        if rule.needs_trials:
+            for mv in moves:
+                mv["origin"] = self._origin(mv["params"])
 
         def evaluate(eta):
-            move_to(eta)
+            for mv, lr in zip(moves, lrs, strict=False):
+                self._move(mv, min(eta, lr))
             return trial().item()
 
         def decrease(eta):
             return sum(min(eta, lr) * p for lr, p in zip(lrs, pp_groups, strict=False))
 
-        out = rule.search(
-            f0,
-            eta0,
-            decrease,
-            evaluate if rule.needs_trials else None,
-            noise_tolerance(f0, eps),
-            lr_max,
-        )
+        try:
+            out = rule.search(
+                f0,
+                eta0,
+                decrease,
+                evaluate if rule.needs_trials else None,
+                noise_tolerance(f0, eps),
+                lr_max,
+            )
+        except BaseException:
+            # a trial raised (the closure, or the user interrupting): back to w, state untouched
+            for mv in moves:
+                self._move(mv, 0.0)
+            raise
         for group in self.param_groups:
             group["step_size"] = out.next_step
-        if out.step_size > 0.0:
-            for group, params, grads, states, d, denom, at in moves:
-                self._finish_move(
-                    group, params, grads, states, d, denom, min(out.step_size, group["lr"]), at
-                )
-        else:
-            move_to(0.0)
+        for mv, lr in zip(moves, lrs, strict=False):
+            group = mv["group"]
+            states = self._commit(group, mv["params"], mv["grads"], mv["steps"], mv["new"])
+            if out.step_size > 0.0:
+                self._finish_move(group, mv, states, min(out.step_size, lr))
+            else:
+                self._move(mv, 0.0)
         return self._record(
             loss,
             out.step_size,

@@ -16,14 +16,16 @@ function* as the first one and keeps them from touching anything else:
   them after (BatchNorm's running statistics and ``num_batches_tracked``
   change once per step, from the first forward only).
 - **Gradients.** ``.grad`` fields are detached before a trial and put back
-  after, and ``backward`` is a no-op inside trials (they run under
-  ``torch.no_grad()``), so the closure's ``zero_grad``/``backward`` neither
-  cost a backward pass nor clobber the gradient of the step.
+  after, and ``backward``, ``Module.zero_grad`` and ``Optimizer.zero_grad``
+  are no-ops inside trials (they run under ``torch.no_grad()``), so the
+  closure's ``zero_grad``/``backward`` neither cost a backward pass nor clobber
+  the gradient of the step (nor those of parameters another optimizer owns).
 - **Distributed.** With an initialised process group, every loss (first and
   trials) is averaged over ranks before any decision, so all ranks accept the
   same steps (one scalar all-reduce per forward).
 
-Not thread-safe: ``Tensor.backward`` is patched for the duration of a trial.
+Not thread-safe: ``Tensor.backward`` and the ``zero_grad`` methods are patched
+for the duration of a trial.
 """
 
 from __future__ import annotations
@@ -38,16 +40,25 @@ def _noop_backward(*args, **kwargs):
     return None
 
 
+#: (owner, attribute) pairs that are no-ops inside a trial forward
+_DISABLED = (
+    (torch.Tensor, "backward"),
+    (torch.autograd, "backward"),
+    (torch.nn.Module, "zero_grad"),
+    (torch.optim.Optimizer, "zero_grad"),
+)
+
+
 @contextlib.contextmanager
 def _backward_disabled():
-    tensor_backward, autograd_backward = torch.Tensor.backward, torch.autograd.backward
-    torch.Tensor.backward = _noop_backward
-    torch.autograd.backward = _noop_backward
+    saved = [(owner, name, getattr(owner, name)) for owner, name in _DISABLED]
+    for owner, name, _ in saved:
+        setattr(owner, name, _noop_backward)
     try:
         yield
     finally:
-        torch.Tensor.backward = tensor_backward
-        torch.autograd.backward = autograd_backward
+        for owner, name, original in saved:
+            setattr(owner, name, original)
 
 
 @contextlib.contextmanager
@@ -69,6 +80,10 @@ def _buffers_frozen():
     finally:
         h_pre.remove()
         h_post.remove()
+        # a forward that raised left its modules' snapshots behind: put them back too
+        for entries in saved.values():
+            for b, copy in entries:
+                b.copy_(copy)
 
 
 def distributed_group(process_group):
@@ -131,6 +146,14 @@ class TrialEvaluator:
             loss = self.closure()
         self._after = self._rng_state()
         return loss
+
+    def begin(self):
+        """Fork the RNG without a first call (the loss was computed by the caller).
+
+        Trials then all draw from the state at this point, and :meth:`finish`
+        puts it back, so the caller's random stream is as if no trial had run.
+        """
+        self._before = self._after = self._rng_state()
 
     def __call__(self):
         """The loss at the parameters' current (trial) values, as a float64 tensor."""

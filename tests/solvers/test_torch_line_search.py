@@ -118,8 +118,9 @@ def test_every_accepted_step_satisfies_armijo(preconditioner):
     X, y = separable(n=300, p=6, margin=0.05)
     Xt, yt = torch.tensor(X), torch.tensor(y)
     w = torch.zeros(6, dtype=torch.float64, requires_grad=True)
-    c = 0.5
+    c, eps = 0.5, 1e-8
     opt = AdaSLS([w], c=c, preconditioner=preconditioner, momentum="none", n_batches_per_epoch=10)
+    sum_sq = torch.full((6,), torch.finfo(torch.float64).tiny, dtype=torch.float64)
     checked = 0
     for _ in range(5):
         for i in range(0, 300, 30):
@@ -132,12 +133,16 @@ def test_every_accepted_step_satisfies_armijo(preconditioner):
                 return loss
 
             w0 = w.detach().clone()
+            # the direction, computed here from the gradient and the AdaGrad formula
+            g = torch.autograd.functional.jacobian(lambda v: logistic_loss(v, xb, yb), w0)
+            sum_sq += g * g
+            d = g if preconditioner == "identity" else g / (sum_sq.sqrt() + eps)
             f0 = opt.step(closure).item()
             eta = opt.last_step["step_size"]
             if eta == 0.0:
+                assert torch.equal(w.detach(), w0)
                 continue
-            d = (w0 - w.detach()) / eta  # the searched direction A^-1 g
-            g = torch.autograd.functional.jacobian(lambda v: logistic_loss(v, xb, yb), w0)
+            torch.testing.assert_close(w.detach(), w0 - eta * d, rtol=1e-12, atol=1e-14)
             f1 = logistic_loss(w.detach(), xb, yb).item()
             tol = 8 * np.finfo(np.float64).eps * abs(f0)
             assert f1 <= f0 - c * eta * torch.dot(g, d).item() + tol
@@ -459,3 +464,192 @@ def test_ddp_ranks_take_the_same_decisions(tmp_path):
     assert r0["sizes"] == r1["sizes"]
     assert any(f > 1 for _, f in r0["sizes"])
     assert torch.equal(r0["params"], r1["params"])
+
+
+def fail_trials(closure, extra=1.0):
+    """The closure, with every trial (call after the first) reporting a higher loss."""
+    calls = []
+
+    def wrapped():
+        loss = closure()
+        calls.append(1)
+        return loss if len(calls) == 1 else loss + extra
+
+    return wrapped
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("momentum", ["ema", "none"])
+def test_a_failed_search_restores_the_parameters_exactly(dtype, momentum):
+    X, y = data()
+    torch.manual_seed(0)
+    model = mlp().to(dtype)
+    opt = AdaSLS(model.parameters(), momentum=momentum, max_backtracks=7, polyak_init=False)
+    before = [p.detach().clone() for p in model.parameters()]
+    opt.step(fail_trials(make_closure(model, opt, X.to(dtype), y)))
+    assert opt.last_step["status"] == "max_backtracks"
+    assert opt.last_step["forwards"] == 9 and opt.last_step["step_size"] == 0.0
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    # the gradient was observed: the preconditioner state advanced, the next step starts lower
+    assert all(opt.state[p]["step"] == 1 for p in model.parameters())
+    assert opt.param_groups[0]["step_size"] == pytest.approx(100.0 * 0.9**8)
+
+
+def test_an_exception_in_a_trial_restores_parameters_buffers_and_state():
+    X, y = data()
+    torch.manual_seed(0)
+    model = mlp(batchnorm=True)
+    opt = SLS(model.parameters(), lr=1e4, polyak_init=False, reset="max")
+    opt.step(make_closure(model, opt, X, y))
+    params = [p.detach().clone() for p in model.parameters()]
+    buffers = [b.clone() for b in model.buffers()]
+    state = copy.deepcopy(opt.state_dict())
+    calls = []
+
+    class Interrupt(Exception):
+        pass
+
+    def boom(module, args, output):
+        calls.append(1)
+        if len(calls) == 3:  # inside the second trial, after BatchNorm ran
+            raise Interrupt
+
+    h = model[2].register_forward_hook(boom)
+    with pytest.raises(Interrupt):
+        opt.step(make_closure(model, opt, X, y))
+    h.remove()
+    assert all(torch.equal(a, b) for a, b in zip(params, model.parameters(), strict=True))
+    # the first forward of the failed step updated BatchNorm once, the trials did not
+    reference = copy.deepcopy(model)
+    for b, b0 in zip(reference.buffers(), buffers, strict=True):
+        b.copy_(b0)
+    with torch.no_grad():
+        reference(X)
+    for b, r in zip(model.buffers(), reference.buffers(), strict=True):
+        assert torch.equal(b, r)
+    after = opt.state_dict()
+    assert after["param_groups"] == state["param_groups"]
+    for k, st in state["state"].items():
+        for key, v in st.items():
+            assert torch.equal(torch.as_tensor(after["state"][k][key]), torch.as_tensor(v))
+
+
+def test_zero_lr_warmup_skips_steps_and_then_searches():
+    X, y = data()
+    torch.manual_seed(0)
+    model = mlp()
+    opt = AdaSLS(model.parameters(), n_batches_per_epoch=4)
+    warmup = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, k / 2))
+    assert opt.param_groups[0]["lr"] == 0.0
+    before = [p.detach().clone() for p in model.parameters()]
+    opt.step(make_closure(model, opt, X, y))
+    assert opt.last_step["status"] == "zero_lr" and opt.last_step["step_size"] == 0.0
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    warmup.step()
+    for _ in range(3):
+        opt.step(make_closure(model, opt, X, y))
+        assert 0.0 < opt.last_step["step_size"] <= opt.param_groups[0]["lr"]
+        warmup.step()
+    assert opt.param_groups[0]["step_size"] > 0.0
+    # lr=0 from the start is allowed too (torch's optimizers accept it)
+    AdaSLS(model.parameters(), lr=0.0)
+
+
+@pytest.mark.parametrize("line_search", ["armijo", "goldstein"])
+def test_negative_losses_still_search(line_search):
+    torch.manual_seed(0)
+    A = torch.randn(50, 4, dtype=torch.float64)
+    x_star = torch.randn(4, dtype=torch.float64)
+    b = A @ x_star
+    x = torch.zeros(4, dtype=torch.float64, requires_grad=True)
+    # f* of this loss is -10, below the default f_star=0
+    opt = SLS([x], c=0.2, line_search=line_search, n_batches_per_epoch=5)
+
+    def closure():
+        opt.zero_grad()
+        loss = 0.5 * ((A @ x - b) ** 2).mean() - 10.0
+        loss.backward()
+        return loss
+
+    for _ in range(200):
+        opt.step(closure)
+    assert opt.totals["skipped"] == 0
+    torch.testing.assert_close(x.detach(), x_star, rtol=1e-5, atol=1e-6)
+
+
+def test_loss_keyword_path_forks_the_rng_for_trials():
+    X, y = data()
+    torch.manual_seed(0)
+    model = mlp(dropout=0.5)
+    opt = SLS(model.parameters(), lr=1e4, polyak_init=False, beta_b=0.3, reset="max")
+    masks = []
+    dropout = model[3]
+    h = dropout.register_forward_hook(lambda m, i, o: masks.append((o == 0).clone()))
+    loss = torch.nn.functional.cross_entropy(model(X), y)
+    loss.backward()
+    start = torch.get_rng_state()
+    masks.clear()
+    opt.step(make_closure(model, opt, X, y), loss=loss)
+    h.remove()
+    assert len(masks) == opt.last_step["forwards"] - 1 >= 2
+    assert all(torch.equal(masks[0], m) for m in masks[1:])
+    assert torch.equal(torch.get_rng_state(), start)
+
+
+def test_closure_without_zero_grad_or_backward_uses_fresh_gradients():
+    X, y = data()
+
+    def run(style):
+        torch.manual_seed(0)
+        model = mlp()
+        opt = AdaSLS(model.parameters(), n_batches_per_epoch=4)
+        for k in range(4):
+            xb, yb = X[k::4], y[k::4]
+
+            def closure():
+                if style == "full":
+                    opt.zero_grad()
+                loss = torch.nn.functional.cross_entropy(model(xb), yb)
+                if style == "full":
+                    loss.backward()
+                return loss
+
+            opt.step(closure)
+        return [p.detach().clone() for p in model.parameters()]
+
+    for a, b in zip(run("full"), run("loss only"), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_trials_leave_other_gradients_alone():
+    X, y = data()
+    torch.manual_seed(0)
+    model = mlp()
+    head = list(model[-1].parameters())
+    opt = SLS(head, lr=1e4, polyak_init=False, reset="max", beta_b=0.3)
+    opt.step(make_closure(model, opt, X, y))  # the closure zeroes the whole model's gradients
+    assert opt.last_step["forwards"] >= 3
+    # the body's gradients are those of the first call at the starting point
+    assert all(p.grad is not None for p in model[0].parameters())
+    ref = copy.deepcopy(model)
+    for p, q in zip(ref[-1].parameters(), opt.param_groups[0]["params"], strict=True):
+        p.data.copy_(opt._origins[q])
+    ref.zero_grad()
+    torch.nn.functional.cross_entropy(ref(X), y).backward()
+    for p, q in zip(model[0].parameters(), ref[0].parameters(), strict=True):
+        assert torch.equal(p.grad, q.grad)
+
+
+def test_half_precision_inner_products_do_not_overflow():
+    w = torch.full((400,), 1.0, dtype=torch.float16, requires_grad=True)
+    opt = SLS([w], lr=1e-3)
+
+    def closure():
+        opt.zero_grad()
+        loss = 20.0 * w.float().sum()  # gradient 20 per entry: <g, g> = 160000 > 65504
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    assert opt.last_step["status"] == "accepted"
+    assert opt.last_step["step_size"] > 0.0
