@@ -7,7 +7,6 @@ import math
 import numbers
 
 import numpy as np
-from sklearn import get_config
 from sklearn.base import BaseEstimator, ClassifierMixin, MultiOutputMixin, RegressorMixin
 from sklearn.metrics import r2_score
 from sklearn.utils.multiclass import check_classification_targets
@@ -17,6 +16,7 @@ from eigenpro.kernels import make_kernel
 from eigenpro.operator import KernelOperator
 from eigenpro.solver import eigenpro_solve
 from solvers.backend import (
+    check_same_namespace,
     floating_dtype,
     get_namespace_and_device,
     resolve_device,
@@ -328,7 +328,7 @@ class _BaseEigenPro(BaseEstimator):
         X = validate_data(self, X, reset=False, dtype="numeric")
         in_xp, in_device = get_namespace_and_device(X)
         if self.device is None:
-            self._check_same_namespace(X, method)
+            check_same_namespace(self, method, X, self.coef_)
         xp, device = get_namespace_and_device(self.coef_)
         Xc = xp.astype(to_namespace(X, xp, device), self.centers_.dtype)  # numeric -> float
         coef = self.coef_[:, None] if self.coef_.ndim == 1 else self.coef_
@@ -337,21 +337,6 @@ class _BaseEigenPro(BaseEstimator):
             self.kernel_, Xc, self.centers_, memory_budget=budget, precompute=False
         ).matmul(coef)
         return F, (in_xp, in_device)
-
-    def _check_same_namespace(self, X, method):
-        x_xp, x_dev = get_namespace_and_device(X)
-        a_xp, a_dev = get_namespace_and_device(self.coef_)
-        if x_xp.__name__ == a_xp.__name__ and str(x_dev) == str(a_dev):
-            return
-        dispatch = get_config()["array_api_dispatch"]
-        raise ValueError(
-            f"Inputs passed to {type(self).__name__}.{method}() must use the same namespace "
-            f"and the same device as those passed to fit(). The estimator was fitted on "
-            f"{a_xp.__name__} arrays on {a_dev}, and {method} got {x_xp.__name__} arrays "
-            f"on {x_dev}"
-            + ("" if dispatch else " (array_api_dispatch is off, so inputs become NumPy)")
-            + ". Pass arrays of the fitted kind, or set device= to move inputs automatically."
-        )
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -30,6 +30,7 @@ import numpy as np
 
 __all__ = [
     "available_memory",
+    "check_same_namespace",
     "cpu_threads",
     "fits_storage",
     "floating_dtype",
@@ -78,6 +79,35 @@ def get_namespace_and_device(*arrays):
     arrays = [a if hasattr(a, "shape") else np.asarray(a) for a in arrays]
     xp = aac.array_namespace(*arrays)
     return xp, aac.device(arrays[0])
+
+
+def check_same_namespace(estimator, method, X, fitted):
+    """Raise unless ``X`` has the namespace and device of the fitted array ``fitted``.
+
+    The error names the estimator's method, both namespaces and devices, and
+    whether scikit-learn's ``array_api_dispatch`` is off (inputs then become
+    NumPy before they reach the estimator).
+    """
+    x_xp, x_dev = get_namespace_and_device(X)
+    a_xp, a_dev = get_namespace_and_device(fitted)
+    if x_xp.__name__ == a_xp.__name__ and str(x_dev) == str(a_dev):
+        return
+    from sklearn import get_config
+
+    dispatch = get_config()["array_api_dispatch"]
+    raise ValueError(
+        f"Inputs passed to {type(estimator).__name__}.{method}() must use the same namespace "
+        f"and the same device as those passed to fit(). The estimator was fitted on "
+        f"{a_xp.__name__} arrays on {a_dev}, and {method} got {x_xp.__name__} arrays "
+        f"on {x_dev}"
+        + ("" if dispatch else " (array_api_dispatch is off, so inputs become NumPy)")
+        + ". Pass arrays of the fitted kind"
+        + (
+            ", or set device= to move inputs automatically."
+            if hasattr(estimator, "device")
+            else "."
+        )
+    )
 
 
 def namespace_kind(xp):

@@ -5,11 +5,27 @@ from __future__ import annotations
 
 import logging
 
-from solvers.backend import get_namespace_and_device, namespace_kind, to_namespace, to_numpy
+from solvers.backend import (
+    get_namespace_and_device,
+    inplace,
+    namespace_kind,
+    to_namespace,
+    to_numpy,
+)
 
 logger = logging.getLogger("solvers")
 
-__all__ = ["blocked_matmul", "top_eigensystem"]
+__all__ = [
+    "blocked_matmul",
+    "cho_solve",
+    "cholesky",
+    "generalized_procrustes",
+    "polar",
+    "solve_triangular",
+    "stiefel_quadratic",
+    "top_eigensystem",
+    "weighted_moments",
+]
 
 
 def top_eigensystem(A, n_components=None):
@@ -117,3 +133,185 @@ def blocked_matmul(row_block, n_rows, V, block_rows, out=None):
         block = to_namespace(row_block(start, stop), xp, device)
         out[start:stop, :] = block @ V2
     return out[:, 0] if vector else out
+
+
+# --------------------------------------------------------------------------- #
+# ridge solves and Stiefel-manifold steps (closed-form layers and heads)
+# --------------------------------------------------------------------------- #
+def solve_triangular(L, B, *, lower=True, transpose=False):
+    """Solve ``L X = B`` (or ``L^T X = B`` with ``transpose``) for triangular ``L``.
+
+    The Array API has no triangular solve; this uses LAPACK ``trtrs`` through
+    SciPy for NumPy, ``torch.linalg.solve_triangular`` and
+    ``cupyx.scipy.linalg.solve_triangular``, and a general solve elsewhere.
+    """
+    xp, _ = get_namespace_and_device(L)
+    kind = namespace_kind(xp)
+    if kind == "numpy":
+        import scipy.linalg
+
+        return scipy.linalg.solve_triangular(
+            L, B, lower=lower, trans=1 if transpose else 0, check_finite=False
+        )
+    if kind == "torch":
+        import torch
+
+        A = L.mT if transpose else L
+        return torch.linalg.solve_triangular(A, B, upper=lower == transpose)
+    if kind == "cupy":  # pragma: no cover - needs a GPU
+        import cupyx.scipy.linalg
+
+        return cupyx.scipy.linalg.solve_triangular(L, B, lower=lower, trans=1 if transpose else 0)
+    return xp.linalg.solve(L.T if transpose else L, B)
+
+
+def cholesky(G, *, jitter=1e-10):
+    """Lower Cholesky factor of a symmetric positive definite matrix, with a clear error.
+
+    On failure the factorisation is retried once with ``jitter * trace(G) / p``
+    added to the diagonal (rounding can make a PSD Gram matrix indefinite).
+    """
+    xp, device = get_namespace_and_device(G)
+    try:
+        L = xp.linalg.cholesky(G)
+        if _all_finite(xp, L):
+            return L
+    except Exception:  # LAPACK errors differ across libraries
+        pass
+    p = G.shape[0]
+    shift = jitter * float(xp.sum(xp.linalg.diagonal(G))) / max(p, 1)
+    try:
+        L = xp.linalg.cholesky(G + shift * xp.eye(p, dtype=G.dtype, device=device))
+        if _all_finite(xp, L):
+            return L
+    except Exception:
+        pass
+    raise FloatingPointError(
+        "The Gram matrix is not positive definite (NaN/inf in the data, or a ridge "
+        "penalty of 0 on rank-deficient features); use a positive alpha."
+    )
+
+
+def cho_solve(L, B):
+    """``G^-1 B`` from the lower Cholesky factor ``L`` of ``G``."""
+    return solve_triangular(L, solve_triangular(L, B, lower=True), lower=True, transpose=True)
+
+
+def polar(A):
+    """Orthonormal polar factor ``U V^T`` of ``A = U S V^T`` (thin SVD), shape of ``A``.
+
+    The closest matrix with orthonormal columns to ``A`` in Frobenius norm
+    (the orthogonal Procrustes solution, Schönemann 1966); needs
+    ``A.shape[0] >= A.shape[1]``.
+    """
+    xp, _ = get_namespace_and_device(A)
+    U, _, Vt = xp.linalg.svd(A, full_matrices=False)
+    return U @ Vt
+
+
+def generalized_procrustes(L, C):
+    """``argmax tr(W^T C)`` subject to ``W^T G W = I`` with ``G = L L^T``.
+
+    With ``Q = L^T W`` the constraint becomes ``Q^T Q = I`` and the objective
+    ``tr(Q^T L^-1 C)``, maximised by the polar factor of ``L^-1 C``; so
+    ``W = L^-T polar(L^-1 C)``. Minimises ``tr(W^T G W) - 2 tr(W^T C)`` on the
+    generalised ("flexible") Stiefel manifold, since the first term is
+    constant there (Zhang, Jiao, Zhang, Li, TPAMI 2023: the decision layer of
+    the manifold neural network).
+    """
+    if L.shape[0] < C.shape[1]:
+        raise ValueError(
+            f"The Stiefel constraint W^T G W = I needs at least as many features as outputs; "
+            f"got {L.shape[0]} features for {C.shape[1]} outputs."
+        )
+    return solve_triangular(L, polar(solve_triangular(L, C, lower=True)), transpose=True)
+
+
+def stiefel_quadratic(A, B, W0=None, *, max_iter=200, tol=1e-10, eta=None):
+    """Minimise ``tr(W^T A W) - 2 tr(W^T B)`` over ``W^T W = I`` by generalized power iteration.
+
+    GPI (Nie, Zhang, Li 2017, "A generalized power iteration method for
+    solving quadratic problem on the Stiefel manifold"): with
+    ``eta >= lambda_max(A)`` and ``Ã = eta I - A`` (PSD), iterate
+    ``W <- polar(2 Ã W + 2 B)``. Each step maximises the linearisation of the
+    concave ``tr(W^T Ã W) + 2 tr(W^T B)``, so the objective never increases.
+
+    Parameters
+    ----------
+    A : array of shape (p, p)
+        Symmetric.
+    B : array of shape (p, c), ``p >= c``
+    W0 : array of shape (p, c), default=None
+        Start (default: ``polar(B)``).
+    max_iter : int
+    tol : float
+        Stop when the objective decreases by less than ``tol`` times its scale.
+    eta : float, default=None
+        Upper bound on ``lambda_max(A)``; default from ``eigvalsh``.
+
+    Returns
+    -------
+    W : array of shape (p, c)
+    objectives : list of float
+        Objective after each iteration (non-increasing up to rounding).
+    """
+    xp, device = get_namespace_and_device(A)
+    p, c = B.shape
+    if p < c:
+        raise ValueError(f"W^T W = I needs p >= c; got B of shape {tuple(B.shape)}.")
+    if eta is None:
+        eta = float(xp.max(xp.linalg.eigvalsh(A)))
+    eta = max(eta, 0.0) * (1.0 + 1e-12) + 1e-300
+    A_tilde = eta * xp.eye(p, dtype=A.dtype, device=device) - A
+    W = polar(B) if W0 is None else W0
+
+    def objective(W):
+        return float(xp.sum(W * (A @ W)) - 2.0 * xp.sum(W * B))
+
+    objectives = [objective(W)]
+    scale = abs(eta) * c + float(xp.sum(xp.abs(B)))
+    for _ in range(int(max_iter)):
+        W = polar(2.0 * (A_tilde @ W) + 2.0 * B)
+        objectives.append(objective(W))
+        if objectives[-2] - objectives[-1] <= tol * scale:
+            break
+    return W, objectives[1:]
+
+
+def weighted_moments(H, weights, *, block_rows=None):
+    """Weighted mean and centred Gram matrix of the rows of ``H``, in float64.
+
+    ``mean = sum_i w_i h_i`` and ``G = sum_i w_i (h_i - mean)(h_i - mean)^T``
+    for weights summing to one. The Gram is accumulated block by block of
+    ``block_rows`` rows, each converted to float64 and centred before its
+    product, so float32 features lose nothing to cancellation and only one
+    float64 block exists at a time.
+
+    Parameters
+    ----------
+    H : array of shape (n, p)
+    weights : array of shape (n,)
+        Non-negative, summing to one.
+    block_rows : int, default=None
+        Rows per block (default: all).
+
+    Returns
+    -------
+    mean : array of shape (p,), float64
+    G : array of shape (p, p), float64
+    """
+    xp, device = get_namespace_and_device(H)
+    n, p = H.shape
+    f64 = xp.float64
+    w = xp.astype(weights, f64)
+    block = n if block_rows is None else max(int(block_rows), 1)
+    mean = xp.zeros((p,), dtype=f64, device=device)
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        mean = mean + w[start:stop] @ xp.astype(H[start:stop, :], f64)
+    G = xp.zeros((p, p), dtype=f64, device=device)
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        Hb = xp.astype(H[start:stop, :], f64) - mean
+        G = inplace(xp, G, "add", (Hb * w[start:stop, None]).T @ Hb)
+    return mean, (G + G.T) * 0.5

@@ -5,10 +5,11 @@ import doctest
 
 import pytest
 
+import closedform.stiefel_svc
 import eigenpro.estimators
 import solvers.stochastic
 
-MODULES = [eigenpro.estimators, solvers.stochastic]
+MODULES = [eigenpro.estimators, solvers.stochastic, closedform.stiefel_svc]
 try:
     import solvers.torch.line_search
 

@@ -1,0 +1,386 @@
+# SPDX-License-Identifier: BSD-3-Clause
+""":class:`StiefelSVC`: the adaptive squared-hinge SVM decision layer as an estimator."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from closedform.svm_head import HEADS, fit_svm_head
+from solvers.backend import (
+    check_same_namespace,
+    floating_dtype,
+    get_namespace_and_device,
+    resolve_memory_budget,
+    rows_per_block,
+    to_namespace,
+    to_numpy,
+)
+
+__all__ = ["StiefelSVC"]
+
+
+class StiefelSVC(ClassifierMixin, BaseEstimator):
+    """One-vs-rest squared-hinge SVM fitted by closed-form retargeting steps.
+
+    The decision layer of the manifold neural network (Zhang, Jiao, Zhang, Li,
+    TPAMI 2023), usable on any features: alternately (1) solve the outputs'
+    weights ``W`` and intercepts ``b`` for fixed targets ``Z`` in closed form
+    and (2) move each target to ``z = y max(1, y f)`` (epsilon-dragging), so
+    that the squared residual equals the squared hinge ``max(0, 1 - y f)^2``;
+    optionally (3) reweight samples on the simplex to down-weight the highest
+    losses. See :mod:`closedform.svm_head` for the equations.
+
+    Parameters
+    ----------
+    head : {"stiefel", "gpi", "ridge"}, default="stiefel"
+        The (W, b) step. ``"stiefel"``: ``W^T G W = I`` with ``G`` the
+        weighted feature covariance plus ``gamma I`` (exact, one SVD of a
+        ``p x c`` matrix; needs ``n_features >= n_outputs``). With three or
+        more classes the first step is not unique: centred one-vs-rest codes
+        have rank ``c - 1``, so one direction of ``W`` is any orthonormal
+        completion, chosen by the SVD routine; NumPy and torch may pick
+        different ones (the later retargeted steps are full rank). ``"gpi"``:
+        ``W^T W = I`` by generalised power iteration. ``"ridge"``: no
+        constraint; the fit is then the L2-SVM optimum.
+    alpha : float, default=1e-5
+        Ridge penalty relative to the features' scale:
+        ``gamma = alpha * trace(G_0) / n_features``.
+    max_iter : int, default=10
+        Retargeting iterations (one (W, b) solve each, sharing one Cholesky
+        factor when the sample weights are fixed).
+    tol : float, default=1e-4
+        Stop when the objective decreases by less than ``tol`` times itself.
+    adaptive_weights : bool, default=False
+        Reweight samples by the simplex closed form (Nie et al. 2014).
+    keep_ratio : float in (0, 1], default=1.0
+        Fraction of samples the adaptive weights keep (``k = round(rho n) - 1``
+        positive weights; the paper's follow-up uses ``1 - noise rate``).
+    gpi_max_iter : int, default=100
+        Power iterations per (W, b) step with ``head="gpi"``.
+    memory_budget : "auto", float or int, default="auto"
+        Bytes (or a fraction of the free memory) for the float64 blocks of
+        the Gram accumulation.
+    verbose : int, default=0
+        Print the objective after every iteration when > 0.
+    callback : callable, default=None
+        ``callback(info)`` after every iteration (``info``: ``iteration``,
+        ``objective``); raise ``StopIteration`` to stop.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    coef_ : array of shape (1, n_features) or (n_classes, n_features)
+        One row per output (one output for two classes), in the namespace of
+        the training data, float64.
+    intercept_ : array of shape (1,) or (n_classes,)
+    sample_weight_ : array of shape (n_samples,)
+        The final sample weights (on the simplex).
+    objective_curve_ : list of float
+        The objective after each iteration (non-increasing with fixed weights).
+    n_iter_ : int
+    temperature_ : float
+        Scale of the margins in :meth:`predict_proba`, fitted on the training
+        data by maximum likelihood.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Defined when ``X`` has string feature names.
+
+    See Also
+    --------
+    sklearn.svm.LinearSVC : The squared-hinge SVM by coordinate descent.
+
+    References
+    ----------
+    .. [1] R. Zhang, Z. Jiao, H. Zhang, X. Li, "Manifold Neural Network With
+       Non-Gradient Optimization", IEEE TPAMI 45(3), 2023.
+    .. [2] S. Xiang et al., "Discriminative least squares regression for
+       multiclass classification and feature selection", IEEE TNNLS 2012.
+    .. [3] F. Nie, X. Wang, H. Huang, "Clustering and projected clustering with
+       adaptive neighbors", KDD 2014.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from closedform import StiefelSVC
+    >>> X, y = load_digits(return_X_y=True)
+    >>> clf = StiefelSVC(head="ridge").fit(X[:1500] / 16, y[:1500])
+    >>> bool(clf.score(X[1500:] / 16, y[1500:]) > 0.9)
+    True
+    >>> clf.objective_curve_ == sorted(clf.objective_curve_, reverse=True)
+    True
+    """
+
+    def __init__(
+        self,
+        head="stiefel",
+        *,
+        alpha=1e-5,
+        max_iter=10,
+        tol=1e-4,
+        adaptive_weights=False,
+        keep_ratio=1.0,
+        gpi_max_iter=100,
+        memory_budget="auto",
+        verbose=0,
+        callback=None,
+    ):
+        self.head = head
+        self.alpha = alpha
+        self.max_iter = max_iter
+        self.tol = tol
+        self.adaptive_weights = adaptive_weights
+        self.keep_ratio = keep_ratio
+        self.gpi_max_iter = gpi_max_iter
+        self.memory_budget = memory_budget
+        self.verbose = verbose
+        self.callback = callback
+
+    def _check_params(self):
+        if self.head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}; got {self.head!r}.")
+        _check_real(self.alpha, "alpha", low=0.0, strict=False)
+        _check_int(self.max_iter, "max_iter", low=1)
+        _check_real(self.tol, "tol", low=0.0, strict=False)
+        if not isinstance(self.adaptive_weights, (bool, np.bool_)):
+            raise ValueError(f"adaptive_weights must be a bool; got {self.adaptive_weights!r}.")
+        _check_real(self.keep_ratio, "keep_ratio", low=0.0, strict=True)
+        if self.keep_ratio > 1.0:
+            raise ValueError(f"keep_ratio must be in (0, 1]; got {self.keep_ratio!r}.")
+        _check_int(self.gpi_max_iter, "gpi_max_iter", low=1)
+        _check_int(self.verbose, "verbose", low=0)
+        if self.callback is not None and not callable(self.callback):
+            raise ValueError(f"callback must be callable or None; got {self.callback!r}.")
+
+    def fit(self, X, y, sample_weight=None):
+        """Fit the decision layer.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Features (NumPy, or CuPy/torch with ``array_api_dispatch``).
+        y : array-like of shape (n_samples,)
+            Class labels (at least two classes).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights.
+
+        Returns
+        -------
+        self : object
+            Fitted estimator.
+        """
+        saved = dict(self.__dict__)
+        try:
+            return self._fit(X, y, sample_weight)
+        except BaseException:  # a failed fit leaves a previous fit intact
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
+
+    def _fit(self, X, y, sample_weight):
+        self._check_params()
+        X, y = validate_data(self, X, y, dtype="numeric")
+        xp, device = get_namespace_and_device(X)
+        X = xp.astype(X, floating_dtype(xp, X, device))
+        y_host = to_numpy(y)
+        check_classification_targets(y_host)
+        classes, codes = np.unique(y_host, return_inverse=True)
+        if classes.shape[0] < 2:
+            raise ValueError(
+                f"The classifier needs samples of at least 2 classes; got 1 class ({classes[0]!r})."
+            )
+        weights = None
+        if sample_weight is not None:
+            w_host = _check_sample_weight(to_numpy(sample_weight), y_host, dtype=np.float64)
+            if not np.all(w_host >= 0) or not np.sum(w_host) > 0:
+                raise ValueError("sample_weight must be non-negative with a positive sum.")
+            if np.unique(codes[w_host > 0]).shape[0] < 2:
+                raise ValueError(
+                    "sample_weight leaves samples of only 1 class with positive weight; "
+                    "the classifier needs at least 2 classes."
+                )
+            weights = to_namespace(w_host, xp, device)
+        n_outputs = 1 if classes.shape[0] == 2 else classes.shape[0]
+        if self.head != "ridge" and X.shape[1] < n_outputs:
+            constraint = "W^T G W = I" if self.head == "stiefel" else "W^T W = I"
+            raise ValueError(
+                f"head={self.head!r} constrains {constraint}, which needs at least as many "
+                f"features as outputs (n_classes, or 1 for two classes); got {X.shape[1]} "
+                f"features for {n_outputs} outputs. Use head='ridge' or more features."
+            )
+        Y = -np.ones((codes.shape[0], n_outputs))
+        if n_outputs == 1:
+            Y[codes == 1, 0] = 1.0
+        else:
+            Y[np.arange(codes.shape[0]), codes] = 1.0
+        Y = to_namespace(Y, xp, device)
+
+        budget = resolve_memory_budget(self.memory_budget, xp, device)
+        block = rows_per_block(X.shape[1], 8, budget, n_buffers=2, min_rows=64)
+        out = fit_svm_head(
+            X,
+            Y,
+            weights,
+            head=self.head,
+            alpha=self.alpha,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            adaptive_weights=self.adaptive_weights,
+            keep_ratio=self.keep_ratio,
+            gpi_max_iter=self.gpi_max_iter,
+            block_rows=block,
+            callback=self._progress,
+        )
+        F = X @ xp.astype(out["W"], X.dtype) + xp.astype(out["b"], X.dtype)
+        self.temperature_ = _fit_temperature(
+            to_numpy(F).astype(np.float64), codes, None if weights is None else w_host
+        )
+        self.classes_ = classes
+        self._classes_compute = (
+            to_namespace(classes, xp, device) if classes.dtype.kind in "biuf" else None
+        )
+        self.coef_ = out["W"].T
+        self.intercept_ = out["b"]
+        self.sample_weight_ = out["weights"]
+        self.objective_curve_ = out["objective_curve"]
+        self.n_iter_ = out["n_iter"]
+        return self
+
+    def _progress(self, info):
+        if self.verbose:
+            print(f"[StiefelSVC] iteration {info['iteration']}: objective {info['objective']:.6g}")
+        if self.callback is not None:
+            self.callback(info)
+
+    def decision_function(self, X):
+        """Margins per output.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scores : array of shape (n_samples,) for two classes (positive for
+            ``classes_[1]``), else (n_samples, n_classes); in the namespace of ``X``.
+        """
+        return self._decision(X, "decision_function")
+
+    def _decision(self, X, method):
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype="numeric")
+        check_same_namespace(self, method, X, self.coef_)
+        xp, _ = get_namespace_and_device(X)
+        F = xp.astype(X, self.coef_.dtype) @ self.coef_.T + self.intercept_
+        return F[:, 0] if F.shape[1] == 1 else F
+
+    def predict(self, X):
+        """Predict class labels.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y_pred : array of shape (n_samples,)
+            In the namespace of ``X`` for numeric labels, NumPy otherwise.
+        """
+        F = self._decision(X, "predict")
+        xp, _ = get_namespace_and_device(F)
+        winners = xp.astype(F > 0, xp.int64) if F.ndim == 1 else xp.argmax(F, axis=1)
+        if self._classes_compute is not None:
+            return xp.take(self._classes_compute, winners, axis=0)
+        return self.classes_[to_numpy(winners)]
+
+    def predict_proba(self, X):
+        """Class probabilities: softmax (sigmoid for two classes) of the scaled margins.
+
+        The margins are divided by ``temperature_``, fitted on the training
+        data; a squared-hinge margin is not a log-odds, so for calibrated
+        probabilities use :class:`sklearn.calibration.CalibratedClassifierCV`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        proba : array of shape (n_samples, n_classes)
+            In the namespace of ``X``.
+        """
+        return self._proba(X, "predict_proba")
+
+    def _proba(self, X, method):
+        F = self._decision(X, method)
+        xp, _ = get_namespace_and_device(F)
+        F = F / self.temperature_
+        if F.ndim == 1:
+            F = xp.stack([-0.5 * F, 0.5 * F], axis=1)
+        F = F - xp.max(F, axis=1, keepdims=True)
+        E = xp.exp(F)
+        return E / xp.sum(E, axis=1, keepdims=True)
+
+    def predict_log_proba(self, X):
+        """Logarithm of :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        log_proba : array of shape (n_samples, n_classes)
+        """
+        P = self._proba(X, "predict_log_proba")
+        xp, _ = get_namespace_and_device(P)
+        return xp.log(P)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.array_api_support = True
+        tags.input_tags.sparse = False
+        tags.classifier_tags.multi_class = True
+        return tags
+
+
+def _fit_temperature(F, codes, sample_weight=None):
+    """Temperature ``T`` maximising the (weighted) training likelihood of softmax(F / T)."""
+    from scipy.optimize import minimize_scalar
+
+    if F.ndim == 2 and F.shape[1] == 1:
+        F = np.concatenate([-0.5 * F, 0.5 * F], axis=1)
+    rows = np.arange(F.shape[0])
+    w = np.full(F.shape[0], 1.0 / F.shape[0]) if sample_weight is None else sample_weight
+    w = w / w.sum()
+
+    def nll(log_t):
+        S = F / math.exp(log_t)
+        S = S - S.max(axis=1, keepdims=True)
+        return float(w @ (np.log(np.exp(S).sum(axis=1)) - S[rows, codes]))
+
+    res = minimize_scalar(nll, bounds=(-10.0, 10.0), method="bounded")
+    return float(math.exp(res.x))
+
+
+def _check_real(value, name, *, low, strict):
+    ok = (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (value > low if strict else value >= low)
+    )
+    if not ok:
+        raise ValueError(
+            f"{name} must be a finite number {'>' if strict else '>='} {low}; got {value!r}."
+        )
+
+
+def _check_int(value, name, *, low):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}; got {value!r}.")
