@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -21,6 +20,7 @@ from solvers.backend import (
     to_namespace,
     to_numpy,
 )
+from solvers.step_size import check_int, check_positive
 
 __all__ = ["StiefelSVC"]
 
@@ -144,16 +144,14 @@ class StiefelSVC(ClassifierMixin, BaseEstimator):
     def _check_params(self):
         if self.head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}; got {self.head!r}.")
-        _check_real(self.alpha, "alpha", low=0.0, strict=False)
-        _check_int(self.max_iter, "max_iter", low=1)
-        _check_real(self.tol, "tol", low=0.0, strict=False)
+        check_positive("alpha", self.alpha, strict=False)
+        check_int("max_iter", self.max_iter)
+        check_positive("tol", self.tol, strict=False)
         if not isinstance(self.adaptive_weights, (bool, np.bool_)):
             raise ValueError(f"adaptive_weights must be a bool; got {self.adaptive_weights!r}.")
-        _check_real(self.keep_ratio, "keep_ratio", low=0.0, strict=True)
-        if self.keep_ratio > 1.0:
-            raise ValueError(f"keep_ratio must be in (0, 1]; got {self.keep_ratio!r}.")
-        _check_int(self.gpi_max_iter, "gpi_max_iter", low=1)
-        _check_int(self.verbose, "verbose", low=0)
+        check_positive("keep_ratio", self.keep_ratio, upper=1.0, upper_open=False)
+        check_int("gpi_max_iter", self.gpi_max_iter)
+        check_int("verbose", self.verbose, minimum=0)
         if self.callback is not None and not callable(self.callback):
             raise ValueError(f"callback must be callable or None; got {self.callback!r}.")
 
@@ -236,9 +234,8 @@ class StiefelSVC(ClassifierMixin, BaseEstimator):
             block_rows=block,
             callback=self._progress,
         )
-        F = X @ xp.astype(out["W"], X.dtype) + xp.astype(out["b"], X.dtype)
         self.temperature_ = _fit_temperature(
-            to_numpy(F).astype(np.float64), codes, None if weights is None else w_host
+            to_numpy(out["outputs"]), codes, None if weights is None else w_host
         )
         self.classes_ = classes
         self._classes_compute = (
@@ -366,21 +363,3 @@ def _fit_temperature(F, codes, sample_weight=None):
 
     res = minimize_scalar(nll, bounds=(-10.0, 10.0), method="bounded")
     return float(math.exp(res.x))
-
-
-def _check_real(value, name, *, low, strict):
-    ok = (
-        isinstance(value, numbers.Real)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and (value > low if strict else value >= low)
-    )
-    if not ok:
-        raise ValueError(
-            f"{name} must be a finite number {'>' if strict else '>='} {low}; got {value!r}."
-        )
-
-
-def _check_int(value, name, *, low):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}; got {value!r}.")

@@ -147,7 +147,8 @@ def fit_svm_head(
     Returns
     -------
     dict
-        ``W`` (p, c) and ``b`` (c,) in float64, ``weights`` (n,),
+        ``W`` (p, c) and ``b`` (c,) in float64, ``weights`` (n,), ``outputs``
+        (n, c): ``H W + b`` of the last iteration, float64,
         ``objective_curve`` (list of float: ``J`` after each retargeting,
         plus ``lambda ||a||^2`` with adaptive weights), ``n_iter``, ``gamma``.
     """
@@ -211,6 +212,7 @@ def fit_svm_head(
         "W": W,
         "b": b,
         "weights": weights,
+        "outputs": F,
         "objective_curve": curve,
         "n_iter": n_iter,
         "gamma": gamma,

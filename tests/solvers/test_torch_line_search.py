@@ -317,8 +317,6 @@ def test_nonfinite_gradient_skips_the_step():
 
 
 def test_amp_grad_scaler_flow():
-    if not hasattr(torch.amp, "GradScaler"):
-        pytest.skip("no torch.amp.GradScaler")
     X, y = data()
     torch.manual_seed(0)
     model = mlp()
@@ -457,7 +455,7 @@ def test_ddp_ranks_take_the_same_decisions(tmp_path):
     import torch.multiprocessing as mp
 
     if not dist.is_available():
-        pytest.skip("torch.distributed is not available")
+        pytest.skip("this torch build has no torch.distributed (some macOS/Windows wheels)")
     mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
     r0 = torch.load(tmp_path / "rank0.pt")
     r1 = torch.load(tmp_path / "rank1.pt")
