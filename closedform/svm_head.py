@@ -170,11 +170,11 @@ def fit_svm_head(
     eye = xp.eye(p, dtype=f64, device=device)
     G = G0 + gamma * eye
     L = cholesky(G)
-    Z, W, curve, lam = Y64, None, [], 0.0
+    Z, W, curve, lam, losses = Y64, None, [], 0.0, None
     n_iter = 0
     for it in range(max_iter):
         if it > 0 and adaptive_weights and n > 1:
-            alpha_w, lam = simplex_weights(losses, k)  # noqa: F821 - set in the previous pass
+            alpha_w, lam = simplex_weights(losses, k)  # the previous pass's losses
             weights = alpha_w * base
             weights = weights / xp.sum(weights)
             mean, G0 = weighted_moments(H, weights, block_rows=block_rows)
