@@ -13,4 +13,5 @@ same command and reuse the reporting (JSON, table, PNG).
 SUITES = {
     "eigenpro": "benchmarks.eigenpro_suite",
     "optimizers": "benchmarks.optimizers_suite",
+    "closedform": "benchmarks.closedform_suite",
 }

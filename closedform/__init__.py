@@ -1,13 +1,15 @@
 # SPDX-License-Identifier: BSD-3-Clause
 """Networks trained without gradients (closed-form layerwise solutions).
 
-- :class:`StiefelSVC`: the adaptive squared-hinge SVM decision layer of the
-  manifold neural network (Zhang, Jiao, Zhang, Li, TPAMI 2023), on any
-  features; heads ``"stiefel"``, ``"gpi"``, ``"ridge"``.
-
-The layerwise network (``ManifoldNetClassifier``) is not built yet.
+- :class:`ManifoldNetClassifier`, :class:`ManifoldNetRegressor`: the manifold
+  neural network (Zhang, Jiao, Zhang, Li, TPAMI 2023): invertible hidden
+  layers fitted by ridge regression toward targets pulled back from the layer
+  above, and a decision layer refitted on the current features.
+- :class:`StiefelSVC`: the network's adaptive squared-hinge SVM decision
+  layer on any features; heads ``"stiefel"``, ``"gpi"``, ``"ridge"``.
 """
 
+from closedform.manifold_net import ManifoldNetClassifier, ManifoldNetRegressor
 from closedform.stiefel_svc import StiefelSVC
 
-__all__ = ["StiefelSVC"]
+__all__ = ["ManifoldNetClassifier", "ManifoldNetRegressor", "StiefelSVC"]

@@ -3,13 +3,11 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted, validate_data
 
+from closedform.margins import MarginClassifierMixin, encode_labels, fit_temperature
 from closedform.svm_head import HEADS, fit_svm_head
 from solvers.backend import (
     check_same_namespace,
@@ -25,7 +23,7 @@ from solvers.step_size import check_int, check_positive
 __all__ = ["StiefelSVC"]
 
 
-class StiefelSVC(ClassifierMixin, BaseEstimator):
+class StiefelSVC(MarginClassifierMixin, ClassifierMixin, BaseEstimator):
     """One-vs-rest squared-hinge SVM fitted by closed-form retargeting steps.
 
     The decision layer of the manifold neural network (Zhang, Jiao, Zhang, Li,
@@ -185,25 +183,9 @@ class StiefelSVC(ClassifierMixin, BaseEstimator):
         X, y = validate_data(self, X, y, dtype="numeric")
         xp, device = get_namespace_and_device(X)
         X = xp.astype(X, floating_dtype(xp, X, device))
-        y_host = to_numpy(y)
-        check_classification_targets(y_host)
-        classes, codes = np.unique(y_host, return_inverse=True)
-        if classes.shape[0] < 2:
-            raise ValueError(
-                f"The classifier needs samples of at least 2 classes; got 1 class ({classes[0]!r})."
-            )
-        weights = None
-        if sample_weight is not None:
-            w_host = _check_sample_weight(to_numpy(sample_weight), y_host, dtype=np.float64)
-            if not np.all(w_host >= 0) or not np.sum(w_host) > 0:
-                raise ValueError("sample_weight must be non-negative with a positive sum.")
-            if np.unique(codes[w_host > 0]).shape[0] < 2:
-                raise ValueError(
-                    "sample_weight leaves samples of only 1 class with positive weight; "
-                    "the classifier needs at least 2 classes."
-                )
-            weights = to_namespace(w_host, xp, device)
-        n_outputs = 1 if classes.shape[0] == 2 else classes.shape[0]
+        classes, indices, Y, w_host = encode_labels(y, sample_weight)
+        weights = None if w_host is None else to_namespace(w_host, xp, device)
+        n_outputs = Y.shape[1]
         if self.head != "ridge" and X.shape[1] < n_outputs:
             constraint = "W^T G W = I" if self.head == "stiefel" else "W^T W = I"
             raise ValueError(
@@ -211,11 +193,6 @@ class StiefelSVC(ClassifierMixin, BaseEstimator):
                 f"features as outputs (n_classes, or 1 for two classes); got {X.shape[1]} "
                 f"features for {n_outputs} outputs. Use head='ridge' or more features."
             )
-        Y = -np.ones((codes.shape[0], n_outputs))
-        if n_outputs == 1:
-            Y[codes == 1, 0] = 1.0
-        else:
-            Y[np.arange(codes.shape[0]), codes] = 1.0
         Y = to_namespace(Y, xp, device)
 
         budget = resolve_memory_budget(self.memory_budget, xp, device)
@@ -234,13 +211,8 @@ class StiefelSVC(ClassifierMixin, BaseEstimator):
             block_rows=block,
             callback=self._progress,
         )
-        self.temperature_ = _fit_temperature(
-            to_numpy(out["outputs"]), codes, None if weights is None else w_host
-        )
-        self.classes_ = classes
-        self._classes_compute = (
-            to_namespace(classes, xp, device) if classes.dtype.kind in "biuf" else None
-        )
+        self.temperature_ = fit_temperature(to_numpy(out["outputs"]), indices, w_host)
+        self._set_classes(classes, xp, device)
         self.coef_ = out["W"].T
         self.intercept_ = out["b"]
         self.sample_weight_ = out["weights"]
@@ -254,89 +226,12 @@ class StiefelSVC(ClassifierMixin, BaseEstimator):
         if self.callback is not None:
             self.callback(info)
 
-    def decision_function(self, X):
-        """Margins per output.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        scores : array of shape (n_samples,) for two classes (positive for
-            ``classes_[1]``), else (n_samples, n_classes); in the namespace of ``X``.
-        """
-        return self._decision(X, "decision_function")
-
     def _decision(self, X, method):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype="numeric")
         check_same_namespace(self, method, X, self.coef_)
         xp, _ = get_namespace_and_device(X)
-        F = xp.astype(X, self.coef_.dtype) @ self.coef_.T + self.intercept_
-        return F[:, 0] if F.shape[1] == 1 else F
-
-    def predict(self, X):
-        """Predict class labels.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        y_pred : array of shape (n_samples,)
-            In the namespace of ``X`` for numeric labels, NumPy otherwise.
-        """
-        F = self._decision(X, "predict")
-        xp, _ = get_namespace_and_device(F)
-        winners = xp.astype(F > 0, xp.int64) if F.ndim == 1 else xp.argmax(F, axis=1)
-        if self._classes_compute is not None:
-            return xp.take(self._classes_compute, winners, axis=0)
-        return self.classes_[to_numpy(winners)]
-
-    def predict_proba(self, X):
-        """Class probabilities: softmax (sigmoid for two classes) of the scaled margins.
-
-        The margins are divided by ``temperature_``, fitted on the training
-        data; a squared-hinge margin is not a log-odds, so for calibrated
-        probabilities use :class:`sklearn.calibration.CalibratedClassifierCV`.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        proba : array of shape (n_samples, n_classes)
-            In the namespace of ``X``.
-        """
-        return self._proba(X, "predict_proba")
-
-    def _proba(self, X, method):
-        F = self._decision(X, method)
-        xp, _ = get_namespace_and_device(F)
-        F = F / self.temperature_
-        if F.ndim == 1:
-            F = xp.stack([-0.5 * F, 0.5 * F], axis=1)
-        F = F - xp.max(F, axis=1, keepdims=True)
-        E = xp.exp(F)
-        return E / xp.sum(E, axis=1, keepdims=True)
-
-    def predict_log_proba(self, X):
-        """Logarithm of :meth:`predict_proba`.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        log_proba : array of shape (n_samples, n_classes)
-        """
-        P = self._proba(X, "predict_log_proba")
-        xp, _ = get_namespace_and_device(P)
-        return xp.log(xp.clip(P, min=xp.finfo(P.dtype).smallest_normal))
+        return xp.astype(X, self.coef_.dtype) @ self.coef_.T + self.intercept_
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -344,22 +239,3 @@ class StiefelSVC(ClassifierMixin, BaseEstimator):
         tags.input_tags.sparse = False
         tags.classifier_tags.multi_class = True
         return tags
-
-
-def _fit_temperature(F, codes, sample_weight=None):
-    """Temperature ``T`` maximising the (weighted) training likelihood of softmax(F / T)."""
-    from scipy.optimize import minimize_scalar
-
-    if F.ndim == 2 and F.shape[1] == 1:
-        F = np.concatenate([-0.5 * F, 0.5 * F], axis=1)
-    rows = np.arange(F.shape[0])
-    w = np.full(F.shape[0], 1.0 / F.shape[0]) if sample_weight is None else sample_weight
-    w = w / w.sum()
-
-    def nll(log_t):
-        S = F / math.exp(log_t)
-        S = S - S.max(axis=1, keepdims=True)
-        return float(w @ (np.log(np.exp(S).sum(axis=1)) - S[rows, codes]))
-
-    res = minimize_scalar(nll, bounds=(-10.0, 10.0), method="bounded")
-    return float(math.exp(res.x))

@@ -50,8 +50,9 @@ from solvers.linalg import (
     stiefel_quadratic,
     weighted_moments,
 )
+from solvers.ridge import ridge_gcv
 
-__all__ = ["HEADS", "fit_svm_head", "simplex_weights"]
+__all__ = ["AUTO_ALPHAS", "HEADS", "fit_svm_head", "simplex_weights"]
 
 HEADS = ("stiefel", "gpi", "ridge")
 
@@ -111,6 +112,8 @@ def fit_svm_head(
     adaptive_weights=False,
     keep_ratio=1.0,
     gpi_max_iter=100,
+    loss="squared_hinge",
+    targets=None,
     block_rows=None,
     callback=None,
 ):
@@ -126,8 +129,11 @@ def fit_svm_head(
         Non-negative base weights (normalised to sum one); uniform when None.
         Adaptive weights multiply them.
     head : {"stiefel", "gpi", "ridge"}
-    alpha : float
-        Relative ridge penalty: ``gamma = alpha * trace(G_0) / p``.
+    alpha : float or "auto"
+        Relative ridge penalty: ``gamma = alpha * trace(G_0) / p``. ``"auto"``
+        picks it from :data:`AUTO_ALPHAS` by generalised cross-validation of the
+        least-squares fit to ``Y``, all from one eigendecomposition of ``G_0``
+        (:func:`solvers.ridge.ridge_gcv`).
     max_iter : int
         Retargeting iterations (each one (W, b) solve).
     tol : float
@@ -138,6 +144,12 @@ def fit_svm_head(
         ``k = clip(round(rho n) - 1, 1, n - 1)``.
     gpi_max_iter : int
         GPI iterations per (W, b) step for ``head="gpi"``.
+    loss : {"squared_hinge", "squared"}
+        ``"squared"`` keeps the targets ``Z = Y`` (ridge regression onto real
+        targets; iterations only update adaptive weights).
+    targets : array of shape (n, c), default=None
+        Warm start for the retargeted codes ``Z`` (default ``Y``): the previous
+        fit's targets when the features have changed a little.
     block_rows : int, default=None
         Rows per block when accumulating the Gram matrix.
     callback : callable, default=None
@@ -149,8 +161,10 @@ def fit_svm_head(
     dict
         ``W`` (p, c) and ``b`` (c,) in float64, ``weights`` (n,), ``outputs``
         (n, c): ``H W + b`` of the last iteration, float64,
+        ``targets`` (n, c): the retargeted ``Z`` after the last iteration,
         ``objective_curve`` (list of float: ``J`` after each retargeting,
-        plus ``lambda ||a||^2`` with adaptive weights), ``n_iter``, ``gamma``.
+        plus ``lambda ||a||^2`` with adaptive weights), ``n_iter``, ``gamma``,
+        ``alpha`` (the relative penalty used).
     """
     xp, device = get_namespace_and_device(H)
     n, p = H.shape
@@ -164,13 +178,22 @@ def fit_svm_head(
     k = min(max(round(keep_ratio * n) - 1, 1), n - 1) if n > 1 else 1
 
     weights = base
-    mean, G0 = weighted_moments(H, weights, block_rows=block_rows)
+    mean, G0 = weighted_moments(
+        H, None if sample_weight is None else weights, block_rows=block_rows
+    )
     scale = float(xp.sum(xp.linalg.diagonal(G0))) / p
-    gamma = alpha * (scale if scale > 0.0 else 1.0)
+    scale = scale if scale > 0.0 else 1.0
+    if isinstance(alpha, str):  # "auto": GCV of the least-squares fit, one eigh for all
+        alpha = _gcv_alpha(H, Y64, weights, mean, G0, scale)
+    gamma = alpha * scale
     eye = xp.eye(p, dtype=f64, device=device)
     G = G0 + gamma * eye
     L = cholesky(G)
-    Z, W, curve, lam, losses = Y64, None, [], 0.0, None
+    squared = loss == "squared"
+    if squared and not adaptive_weights:
+        max_iter = 1
+    Z = Y64 if targets is None else xp.astype(targets, f64)
+    W, curve, lam, losses = None, [], 0.0, None
     n_iter = 0
     for it in range(max_iter):
         if it > 0 and adaptive_weights and n > 1:
@@ -188,10 +211,12 @@ def fit_svm_head(
         W = _solve(head, L, G, C, W, gpi_max_iter)
         b = z_mean - mean @ W
         F = xp.astype(H @ xp.astype(W, H.dtype), f64) + b
-        # retarget: z = y (1 + max(0, y f - 1)); the residual is then the squared hinge
-        margins = Y64 * F
-        Z = Y64 * xp.clip(margins, min=1.0)
-        losses = xp.sum(xp.clip(1.0 - margins, min=0.0) ** 2, axis=1)
+        if squared:
+            losses = xp.sum((F - Y64) ** 2, axis=1)
+        else:  # retarget: z = y max(1, y f); the residual is then the squared hinge
+            margins = Y64 * F
+            Z = Y64 * xp.clip(margins, min=1.0)
+            losses = xp.sum(xp.clip(1.0 - margins, min=0.0) ** 2, axis=1)
         J = float(weights @ losses) + gamma * float(xp.sum(W * W))
         if adaptive_weights:
             J += lam * float(xp.sum(weights * weights))
@@ -213,7 +238,26 @@ def fit_svm_head(
         "b": b,
         "weights": weights,
         "outputs": F,
+        "targets": Z,
         "objective_curve": curve,
         "n_iter": n_iter,
         "gamma": gamma,
+        "alpha": alpha,
     }
+
+
+#: Relative penalties ``alpha="auto"`` chooses from: 1e-8 ... 1, half a decade apart.
+AUTO_ALPHAS = tuple(10.0 ** (e / 2) for e in range(-16, 1))
+
+
+def _gcv_alpha(H, Y, weights, mean, G0, scale):
+    """The relative penalty in :data:`AUTO_ALPHAS` with the lowest GCV score."""
+    xp, _ = get_namespace_and_device(H)
+    n = H.shape[0]
+    y_mean = weights @ Y
+    C = xp.astype(H.T @ xp.astype(weights[:, None] * Y, H.dtype), xp.float64)
+    C = C - mean[:, None] * y_mean[None, :]
+    t = weights @ ((Y - y_mean) ** 2)
+    # the statistics are weighted means; GCV wants sums over the n samples
+    scores, _ = ridge_gcv(n * G0, n * C, n * t, n, [n * a * scale for a in AUTO_ALPHAS])
+    return AUTO_ALPHAS[min(range(len(scores)), key=scores.__getitem__)]

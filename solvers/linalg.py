@@ -281,17 +281,16 @@ def stiefel_quadratic(A, B, W0=None, *, max_iter=200, tol=1e-10, eta=None):
 def weighted_moments(H, weights, *, block_rows=None):
     """Weighted mean and centred Gram matrix of the rows of ``H``, in float64.
 
-    ``mean = sum_i w_i h_i`` and ``G = sum_i w_i (h_i - mean)(h_i - mean)^T``
-    for weights summing to one. The Gram is accumulated block by block of
-    ``block_rows`` rows, each converted to float64 and centred before its
-    product, so float32 features lose nothing to cancellation and only one
-    float64 block exists at a time.
+    ``mean = sum_i w_i h_i`` and ``G = sum_i w_i (h_i - mean)(h_i - mean)^T /
+    sum_i w_i``, accumulated block by block of ``block_rows`` rows by
+    :class:`solvers.ridge.GramStatistics` (each block centred in float64, its
+    product in the features' precision, the sum in float64).
 
     Parameters
     ----------
     H : array of shape (n, p)
-    weights : array of shape (n,)
-        Non-negative, summing to one.
+    weights : array of shape (n,) or None
+        Non-negative, with a positive sum; uniform when None.
     block_rows : int, default=None
         Rows per block (default: all).
 
@@ -300,18 +299,7 @@ def weighted_moments(H, weights, *, block_rows=None):
     mean : array of shape (p,), float64
     G : array of shape (p, p), float64
     """
-    xp, device = get_namespace_and_device(H)
-    n, p = H.shape
-    f64 = xp.float64
-    w = xp.astype(weights, f64)
-    block = n if block_rows is None else max(int(block_rows), 1)
-    mean = xp.zeros((p,), dtype=f64, device=device)
-    for start in range(0, n, block):
-        stop = min(start + block, n)
-        mean = mean + w[start:stop] @ xp.astype(H[start:stop, :], f64)
-    G = xp.zeros((p, p), dtype=f64, device=device)
-    for start in range(0, n, block):
-        stop = min(start + block, n)
-        Hb = xp.astype(H[start:stop, :], f64) - mean
-        G = inplace(xp, G, "add", (Hb * w[start:stop, None]).T @ Hb)
-    return mean, (G + G.T) * 0.5
+    from solvers.ridge import GramStatistics
+
+    stats = GramStatistics().update(H, sample_weight=weights, block_rows=block_rows)
+    return stats.mean, stats.covariance()

@@ -1,0 +1,264 @@
+# SPDX-License-Identifier: BSD-3-Clause
+"""Closed-form networks (ManifoldNetClassifier) against MLP, ELM, ridge and linear SVM.
+
+``python -m benchmarks closedform [--data MNIST_NPZ]``: test accuracy and fit
+seconds of
+
+- ours, ``closedform.ManifoldNetClassifier``: several widths with the
+  defaults; the decision layers ``ridge``/``stiefel``/``gpi``; backward
+  sweeps (``max_iter`` 1-3, ``backward`` proximal/pinv/adjoint); two hidden
+  layers; early stopping; the hidden-layer draw (``init`` samples/gaussian);
+- scikit-learn's ``MLPClassifier`` (adam, early stopping, one hidden layer
+  of 256), the anchor for the accuracy target and the fit-time ratio;
+- an ELM of the same width (random Gaussian sigmoid units and a ridge
+  least-squares readout, ``ManifoldNetClassifier(init="gaussian",
+  head_max_iter=1)``, hpelm's recipe);
+- ``RidgeClassifier`` and ``LinearSVC`` on the pixels.
+
+Every model is fitted once on the training set and scored once on the test
+set (no selection on the test set); the fit-time ratios are taken within the
+same run. Writes ``benchmarks/results/closedform_{dataset}.json`` and ``.png``
+(accuracy against fit seconds) and prints the table.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+
+import numpy as np
+
+from benchmarks import datasets
+from benchmarks.report import machine_info, write_json
+
+RESULTS = os.path.join(os.path.dirname(__file__), "results")
+
+
+def add_arguments(p):
+    p.add_argument("--data", default=None, help="MNIST .npz (default: scikit-learn digits)")
+    p.add_argument("--n-train", type=int, default=None, help="keep the first N training rows")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--widths", type=int, nargs="+", default=None, help="hidden widths to sweep")
+    p.add_argument("--skip-linear-svc", action="store_true", help="leave out LinearSVC (slow)")
+    p.add_argument("--out", default=RESULTS, help="folder for the JSON and PNG results")
+
+
+def runs(widths, default_width, seed):
+    """(name, group, width, factory) of every model of the suite."""
+    from sklearn.linear_model import RidgeClassifier
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.svm import LinearSVC
+
+    from closedform import ManifoldNetClassifier
+
+    def ours(width, **kw):
+        sizes = width if isinstance(width, tuple) else (width,)
+        return lambda: ManifoldNetClassifier(sizes, random_state=seed, **kw)
+
+    w = default_width
+    out = [
+        ("MLPClassifier (256,) adam, early stopping", "anchor", 256,
+         lambda: MLPClassifier((256,), early_stopping=True, random_state=seed)),
+        ("RidgeClassifier (pixels)", "anchor", 0, lambda: RidgeClassifier()),
+        ("LinearSVC (pixels)", "anchor", 0, lambda: LinearSVC(random_state=seed)),
+    ]  # fmt: skip
+    for width in widths:
+        out.append((f"ours {width}", "width", width, ours(width)))
+        out.append(
+            (f"ELM {width} (gaussian + least squares)", "elm", width,
+             ours(width, init="gaussian", head_max_iter=1))
+        )  # fmt: skip
+    out += [
+        (f"ours {w}, head stiefel", "head", w, ours(w, head="stiefel")),
+        (f"ours {w}, head gpi", "head", w, ours(w, head="gpi")),
+        (f"ours {w}, least-squares head", "head", w, ours(w, head_max_iter=1)),
+        (f"ours {w}, gaussian init", "init", w, ours(w, init="gaussian")),
+        (f"ours {w}, 1 proximal sweep", "sweeps", w, ours(w, max_iter=2)),
+        (f"ours {w}, 2 proximal sweeps", "sweeps", w, ours(w, max_iter=3)),
+        (f"ours {w}, 1 pinv sweep", "sweeps", w, ours(w, max_iter=2, backward="pinv")),
+        (f"ours {w}, 1 adjoint sweep", "sweeps", w, ours(w, max_iter=2, backward="adjoint")),
+        (f"ours {w}, gaussian init, 2 proximal sweeps", "sweeps", w,
+         ours(w, init="gaussian", max_iter=3)),
+        (f"ours {w}, early stopping, up to 4 sweeps", "sweeps", w,
+         ours(w, max_iter=5, early_stopping=True)),
+        (f"ours ({w}, {w // 3})", "depth", w, ours((w, w // 3))),
+        (f"ours ({w}, {w // 3}), 1 proximal sweep", "depth", w, ours((w, w // 3), max_iter=2)),
+    ]  # fmt: skip
+    return out
+
+
+def run(args):
+    data = datasets.load(args.data, n_train=args.n_train)
+    mnist = data.name == "mnist"
+    widths = args.widths or ([1000, 2000, 3000, 4000] if mnist else [100, 200, 500])
+    default_width = 3000 if mnist else 500
+    if default_width not in widths:
+        default_width = widths[-1]
+    print(
+        f"{data.name}: {data.X_train.shape[0]} train / {data.X_test.shape[0]} test, "
+        f"{data.X_train.shape[1]} features, {data.n_classes} classes",
+        flush=True,
+    )
+    results = []
+    t_start = time.perf_counter()
+    for name, group, width, make in runs(widths, default_width, args.seed):
+        if args.skip_linear_svc and name.startswith("LinearSVC"):
+            continue
+        model = make()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            t0 = time.perf_counter()
+            model.fit(data.X_train, data.y_train)
+            seconds = time.perf_counter() - t0
+        acc = float(model.score(data.X_test, data.y_test))
+        row = {
+            "name": name,
+            "group": group,
+            "width": width,
+            "fit_seconds": seconds,
+            "test_accuracy": acc,
+            "warnings": sorted({str(w.message).splitlines()[0][:120] for w in caught}),
+        }
+        if hasattr(model, "objective_curve_"):
+            row["n_iter"] = int(model.n_iter_)
+            row["objective_curve"] = [float(v) for v in model.objective_curve_]
+            row["params"] = {
+                k: v for k, v in model.get_params().items() if k not in ("callback", "verbose")
+            }
+        if getattr(model, "n_iter_", None) is not None and "n_iter" not in row:
+            row["n_iter"] = int(np.max(model.n_iter_))
+        results.append(row)
+        print(f"  {name:48s} {100 * acc:6.2f} %  {seconds:7.1f} s", flush=True)
+    summary = summarize(results, default_width)
+    print(format_table(results))
+    print(format_summary(summary))
+    payload = {
+        "suite": "closedform",
+        "dataset": data.name,
+        "n_train": int(data.X_train.shape[0]),
+        "n_test": int(data.X_test.shape[0]),
+        "seed": args.seed,
+        "default_width": default_width,
+        "machine": machine_info(),
+        "total_seconds": time.perf_counter() - t_start,
+        "results": results,
+        "summary": summary,
+    }
+    stem = os.path.join(args.out, f"closedform_{data.name}")
+    write_json(stem + ".json", payload)
+    plot(stem + ".png", results, f"Closed-form networks on {data.name}")
+    print(f"wrote {stem}.json and {stem}.png")
+    return payload
+
+
+def _find(results, name):
+    return next((r for r in results if r["name"] == name), None)
+
+
+def summarize(results, default_width):
+    """The targets: accuracy and fit-time ratio against the MLP; the gain over the ELM."""
+    mlp = next(r for r in results if r["name"].startswith("MLPClassifier"))
+    default = _find(results, f"ours {default_width}")
+    summary = {
+        "mlp_accuracy": mlp["test_accuracy"],
+        "mlp_seconds": mlp["fit_seconds"],
+        "default": {
+            "width": default_width,
+            "accuracy": default["test_accuracy"],
+            "seconds": default["fit_seconds"],
+            "mlp_time_ratio": mlp["fit_seconds"] / default["fit_seconds"],
+            "meets_accuracy_97_8": default["test_accuracy"] >= 0.978,
+            "meets_quarter_time": default["fit_seconds"] <= mlp["fit_seconds"] / 4,
+        },
+        "gain_over_elm_points": {},
+        "sweeps_points": {},
+    }
+    for r in results:
+        if r["group"] == "width":
+            elm = next(e for e in results if e["group"] == "elm" and e["width"] == r["width"])
+            summary["gain_over_elm_points"][r["width"]] = 100 * (
+                r["test_accuracy"] - elm["test_accuracy"]
+            )
+        if r["group"] == "sweeps":
+            summary["sweeps_points"][r["name"]] = {
+                "accuracy_gain": 100 * (r["test_accuracy"] - default["test_accuracy"]),
+                "extra_seconds": r["fit_seconds"] - default["fit_seconds"],
+                "sweeps_kept": r.get("n_iter", 1) - 1,
+            }
+    return summary
+
+
+def format_table(results):
+    lines = [f"{'model':50s} {'test acc':>9s} {'fit s':>8s} {'iters':>5s}", "-" * 75]
+    for r in results:
+        it = r.get("n_iter", "")
+        lines.append(
+            f"{r['name']:50s} {100 * r['test_accuracy']:8.2f}% {r['fit_seconds']:8.1f} {it!s:>5s}"
+        )
+    return "\n".join(lines)
+
+
+def format_summary(s):
+    d = s["default"]
+    lines = [
+        f"MLPClassifier: {100 * s['mlp_accuracy']:.2f} % in {s['mlp_seconds']:.1f} s",
+        f"ours (default, width {d['width']}): {100 * d['accuracy']:.2f} % in {d['seconds']:.1f} s "
+        f"= MLP time / {d['mlp_time_ratio']:.1f}; >= 97.8 %: {d['meets_accuracy_97_8']}; "
+        f"<= 1/4 of MLP time: {d['meets_quarter_time']}",
+        "gain over the ELM at equal width (points): "
+        + ", ".join(f"{w}: {g:+.2f}" for w, g in s["gain_over_elm_points"].items()),
+    ]
+    for name, v in s["sweeps_points"].items():
+        lines.append(
+            f"{name}: {v['accuracy_gain']:+.2f} points, {v['extra_seconds']:+.1f} s, "
+            f"{v['sweeps_kept']} sweep(s) kept"
+        )
+    return "\n".join(lines)
+
+
+def plot(path, results, title):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = {
+        "anchor": "black", "width": "tab:blue", "elm": "tab:orange", "head": "tab:green",
+        "init": "tab:purple", "sweeps": "tab:red", "depth": "tab:brown",
+    }  # fmt: skip
+    fig, ax = plt.subplots(figsize=(10, 6.5))
+    for group, color in colors.items():
+        rows = [r for r in results if r["group"] == group]
+        if not rows:
+            continue
+        ax.scatter(
+            [r["fit_seconds"] for r in rows],
+            [100 * r["test_accuracy"] for r in rows],
+            color=color,
+            label=group,
+            s=28,
+        )
+        for r in rows:
+            ax.annotate(
+                r["name"], (r["fit_seconds"], 100 * r["test_accuracy"]), fontsize=6,
+                xytext=(3, 2), textcoords="offset points",
+            )  # fmt: skip
+        if group in ("width", "elm"):
+            ax.plot(
+                [r["fit_seconds"] for r in rows],
+                [100 * r["test_accuracy"] for r in rows],
+                color=color,
+                lw=0.8,
+            )
+    accs = [100 * r["test_accuracy"] for r in results]
+    ax.set_ylim(max(min(accs) - 0.5, np.percentile(accs, 10) - 2), max(accs) + 0.3)
+    ax.set_xscale("log")
+    ax.set_xlabel("fit seconds (log)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)

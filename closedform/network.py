@@ -1,0 +1,251 @@
+# SPDX-License-Identifier: BSD-3-Clause
+"""The layerwise closed-form network: forward ridge layers, backward targets, a sweep.
+
+Plain functions over arrays of any Array-API library; the estimators in
+:mod:`closedform.manifold_net` hold the state. Notation (row-major): ``H_0 =
+X``, ``H_l = sigma(H_{l-1} W_l + 1 b_l^T)``, and the decision layer maps
+``H_{L-1}`` to the outputs.
+
+One *backward sweep* (Zhang, Jiao, Zhang, Li, TPAMI 2023; the project's notes
+section 3.5-3.7) visits the hidden layers top-down: it pulls the target of the
+layer above back to a target output ``H*_l`` (:mod:`closedform.backward`),
+squashes it into the activation's range and inverts the activation,
+``Z*_l = sigma^-1(clip(H*_l))``, and refits ``(W_l, b_l)`` by ridge regression
+of ``Z*_l`` on the current ``H_{l-1}``. The first layer's Gram matrix does not
+change during a fit, so its Cholesky factor is computed once (:class:`RidgeLayerFactor`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from closedform.backward import backward_target
+from solvers.backend import (
+    get_namespace_and_device,
+    map_row_chunks_,
+    take_rows,
+    to_namespace,
+    to_numpy,
+)
+from solvers.linalg import cho_solve, cholesky
+from solvers.ridge import GramStatistics
+
+__all__ = ["INITS", "RidgeLayerFactor", "backward_sweep", "forward", "init_network"]
+
+
+INITS = ("samples", "gaussian")
+
+
+def init_network(rng, X, sizes, activation, *, init, init_scale, weights=None):
+    """Draw the hidden layers and return them with their outputs on ``X``.
+
+    - ``"gaussian"`` (hpelm's rule): ``W_l ~ N(0, (s / sqrt(d_{l-1}))^2)``.
+    - ``"samples"``: unit ``j`` points at a random training row ``x_j`` of the
+      layer's input, ``w_j = s (x_j - m) / (||x_j - m|| r)`` with ``m`` the
+      input mean and ``r`` the root-mean-square of ``||x_i - m||``, so that
+      ``w_j . (x - m)`` is ``s`` times the cosine between ``x - m`` and ``x_j
+      - m`` at a typical norm (scale-free). Units that look like the data
+      beat random directions at equal width (on MNIST 98.0 % against 96.8 %
+      with 2000 units; the idea of data-drawn hidden weights is Zhu et al.,
+      "Constrained extreme learning machines", 2015).
+
+    Biases are ``N(0, 1)`` (after the centring, for ``"samples"``). Random
+    numbers come from a NumPy generator in float64, so every array library
+    gets the same network from the same ``random_state``.
+
+    Parameters
+    ----------
+    rng : numpy.random.RandomState
+    X : array of shape (n, d_0)
+    sizes : sequence of int
+        Hidden widths.
+    activation : closedform.activations.Activation
+    init : {"samples", "gaussian"}
+    init_scale : float
+    weights : array of shape (n,), default=None
+        Sample weights summing to one: ``"samples"`` draws rows with these
+        probabilities and weighs the mean and the typical distance by them.
+
+    Returns
+    -------
+    layers : list of (W, b)
+        In the namespace and dtype of ``X``.
+    hidden : list of arrays
+        ``[H_1, ..., H_{L-1}]``.
+    """
+    xp, device = get_namespace_and_device(X)
+    dtype = X.dtype
+    layers, hidden = [], []
+    H = X
+    for d_out in sizes:
+        n, d_in = H.shape
+        if init == "gaussian":
+            W = rng.standard_normal((d_in, d_out)) * (init_scale / np.sqrt(d_in))
+            W = xp.astype(to_namespace(W, xp, device), xp.float64)
+            shift = xp.zeros((d_in,), dtype=xp.float64, device=device)
+        else:
+            if weights is None:
+                rows = rng.choice(n, size=d_out, replace=d_out > n)
+                w = xp.full((n,), 1.0 / n, dtype=xp.float64, device=device)
+            else:
+                prob = to_numpy(weights).astype(np.float64)
+                prob = prob / prob.sum()
+                rows = rng.choice(n, size=d_out, replace=d_out > np.count_nonzero(prob), p=prob)
+                w = xp.astype(weights, xp.float64)
+            shift = xp.astype(w, H.dtype) @ H
+            shift = xp.astype(shift, xp.float64)
+            D = xp.astype(take_rows(xp, H, to_namespace(rows, xp, device)), xp.float64) - shift
+            # root-mean-square distance to the mean: sqrt(E||h||^2 - ||m||^2)
+            sq = xp.astype(xp.sum(H * H, axis=1), xp.float64)
+            rms = float(w @ sq) - float(xp.sum(shift * shift))
+            rms = max(rms, 0.0) ** 0.5 or 1.0
+            norms = xp.sqrt(xp.sum(D * D, axis=1))
+            norms = xp.where(norms > 0, norms, 1.0)
+            W = (init_scale / rms) * (D / norms[:, None]).T
+        b = to_namespace(rng.standard_normal(d_out), xp, device) - shift @ W
+        layer = (xp.astype(W, dtype), xp.astype(b, dtype))
+        layers.append(layer)
+        H = forward(H, [layer], activation)[0]
+        hidden.append(H)
+    return layers, hidden
+
+
+def forward(X, layers, activation):
+    """Outputs of every hidden layer: ``[H_1, ..., H_{L-1}]`` (``H_0 = X`` not included)."""
+    outputs = []
+    H = X
+    for W, b in layers:
+        Z = H @ W
+        Z += b
+        H = activation.forward_(Z)
+        outputs.append(H)
+    return outputs
+
+
+def pull_back(activation, H_star, eps):
+    """``sigma^-1(squash(H*))``: the pre-activation target (in place where possible)."""
+    if isinstance(H_star, np.ndarray):
+
+        def chunk_(U, start, stop):
+            U[...] = activation.inverse(activation.squash(U, eps))
+
+        return map_row_chunks_(chunk_, H_star)
+    return activation.inverse(activation.squash(H_star, eps))
+
+
+class RidgeLayerFactor:
+    """Weighted mean and Cholesky factor of ``cov(H) + gamma I`` for ridge fits on ``H``.
+
+    ``gamma = alpha * trace(cov(H)) / d`` (relative). :meth:`solve` then fits
+    ``(W, b) = argmin sum_i w_i ||W^T h_i + b - t_i||^2 / sum w + gamma ||W||^2``
+    for any targets ``T`` at the cost of one product ``(H - h)^T (w T)``.
+
+    Parameters
+    ----------
+    H : array of shape (n, d)
+    weights : array of shape (n,) or None
+        Normalised sample weights (summing to one), uniform when None.
+    alpha : float
+    block_rows : int
+    """
+
+    def __init__(self, H, weights, alpha, block_rows):
+        xp, device = get_namespace_and_device(H)
+        stats = GramStatistics().update(H, sample_weight=weights, block_rows=block_rows)
+        cov = stats.covariance()
+        d = cov.shape[0]
+        scale = float(xp.sum(xp.linalg.diagonal(cov))) / d
+        self.gamma = alpha * (scale if scale > 0.0 else 1.0)
+        self.mean = stats.mean
+        self.factor = cholesky(cov + self.gamma * xp.eye(d, dtype=xp.float64, device=device))
+        self.weights = weights
+        self.block_rows = block_rows
+
+    def solve(self, H, T):
+        """Ridge coefficients ``W`` (d, k) and intercepts ``b`` (k,) for targets ``T``, float64."""
+        xp, device = get_namespace_and_device(H)
+        n = H.shape[0]
+        f64 = xp.float64
+        shift = xp.astype(self.mean, H.dtype)
+        C = xp.zeros((H.shape[1], T.shape[1]), dtype=f64, device=device)
+        t_mean = xp.zeros((T.shape[1],), dtype=f64, device=device)
+        for start in range(0, n, self.block_rows):
+            stop = min(start + self.block_rows, n)
+            Tb = T[start:stop, :]
+            if self.weights is None:
+                Tw = Tb
+                t_mean = t_mean + xp.sum(Tb, axis=0, dtype=f64) / n
+            else:
+                w = xp.astype(self.weights[start:stop], Tb.dtype)
+                Tw = Tb * w[:, None]
+                t_mean = t_mean + xp.sum(Tw, axis=0, dtype=f64)
+            # sum_i w_i (h_i - h) t_i^T: centring one side suffices
+            C = C + xp.astype((H[start:stop, :] - shift).T @ Tw, f64)
+        if self.weights is None:
+            C = C / n
+        W = cho_solve(self.factor, C)
+        return W, t_mean - self.mean @ W
+
+
+def backward_sweep(
+    X,
+    hidden,
+    layers,
+    head_W,
+    head_b,
+    targets,
+    activation,
+    *,
+    backward,
+    mu,
+    squash_eps,
+    alpha_hidden,
+    weights,
+    block_rows,
+    first_factor=None,
+):
+    """One top-down sweep; returns the new layers and the first layer's (cached) factor.
+
+    Parameters
+    ----------
+    X : array of shape (n, d_0)
+    hidden : list of arrays
+        ``[H_1, ..., H_{L-1}]`` of the current layers.
+    layers : list of (W, b)
+    head_W, head_b : arrays
+        The decision layer (float64).
+    targets : array of shape (n, c)
+        The decision layer's targets (the retargeted codes).
+    activation : closedform.activations.Activation
+    backward : {"proximal", "pinv", "adjoint"}
+    mu, squash_eps, alpha_hidden : float
+    weights : array of shape (n,) or None
+        Normalised sample weights for the hidden ridge fits.
+    block_rows : int
+    first_factor : RidgeLayerFactor, default=None
+        The first layer's factor from an earlier sweep of the same fit.
+
+    Returns
+    -------
+    new_layers : list of (W, b)
+    first_factor : RidgeLayerFactor
+    """
+    xp, _ = get_namespace_and_device(X)
+    dtype = X.dtype
+    new_layers = list(layers)
+    T, W_up, b_up = targets, head_W, head_b
+    for k in range(len(layers) - 1, -1, -1):
+        H_star = backward_target(backward, T, W_up, b_up, hidden[k], mu=mu)
+        Z_star = pull_back(activation, H_star, squash_eps)
+        del H_star
+        below = X if k == 0 else hidden[k - 1]
+        if k == 0:
+            if first_factor is None:
+                first_factor = RidgeLayerFactor(below, weights, alpha_hidden, block_rows)
+            factor = first_factor
+        else:
+            factor = RidgeLayerFactor(below, weights, alpha_hidden, block_rows)
+        W, b = factor.solve(below, Z_star)
+        new_layers[k] = (xp.astype(W, dtype), xp.astype(b, dtype))
+        T, W_up, b_up = Z_star, W, b
+    return new_layers, first_factor

@@ -1,0 +1,215 @@
+# SPDX-License-Identifier: BSD-3-Clause
+"""Ridge regression from streamed sufficient statistics, and its GCV path.
+
+For features ``H`` (n x p), targets ``T`` (n x c) and sample weights ``w`` the
+ridge problem with an unpenalised intercept,
+
+    min_{W, b} sum_i w_i ||W^T h_i + b - t_i||^2 + gamma ||W||_F^2,
+
+has the solution ``W = (S + gamma I)^-1 C``, ``b = t - W^T h`` from the
+weighted means ``h``, ``t``, the centred scatter ``S = sum_i w_i (h_i - h)
+(h_i - h)^T`` and the centred cross-moment ``C = sum_i w_i (h_i - h)(t_i -
+t)^T``. These are sums over samples, so they are accumulated block by block
+and batch by batch (:class:`GramStatistics`): data larger than memory streams
+through them, and ``partial_fit`` equals ``fit``.
+
+One eigendecomposition ``S = V diag(l) V^T`` gives the solution for every
+``gamma``, and with it the generalised cross-validation score (Golub, Heath &
+Wahba 1979) ``GCV(gamma) = n RSS(gamma) / (n - df(gamma))^2`` with
+``df = 1 + sum_k l_k / (l_k + gamma)`` and, for ``Q = V^T C``,
+
+    RSS(gamma) = tr(C_tt) - sum_k (2 / (l_k + gamma) - l_k / (l_k + gamma)^2) ||q_k||^2
+
+(:func:`ridge_gcv`), the trick scikit-learn's ``RidgeCV`` uses.
+"""
+
+from __future__ import annotations
+
+import math
+
+from solvers.backend import get_namespace_and_device, inplace
+
+__all__ = ["GramStatistics", "ridge_gcv"]
+
+
+class GramStatistics:
+    """Streaming weighted means, centred scatter and cross-moments (float64).
+
+    The rows are shifted by a reference point ``r`` (the first block's mean)
+    before their products, and the sums ``A = sum_i w_i (h_i - r)(h_i - r)^T``
+    are corrected once at the end: ``S = A - s (h - r)(h - r)^T`` with ``h``
+    the mean. Since ``r`` is close to ``h`` the correction is small, so the
+    subtraction loses nothing to cancellation (the shifted-data algorithm,
+    Chan, Golub & LeVeque 1983), while each block's product runs in the
+    features' precision (a float32 SYRK is twice as fast as float64) and is
+    accumulated in float64.
+
+    Attributes
+    ----------
+    weight_sum : float
+        Sum of the sample weights seen (the sample count when unweighted).
+    n_samples : int
+    """
+
+    def __init__(self):
+        self.weight_sum = 0.0
+        self.n_samples = 0
+        self._has_targets = None
+        self._shift = self._target_shift = None
+        self._sum = self._outer = None
+        self._target_sum = self._cross = self._target_squares = None
+
+    def update(self, H, T=None, sample_weight=None, *, block_rows=None):
+        """Add the rows of ``H`` (and targets ``T``) with weights ``sample_weight``.
+
+        Parameters
+        ----------
+        H : array of shape (n, p)
+        T : array of shape (n, c), default=None
+            Required on every call if given on the first one.
+        sample_weight : array of shape (n,), default=None
+            Non-negative; ones when None.
+        block_rows : int, default=None
+            Rows per block (bounds the temporaries to ``block_rows x p``);
+            all rows at once when None.
+
+        Returns
+        -------
+        self
+        """
+        xp, device = get_namespace_and_device(H)
+        n = H.shape[0]
+        if self._has_targets is None:
+            self._has_targets = T is not None
+        elif self._has_targets != (T is not None):
+            raise ValueError("Targets must be given on every update or on none.")
+        f64 = xp.float64
+        block = n if block_rows is None else max(int(block_rows), 1)
+        for start in range(0, n, block):
+            stop = min(start + block, n)
+            Hb, Tb = H[start:stop, :], None if T is None else T[start:stop, :]
+            w = None if sample_weight is None else xp.astype(sample_weight[start:stop], f64)
+            s_b = float(stop - start) if w is None else float(xp.sum(w))
+            if self._shift is None:
+                if s_b <= 0.0:
+                    self.n_samples += stop - start
+                    continue
+                self._start(xp, device, Hb, Tb, w, s_b)
+            Hc = Hb - xp.astype(self._shift, Hb.dtype)
+            if w is not None:
+                Hc = Hc * xp.astype(xp.sqrt(w), Hb.dtype)[:, None]
+                self._sum = self._sum + xp.astype(xp.sqrt(w), Hc.dtype) @ Hc
+            else:
+                self._sum = self._sum + xp.sum(Hc, axis=0, dtype=f64)
+            # the product in the features' precision (a SYRK for NumPy), summed in float64
+            self._outer = inplace(xp, self._outer, "add", Hc.T @ Hc)
+            if Tb is not None:
+                Tc = xp.astype(Tb, f64) - self._target_shift
+                if w is not None:
+                    self._target_sum = self._target_sum + w @ Tc
+                    Tc = Tc * xp.sqrt(w)[:, None]
+                else:
+                    self._target_sum = self._target_sum + xp.sum(Tc, axis=0)
+                self._cross = inplace(xp, self._cross, "add", Hc.T @ xp.astype(Tc, Hc.dtype))
+                self._target_squares = self._target_squares + xp.sum(Tc * Tc, axis=0)
+            self.weight_sum += s_b
+            self.n_samples += stop - start
+        return self
+
+    def _start(self, xp, device, Hb, Tb, w, s_b):
+        f64 = xp.float64
+        Hb64 = xp.astype(Hb, f64)
+        shift = (xp.sum(Hb64, axis=0) if w is None else w @ Hb64) / s_b
+        # rounded to the features' precision, so that ``h - shift`` is exact there
+        self._shift = xp.astype(xp.astype(shift, Hb.dtype), f64)
+        p = Hb.shape[1]
+        self._sum = xp.zeros((p,), dtype=f64, device=device)
+        self._outer = xp.zeros((p, p), dtype=f64, device=device)
+        if Tb is not None:
+            Tb64 = xp.astype(Tb, f64)
+            self._target_shift = (xp.sum(Tb64, axis=0) if w is None else w @ Tb64) / s_b
+            c = Tb.shape[1]
+            self._target_sum = xp.zeros((c,), dtype=f64, device=device)
+            self._cross = xp.zeros((p, c), dtype=f64, device=device)
+            self._target_squares = xp.zeros((c,), dtype=f64, device=device)
+
+    def _check(self):
+        if self._shift is None:
+            raise ValueError("No samples with positive weight have been added.")
+
+    @property
+    def mean(self):
+        """Weighted mean of the rows, shape (p,)."""
+        self._check()
+        return self._shift + self._sum / self.weight_sum
+
+    @property
+    def scatter(self):
+        """``sum_i w_i (h_i - mean)(h_i - mean)^T``, shape (p, p), symmetric."""
+        self._check()
+        d = self._sum / self.weight_sum
+        S = self._outer - self.weight_sum * (d[:, None] * d[None, :])
+        return (S + S.T) * 0.5
+
+    @property
+    def target_mean(self):
+        """Weighted mean of the targets, shape (c,)."""
+        self._check()
+        return self._target_shift + self._target_sum / self.weight_sum
+
+    @property
+    def cross(self):
+        """``sum_i w_i (h_i - mean)(t_i - target_mean)^T``, shape (p, c)."""
+        self._check()
+        d, e = self._sum / self.weight_sum, self._target_sum / self.weight_sum
+        return self._cross - self.weight_sum * (d[:, None] * e[None, :])
+
+    @property
+    def target_scatter(self):
+        """``sum_i w_i (t_i - target_mean)^2`` per target, shape (c,)."""
+        self._check()
+        e = self._target_sum / self.weight_sum
+        return self._target_squares - self.weight_sum * e * e
+
+    def covariance(self):
+        """``scatter / weight_sum``."""
+        return self.scatter / self.weight_sum
+
+
+def ridge_gcv(scatter, cross, target_scatter, n_samples, gammas):
+    """GCV scores of ridge regression for every penalty in ``gammas`` from one ``eigh``.
+
+    Parameters
+    ----------
+    scatter : array of shape (p, p)
+        Centred scatter ``S`` of the features (sums, not means).
+    cross : array of shape (p, c)
+        Centred cross-moment ``C``.
+    target_scatter : array of shape (c,)
+        Centred sum of squares of each target.
+    n_samples : int or float
+        The effective number of samples (``n`` unweighted).
+    gammas : sequence of float
+        Absolute penalties, in the units of ``scatter``.
+
+    Returns
+    -------
+    scores : list of float
+        ``n RSS / (n - df)^2`` per ``gamma`` (lower is better; ``inf`` where
+        ``df >= n``).
+    eig : tuple (eigenvalues, eigenvectors)
+        Reusable to solve ``W = V (l + gamma)^-1 V^T C``.
+    """
+    xp, _ = get_namespace_and_device(scatter)
+    lam, V = xp.linalg.eigh((scatter + scatter.T) * 0.5)
+    lam = xp.clip(lam, min=0.0)
+    q2 = xp.sum((V.T @ cross) ** 2, axis=1)
+    total = float(xp.sum(target_scatter))
+    scores = []
+    for g in gammas:
+        inv = 1.0 / (lam + g)
+        rss = total - float(xp.sum((2.0 * inv - lam * inv * inv) * q2))
+        df = 1.0 + float(xp.sum(lam * inv))
+        ok = df < n_samples
+        scores.append(n_samples * max(rss, 0.0) / (n_samples - df) ** 2 if ok else math.inf)
+    return scores, (lam, V)
