@@ -398,7 +398,8 @@ _ATTRS_DOC = """
         Outer iterations kept (1 + the sweeps kept).
     objective_curve_ : list of float
         The decision layer's training objective after each kept outer
-        iteration (non-increasing).
+        iteration (non-increasing). After ``partial_fit``: the least-squares
+        objective of the data streamed so far.
     history_ : list of dict
         Per-iteration ``iteration``, ``objective``, ``validation_score``,
         ``seconds``.

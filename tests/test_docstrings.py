@@ -5,11 +5,17 @@ import doctest
 
 import pytest
 
+import closedform.manifold_net
 import closedform.stiefel_svc
 import eigenpro.estimators
 import solvers.stochastic
 
-MODULES = [eigenpro.estimators, solvers.stochastic, closedform.stiefel_svc]
+MODULES = [
+    eigenpro.estimators,
+    solvers.stochastic,
+    closedform.stiefel_svc,
+    closedform.manifold_net,
+]
 try:
     import solvers.torch.line_search
 
