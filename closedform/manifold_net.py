@@ -34,6 +34,7 @@ from closedform.margins import (
     encode_labels,
     fit_temperature,
     one_vs_rest_codes,
+    restore_on_error,
 )
 from closedform.network import INITS, backward_sweep, forward, init_network
 from closedform.svm_head import AUTO_ALPHAS, HEADS, fit_svm_head
@@ -621,13 +622,8 @@ class ManifoldNetClassifier(MarginClassifierMixin, ClassifierMixin, _BaseManifol
         self : object
             Fitted estimator.
         """
-        saved = dict(self.__dict__)
-        try:
+        with restore_on_error(self):  # a failed fit leaves a previous fit intact
             return self._fit(X, y, sample_weight)
-        except BaseException:  # a failed fit leaves a previous fit intact
-            self.__dict__.clear()
-            self.__dict__.update(saved)
-            raise
 
     def _fit(self, X, y, sample_weight):
         sizes = self._check_params()
@@ -832,13 +828,8 @@ class ManifoldNetRegressor(RegressorMixin, _BaseManifoldNet):
         self : object
             Fitted estimator.
         """
-        saved = dict(self.__dict__)
-        try:
+        with restore_on_error(self):  # a failed fit leaves a previous fit intact
             return self._fit(X, y, sample_weight)
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(saved)
-            raise
 
     def _targets(self, y, xp, device):
         Y = xp.astype(to_namespace(y, xp, device), xp.float64)
@@ -922,7 +913,9 @@ class ManifoldNetRegressor(RegressorMixin, _BaseManifoldNet):
                 )
             w = None
             if sample_weight is not None:
-                w_host = _check_sample_weight(to_numpy(sample_weight), to_numpy(y), dtype=np.float64)
+                w_host = _check_sample_weight(
+                    to_numpy(sample_weight), to_numpy(y), dtype=np.float64
+                )
                 if not np.all(w_host >= 0):
                     raise ValueError("sample_weight must be non-negative.")
                 w = to_namespace(w_host, xp, device)

@@ -9,6 +9,7 @@ divided by one temperature fitted on the training data by maximum likelihood
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -17,7 +18,19 @@ from sklearn.utils.validation import _check_sample_weight
 
 from solvers.backend import get_namespace_and_device, to_namespace, to_numpy
 
-__all__ = ["MarginClassifierMixin", "encode_labels", "fit_temperature"]
+__all__ = ["MarginClassifierMixin", "encode_labels", "fit_temperature", "restore_on_error"]
+
+
+@contextlib.contextmanager
+def restore_on_error(estimator):
+    """Restore ``estimator.__dict__`` if the block raises: a failed fit keeps a previous fit."""
+    saved = dict(estimator.__dict__)
+    try:
+        yield
+    except BaseException:
+        estimator.__dict__.clear()
+        estimator.__dict__.update(saved)
+        raise
 
 
 def encode_labels(y, sample_weight=None):

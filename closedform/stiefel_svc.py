@@ -7,7 +7,12 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from closedform.margins import MarginClassifierMixin, encode_labels, fit_temperature
+from closedform.margins import (
+    MarginClassifierMixin,
+    encode_labels,
+    fit_temperature,
+    restore_on_error,
+)
 from closedform.svm_head import HEADS, fit_svm_head
 from solvers.backend import (
     check_same_namespace,
@@ -170,13 +175,8 @@ class StiefelSVC(MarginClassifierMixin, ClassifierMixin, BaseEstimator):
         self : object
             Fitted estimator.
         """
-        saved = dict(self.__dict__)
-        try:
+        with restore_on_error(self):  # a failed fit leaves a previous fit intact
             return self._fit(X, y, sample_weight)
-        except BaseException:  # a failed fit leaves a previous fit intact
-            self.__dict__.clear()
-            self.__dict__.update(saved)
-            raise
 
     def _fit(self, X, y, sample_weight):
         self._check_params()
