@@ -14,4 +14,5 @@ SUITES = {
     "eigenpro": "benchmarks.eigenpro_suite",
     "optimizers": "benchmarks.optimizers_suite",
     "closedform": "benchmarks.closedform_suite",
+    "sparse": "benchmarks.sparse_suite",
 }

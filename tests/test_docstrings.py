@@ -17,9 +17,19 @@ MODULES = [
     closedform.manifold_net,
 ]
 try:
+    import solvers.torch.dynamic_sparsity
     import solvers.torch.line_search
+    import solvers.torch.masks
+    import solvers.torch.splitting
+    import solvers.torch.ssgd
 
-    MODULES.append(solvers.torch.line_search)
+    MODULES += [
+        solvers.torch.line_search,
+        solvers.torch.masks,
+        solvers.torch.dynamic_sparsity,
+        solvers.torch.ssgd,
+        solvers.torch.splitting,
+    ]
 except ImportError:  # torch is an optional dependency
     pass
 

@@ -49,3 +49,32 @@ def test_mnist_10k_reaches_97_percent_in_3_epochs():
     clf.fit(data.X_train, data.y_train)
     assert clf.score(data.X_test, data.y_test) >= 0.97
     assert np.all(np.diff(clf.history_["train_mse"]) < 0)
+
+
+def test_sparse_suite_on_digits_writes_json_png_and_table(tmp_path, capsys):
+    pytest.importorskip("torch", reason="the sparse suite needs torch (the test extra has it)")
+    args = ["sparse", "--epochs", "4", "--seeds", "1", "--jobs", "1", "--timing-rounds", "1"]
+    main([*args, "--densities", "0.2", "--split-widths", "16,24", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "| method | density |" in out and "timing rigl" in out
+    payload = json.loads((tmp_path / "sparse_digits.json").read_text())
+    assert (tmp_path / "sparse_digits.png").stat().st_size > 10_000
+    rows = {r["method"]: r for r in payload["summary"]}
+    assert set(rows) == {
+        "dense",
+        "static",
+        "set",
+        "rigl",
+        "rigl_itop",
+        "ssgd",
+        "gmp",
+        "snip",
+        "synflow",
+    }
+    runs = {r["method"]: r for r in payload["runs"]}
+    for m in ("static", "set", "rigl", "gmp", "snip", "synflow", "ssgd"):
+        assert runs[m]["final_density"] == pytest.approx(0.2, abs=0.01), m
+    assert runs["set"]["itop_rate"] > 0.2
+    assert payload["timing"]["methods"]["dense"]["relative_to_dense"] == 1.0
+    split = payload["splitting"]["summary"]
+    assert split["s2d"]["final_width"][0] > 16 and split["scratch"]["final_width"] == [24]

@@ -1,0 +1,481 @@
+# SPDX-License-Identifier: BSD-3-Clause
+"""Deep sparse methods on LeNet-300-100, and growth by neuron splitting.
+
+Accuracy runs (``--methods``, ``--densities``, ``--seeds``): LeNet-300-100
+(ReLU), the same epochs, batches, initial weights and optimizer for every
+method: SGD (lr 0.1, momentum 0.9, Nesterov, weight decay 5e-4) with a cosine
+learning rate, batch 100. Sparse methods (all through
+:mod:`solvers.torch`, ERK layer densities unless said otherwise):
+
+- ``static``: a random ERK mask, fixed;
+- ``set``: SET growth with the ITOP schedule (drop 0.5, cosine decay to the
+  end of training);
+- ``rigl``: RigL's schedule (drop 0.3, cosine, updates stop at 75 %);
+- ``rigl_itop``: RigL growth with the ITOP schedule (as ``set``);
+- ``ssgd``: dense SGD for 40 % of the epochs, SSGD (``lam=1e-5``,
+  ``eps=1e-4``) to 70 %, a magnitude prune to the ERK densities, then
+  fine-tuning on the fixed mask (SSGD from a random initialisation freezes
+  the small weights and trains poorly: 64 % after 2 epochs on MNIST);
+- ``gmp``: gradual magnitude pruning (cubic, layer-wise) from epoch 1 to
+  60 % of training;
+- ``snip``, ``synflow``: pruning at initialisation (global scores; SNIP on
+  10 batches, SynFlow 100 rounds), then a fixed mask.
+
+``--jobs`` runs accuracy runs in parallel processes of one thread each, so
+their per-epoch seconds are not the timing figures: those come from a
+separate phase on all threads with nothing else running, one epoch per method
+per round, interleaved over ``--timing-rounds`` rounds (median seconds per
+epoch relative to dense).
+
+Splitting (``--split-widths``): a 784-16-10 Tanh MLP trained with Adam is
+grown by splitting steepest descent (and by signed splitting) to the listed
+widths, with equal epochs per stage, against the final width trained from
+scratch for the same total epochs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+
+from benchmarks import datasets
+from benchmarks.report import machine_info, write_json
+
+RESULTS = os.path.join(os.path.dirname(__file__), "results")
+METHODS = ("dense", "static", "set", "rigl", "rigl_itop", "ssgd", "gmp", "snip", "synflow")
+_DATA = {}
+
+
+def add_arguments(p):
+    p.add_argument("--data", help="MNIST .npz (x_train, y_train, x_test, y_test); default: digits")
+    p.add_argument("--epochs", type=int, default=None, help="default 20 MNIST, 40 digits")
+    p.add_argument("--densities", default="0.1,0.05,0.02", help="kept fractions (1 - sparsity)")
+    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--seeds", type=int, default=2)
+    p.add_argument("--jobs", type=int, default=2, help="parallel accuracy runs (1 thread each)")
+    p.add_argument("--timing-rounds", type=int, default=3)
+    p.add_argument("--split-widths", default="16,32,64", help="'' skips the splitting runs")
+    p.add_argument("--out", default=RESULTS)
+
+
+# -- models and training -------------------------------------------------------------------
+
+
+def lenet(d_in, seed):
+    import torch
+
+    torch.manual_seed(seed)
+    nn = torch.nn
+    return nn.Sequential(
+        nn.Linear(d_in, 300), nn.ReLU(), nn.Linear(300, 100), nn.ReLU(), nn.Linear(100, 10)
+    )
+
+
+def _tensors():
+    import torch
+
+    d = _DATA["data"]
+    return tuple(torch.from_numpy(a) for a in (d.X_train, d.y_train, d.X_test, d.y_test))
+
+
+def accuracy(model, X, y):
+    import torch
+
+    with torch.no_grad():
+        return float((model(X).argmax(1) == y).float().mean())
+
+
+def make_controller(method, model, opt, density, total_steps, steps_per_epoch, X, y, seed):
+    """The method's controller (None for dense); a dict of post-epoch actions."""
+    import torch
+
+    from solvers.torch import (
+        SSGD,
+        DynamicSparsity,
+        GradualMagnitudePruning,
+        StaticSparsity,
+        prune_at_init,
+    )
+
+    every = max(5, min(100, total_steps // 40))  # 100 steps (RigL's) unless training is short
+    if method == "dense":
+        return None
+    if method == "static":
+        return StaticSparsity(model, opt, density, seed=seed)
+    if method in ("set", "rigl_itop"):
+        grow = "set" if method == "set" else "rigl"
+        return DynamicSparsity(
+            model, opt, density, grow=grow, drop_fraction=0.5, update_every=every,
+            total_steps=total_steps, end=None, seed=seed,
+        )  # fmt: skip
+    if method == "rigl":
+        return DynamicSparsity(
+            model, opt, density, grow="rigl", drop_fraction=0.3, update_every=every,
+            total_steps=total_steps, end=0.75, seed=seed,
+        )  # fmt: skip
+    if method == "ssgd":
+        return SSGD(model, opt, lam=1e-5, eps=1e-4)
+    if method == "gmp":
+        return GradualMagnitudePruning(
+            model, opt, density, start=steps_per_epoch,
+            end=max(steps_per_epoch, int(0.6 * total_steps)), update_every=every,
+        )  # fmt: skip
+    if method in ("snip", "synflow"):
+        g = torch.Generator().manual_seed(seed)
+        idx = torch.randperm(X.shape[0], generator=g)[: min(1000, X.shape[0] // 100 * 100)]
+        idx = idx.reshape(-1, 100)
+        masks = prune_at_init(
+            model, density, method, data=[(X[i], y[i]) for i in idx],
+            input_shape=(X.shape[1],),
+        )  # fmt: skip
+        return StaticSparsity(model, opt, masks=masks)
+    raise ValueError(f"unknown method {method!r}")
+
+
+def train_run(method, density, seed, epochs, threads=1):
+    """One accuracy run: per-epoch test accuracy, seconds, R_s; final densities."""
+    import torch
+
+    from solvers.torch import DynamicSparsity, StaticSparsity
+
+    torch.set_num_threads(threads)
+    X, y, X_te, y_te = _tensors()
+    n, batch = X.shape[0], 100
+    steps_per_epoch = n // batch
+    total = epochs * steps_per_epoch
+    model = lenet(X.shape[1], seed)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4
+    )
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
+
+    def controller(name):
+        return make_controller(name, model, opt, density, total, steps_per_epoch, X, y, seed)
+
+    ctl = None if method == "ssgd" else controller(method)  # SSGD starts from a dense net
+    ssgd_epoch = max(1, round(0.4 * epochs)) if method == "ssgd" else None
+    prune_epoch = max(2, round(0.7 * epochs)) if method == "ssgd" else None
+    g = torch.Generator().manual_seed(1000 + seed)
+    points = []
+    for epoch in range(1, epochs + 1):
+        perm = torch.randperm(n, generator=g)
+        t0 = time.perf_counter()
+        for i in range(steps_per_epoch):
+            idx = perm[i * batch : (i + 1) * batch]
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(X[idx]), y[idx]).backward()
+            opt.step()
+            sched.step()
+        seconds = time.perf_counter() - t0
+        if epoch == ssgd_epoch:  # pre-trained dense: SSGD from here
+            ctl = controller("ssgd")
+        if epoch == prune_epoch:  # SSGD: prune (ERK densities), then fine-tune on the mask
+            masks = ctl.prune_masks(density, scope="layer", distribution="erk")
+            ctl.remove()
+            ctl = StaticSparsity(model, opt, masks=masks)
+        pt = {"epoch": epoch, "seconds": seconds, "test_acc": accuracy(model, X_te, y_te)}
+        if isinstance(ctl, DynamicSparsity):
+            pt["itop_rate"] = ctl.itop_rate
+        points.append(pt)
+    out = {"method": method, "density": density, "seed": seed, "points": points}
+    if ctl is not None and hasattr(ctl, "densities"):
+        out["final_density"] = ctl.density
+        out["layer_densities"] = ctl.densities()
+    if isinstance(ctl, DynamicSparsity):
+        out["itop_rate"] = ctl.itop_rate
+        out["layer_itop_rates"] = ctl.itop_rates()
+    return out
+
+
+def _run_task(task):
+    return train_run(*task)
+
+
+def timing(methods, density, rounds):
+    """Median seconds per epoch of each method, epochs interleaved across methods."""
+    import torch
+
+    torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2)
+    X, y, _, _ = _tensors()
+    n, batch = X.shape[0], 100
+    steps = n // batch
+    setups = {}
+    for m in methods:
+        model = lenet(X.shape[1], 0)
+        opt = torch.optim.SGD(
+            model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4
+        )
+        ctl = make_controller(m, model, opt, density, 10 * steps, steps, X, y, 0)
+        setups[m] = (model, opt, ctl)
+    times = {m: [] for m in methods}
+    g = torch.Generator().manual_seed(0)
+    for _ in range(rounds):
+        perm = torch.randperm(n, generator=g)
+        for m in methods:
+            model, opt, _ = setups[m]
+            t0 = time.perf_counter()
+            for i in range(steps):
+                idx = perm[i * batch : (i + 1) * batch]
+                opt.zero_grad()
+                torch.nn.functional.cross_entropy(model(X[idx]), y[idx]).backward()
+                opt.step()
+            times[m].append(time.perf_counter() - t0)
+    med = {m: float(np.median(v)) for m, v in times.items()}
+    return {
+        m: {
+            "seconds_per_epoch": med[m],
+            "relative_to_dense": med[m] / med["dense"],
+            "all": times[m],
+        }
+        for m in methods
+    }
+
+
+# -- splitting -----------------------------------------------------------------------------
+
+
+def _mlp(d_in, width, seed):
+    import torch
+
+    torch.manual_seed(seed)
+    nn = torch.nn
+    return nn.Sequential(nn.Linear(d_in, width), nn.Tanh(), nn.Linear(width, 10))
+
+
+def _adam_epochs(model, epochs, seed, X, y, X_te, y_te, points, offset):
+    import torch
+
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    g = torch.Generator().manual_seed(2000 + seed + offset)
+    n, batch = X.shape[0], 100
+    for e in range(1, epochs + 1):
+        perm = torch.randperm(n, generator=g)
+        for i in range(n // batch):
+            idx = perm[i * batch : (i + 1) * batch]
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(X[idx]), y[idx]).backward()
+            opt.step()
+        with torch.no_grad():
+            loss = float(torch.nn.functional.cross_entropy(model(X), y))
+        points.append(
+            {"epoch": offset + e, "width": model[0].out_features, "train_loss": loss,
+             "test_acc": accuracy(model, X_te, y_te)}
+        )  # fmt: skip
+
+
+def splitting_run(widths, epochs_per_stage, seed, scheme):
+    """Grow by splitting ('s2d' or 'signed') or train the final width from scratch."""
+    import torch
+
+    from solvers.torch import NeuronSplitting
+
+    torch.set_num_threads(1)
+    X, y, X_te, y_te = _tensors()
+    points, stages = [], len(widths)
+    if scheme == "scratch":
+        model = _mlp(X.shape[1], widths[-1], seed)
+        _adam_epochs(model, epochs_per_stage * stages, seed, X, y, X_te, y_te, points, 0)
+        return {"scheme": scheme, "seed": seed, "points": points}
+    model = _mlp(X.shape[1], widths[0], seed)
+    g = torch.Generator().manual_seed(3000 + seed)
+    log = []
+    for s in range(stages):
+        if s > 0:
+            n_score = min(10000, X.shape[0]) // 10 * 10
+            idx = torch.randperm(X.shape[0], generator=g)[:n_score].reshape(10, -1)
+            splitter = NeuronSplitting(model, signed=scheme == "signed", seed=seed)
+            eig = splitter.score([(X[i], y[i]) for i in idx])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                model = splitter.split(widths[s] - model[0].out_features, eps=1e-2)
+            log.append(
+                {"stage": s, "n_negative_lambda_min": int((eig[0].lambda_min < 0).sum()),
+                 "width": model[0].out_features}
+            )  # fmt: skip
+        _adam_epochs(model, epochs_per_stage, seed, X, y, X_te, y_te, points, s * epochs_per_stage)
+    return {"scheme": scheme, "seed": seed, "points": points, "splits": log}
+
+
+def _split_task(task):
+    return splitting_run(*task)
+
+
+# -- the suite -----------------------------------------------------------------------------
+
+
+def summarize(runs, densities, methods):
+    """Mean final test accuracy (and spread) per method and density."""
+    rows = []
+    dense = [r for r in runs if r["method"] == "dense"]
+    dense_acc = float(np.mean([r["points"][-1]["test_acc"] for r in dense])) if dense else None
+    for d in densities:
+        for m in methods:
+            rs = [r for r in runs if r["method"] == m and (m == "dense" or r["density"] == d)]
+            if not rs or (m == "dense" and d != densities[0]):
+                continue
+            accs = [r["points"][-1]["test_acc"] for r in rs]
+            row = {
+                "method": m,
+                "density": 1.0 if m == "dense" else d,
+                "test_acc_mean": float(np.mean(accs)),
+                "test_acc_seeds": accs,
+                "gap_to_dense": None if dense_acc is None else float(np.mean(accs)) - dense_acc,
+            }
+            if "itop_rate" in rs[0]:
+                row["itop_rate"] = float(np.mean([r["itop_rate"] for r in rs]))
+            rows.append(row)
+    return rows
+
+
+def format_rows(rows, timings):
+    lines = [
+        "| method | density | test acc. (mean) | seeds | vs dense | R_s | s/epoch vs dense |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        t = (timings or {}).get(r["method"], {}).get("relative_to_dense")
+        gap = "" if r["gap_to_dense"] is None else f"{100 * r['gap_to_dense']:+.2f}"
+        rate = f"{r['itop_rate']:.3f}" if "itop_rate" in r else ""
+        seeds = " / ".join(f"{100 * a:.2f}" for a in r["test_acc_seeds"])
+        rel = "" if t is None else f"{t:.3f}"
+        lines.append(
+            f"| {r['method']} | {r['density']:g} | {100 * r['test_acc_mean']:.2f} % | {seeds} "
+            f"| {gap} | {rate} | {rel} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(path, runs, split, densities, methods):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(
+        1, len(densities) + (1 if split else 0), figsize=(5 * (len(densities) + 1), 4)
+    )
+    axes = np.atleast_1d(axes)
+    for ax, d in zip(axes, densities, strict=False):
+        for m in methods:
+            rs = [r for r in runs if r["method"] == m and (m == "dense" or r["density"] == d)]
+            if not rs:
+                continue
+            acc = np.mean([[p["test_acc"] for p in r["points"]] for r in rs], axis=0)
+            ax.plot(
+                np.arange(1, len(acc) + 1), 100 * acc, label=m, ls="--" if m == "dense" else "-"
+            )
+        ax.set_title(f"LeNet-300-100, density {d:g}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("test accuracy (%)")
+        lo = min(100 * r["points"][-1]["test_acc"] for r in runs) - 1
+        ax.set_ylim(max(lo, 80), None)
+        ax.legend(fontsize=7)
+    if split:
+        ax = axes[-1]
+        for scheme in ("s2d", "signed", "scratch"):
+            rs = [r for r in split if r["scheme"] == scheme]
+            if rs:
+                acc = np.mean([[p["test_acc"] for p in r["points"]] for r in rs], axis=0)
+                ax.plot(np.arange(1, len(acc) + 1), 100 * acc, label=scheme)
+        ax.set_title("784-16-10 Tanh grown by splitting")
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run(args):
+    try:
+        import torch  # noqa: F401
+    except ImportError as e:
+        raise SystemExit("The sparse benchmark needs torch: pip install torch==2.13.0") from e
+    data = datasets.load(args.data)
+    _DATA["data"] = data
+    epochs = args.epochs or (20 if data.name == "mnist" else 40)
+    densities = [float(d) for d in args.densities.split(",") if d]
+    methods = [m for m in args.methods.split(",") if m]
+    unknown = set(methods) - set(METHODS)
+    if unknown:
+        raise SystemExit(f"unknown methods {sorted(unknown)}; choose from {METHODS}")
+    tasks = [
+        (m, 1.0 if m == "dense" else d, s, epochs)
+        for s in range(args.seeds)
+        for m in methods
+        for d in ([densities[0]] if m == "dense" else densities)
+    ]
+    widths = [int(w) for w in args.split_widths.split(",") if w]
+    stage_epochs = max(1, epochs // max(1, len(widths)))
+    split_tasks = [
+        (widths, stage_epochs, s, scheme)
+        for s in range(args.seeds)
+        for scheme in ("s2d", "signed", "scratch")
+    ] if len(widths) > 1 else []  # fmt: skip
+    print(
+        f"{data.name}: {data.X_train.shape[0]} train / {data.X_test.shape[0]} test; "
+        f"{len(tasks)} accuracy runs of {epochs} epochs, {len(split_tasks)} splitting runs",
+        flush=True,
+    )
+    t_start = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        runs = []
+        for r in pool.map(_run_task, tasks):
+            runs.append(r)
+            print(
+                f"  {r['method']:10s} density {r['density']:<5g} seed {r['seed']}: "
+                f"{100 * r['points'][-1]['test_acc']:.2f} %"
+                + (f", R_s {r['itop_rate']:.3f}" if "itop_rate" in r else ""),
+                flush=True,
+            )
+        split = list(pool.map(_split_task, split_tasks))
+    for r in split:
+        print(
+            f"  split {r['scheme']:8s} seed {r['seed']}: {100 * r['points'][-1]['test_acc']:.2f} %"
+        )
+    timed = [m for m in methods if m != "dense"]
+    timings = timing(["dense", *timed], min(densities), args.timing_rounds) if methods else {}
+    rows = summarize(runs, densities, methods)
+    table = format_rows(rows, timings)
+    print(table)
+    for m, t in timings.items():
+        sec, rel = t["seconds_per_epoch"], t["relative_to_dense"]
+        print(f"  timing {m:10s} {sec:.3f} s/epoch ({rel:.3f} x dense)")
+    split_summary = {}
+    for scheme in ("s2d", "signed", "scratch"):
+        rs = [r for r in split if r["scheme"] == scheme]
+        if rs:
+            split_summary[scheme] = {
+                "test_acc_mean": float(np.mean([r["points"][-1]["test_acc"] for r in rs])),
+                "train_loss_mean": float(np.mean([r["points"][-1]["train_loss"] for r in rs])),
+                "final_width": [r["points"][-1]["width"] for r in rs],
+            }
+            print(f"  splitting {scheme:8s} {split_summary[scheme]}")
+    payload = {
+        "suite": "sparse",
+        "dataset": data.name,
+        "epochs": epochs,
+        "densities": densities,
+        "seeds": args.seeds,
+        "machine": machine_info(),
+        "total_seconds": time.perf_counter() - t_start,
+        "summary": rows,
+        "timing": {"density": min(densities), "rounds": args.timing_rounds, "methods": timings},
+        "splitting": {
+            "widths": widths,
+            "epochs_per_stage": stage_epochs,
+            "summary": split_summary,
+            "runs": split,
+        },
+        "runs": runs,
+    }
+    os.makedirs(args.out, exist_ok=True)
+    stem = os.path.join(args.out, f"sparse_{data.name}")
+    write_json(stem + ".json", payload)
+    plot(stem + ".png", runs, split, densities, methods)
+    print(f"wrote {stem}.json and {stem}.png ({math.ceil(time.perf_counter() - t_start)} s)")
+    return payload

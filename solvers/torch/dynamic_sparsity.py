@@ -1,0 +1,306 @@
+# SPDX-License-Identifier: BSD-3-Clause
+"""Dynamic sparse training (SET, RigL, SNFS) with in-time over-parameterization.
+
+Every ``update_every`` optimizer steps, in each sparse layer, the
+``k = floor(alpha_t * nnz)`` active weights of smallest magnitude are dropped
+and ``k`` inactive positions (the just-dropped ones included) are grown:
+
+- ``grow="set"``: uniformly at random (Mocanu et al. 2018, "Scalable training
+  of artificial neural networks with adaptive sparse connectivity");
+- ``grow="rigl"``: largest ``|dL/dw|`` of the current minibatch, the dense
+  gradient (Evci et al. 2020, "Rigging the lottery", §3);
+- ``grow="momentum"``: largest ``|m|`` of an exponential moving average of the
+  dense gradients, ``m <- beta m + (1 - beta) g``, kept in the controller's own
+  buffers (Dettmers & Zettlemoyer 2019, "Sparse networks from scratch"; the
+  EMA form of RigL's code). Reading the optimizer's momentum instead fails
+  when inactive momenta are zeroed, which ITOP's code does.
+
+The drop fraction decays as ``alpha_t = alpha/2 (1 + cos(pi t / T))`` (or
+stays constant) and updates stop after ``end``. Grown weights start at 0 and
+every optimizer state tensor of the weight's shape is zeroed at the dropped
+and grown positions, whatever the optimizer. Counts are exact per layer and
+ties are broken by flat index.
+
+The in-time over-parameterization rate (Liu et al. 2021, "Do we actually need
+dense over-parameterization? In-time over-parameterization in sparse
+training", eq. 1) ``R_s = sum_l ||OR_t M_l,t||_0 / sum_l N_l`` is tracked per
+layer (:meth:`DynamicSparsity.itop_rates`) and in total
+(:attr:`DynamicSparsity.itop_rate`). Their recipe (RigL-ITOP): a long enough
+``update_every`` that grown weights get trained before they are judged, and
+exploration until late in training.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from solvers.step_size import check_int
+from solvers.torch.masks import (
+    DEFAULT_LAYER_TYPES,
+    MaskedTraining,
+    _generator,
+    bottom_k_mask,
+    layer_densities,
+    random_masks,
+    select_layers,
+    top_k_mask,
+)
+
+GROW = ("rigl", "set", "momentum")
+
+
+class DropSchedule:
+    """When to update the masks, and which fraction of active weights to move.
+
+    Parameters
+    ----------
+    fraction : float, default 0.3
+        ``alpha``, the drop fraction of the first update, in (0, 1).
+    every : int, default 100
+        ``Delta T``: optimizer steps between updates.
+    end : int or None
+        Last step at which masks may change; None never stops.
+    decay : {"cosine", "constant"}, default "cosine"
+        ``alpha_t = alpha/2 (1 + cos(pi t / horizon))`` or ``alpha``.
+    horizon : int, optional
+        Length of the cosine; defaults to ``end``.
+    """
+
+    def __init__(self, fraction=0.3, every=100, end=None, decay="cosine", horizon=None):
+        if not 0.0 < float(fraction) < 1.0:
+            raise ValueError(f"drop fraction must be in (0, 1), got {fraction!r}")
+        if decay not in ("cosine", "constant"):
+            raise ValueError(f"decay must be 'cosine' or 'constant', got {decay!r}")
+        self.fraction = float(fraction)
+        self.every = check_int("update_every", every)
+        self.end = None if end is None else check_int("end", end)
+        self.decay = decay
+        self.horizon = horizon if horizon is not None else self.end
+        if decay == "cosine" and self.horizon is None:
+            raise ValueError("a cosine drop schedule needs total_steps or an end step")
+
+    def due(self, step):
+        return step % self.every == 0 and (self.end is None or step <= self.end)
+
+    def fraction_at(self, step):
+        if self.decay == "constant":
+            return self.fraction
+        t = min(step, self.horizon) / self.horizon
+        return 0.5 * self.fraction * (1.0 + math.cos(math.pi * t))
+
+
+class DynamicSparsity(MaskedTraining):
+    """Dynamic sparse training attached to any ``torch.optim`` optimizer.
+
+    Creating it is all a training loop needs: the usual
+    ``zero_grad(); loss.backward(); optimizer.step()`` then trains sparse.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    optimizer : torch.optim.Optimizer
+        Any optimizer (SGD, Adam, AdamW, :mod:`solvers.torch`'s); it must
+        optimise every sparse weight.
+    density : float or dict, default 0.1
+        Fraction of active weights in (0, 1] over the sparse layers, or
+        ``{name regex: density}`` per layer.
+    grow : {"rigl", "set", "momentum"}, default "rigl"
+        Growth criterion (module docstring).
+    distribution : {"erk", "uniform", "er"} or callable, default "erk"
+        Spread of a global density over layers; ERK makes a layer dense when
+        its share would exceed 1.
+    drop_fraction : float, default 0.3
+        ``alpha`` of the first update.
+    update_every : int, default 100
+        ``Delta T`` in optimizer steps (steps skipped by ``GradScaler`` and
+        gradient-accumulation micro-batches do not count).
+    total_steps : int, optional
+        Planned optimizer steps; needed when ``end`` is a fraction.
+    end : float, int or None, default 0.75
+        Last update: a fraction of ``total_steps``, a step, or None (update
+        until the end of training, with the cosine over ``total_steps``).
+    decay : {"cosine", "constant"}, default "cosine"
+    momentum : float, default 0.9
+        EMA factor of ``grow="momentum"``.
+    include, exclude, min_numel
+        Layer selection (:func:`solvers.torch.select_layers`); biases and
+        norms are always dense.
+    seed : int, default 0
+        Seeds the initial masks and the random growth; draws are keyed on
+        ``(seed, step)`` so every DDP rank and a resumed run draw the same.
+
+    Attributes
+    ----------
+    masks : dict of str to torch.Tensor
+        Current boolean masks.
+    fired : dict of str to torch.Tensor
+        Positions ever active.
+    itop_rate : float
+        ``R_s`` over all sparse layers.
+    history : list of dict
+        One record per update: step, drop fraction, weights moved, ``R_s``.
+
+    Notes
+    -----
+    Masks update in place, so ``torch.compile(model)`` does not recompile.
+    Under DDP the new masks are broadcast from rank 0 after each update. The
+    weights are stored dense: masking saves no time or memory in training;
+    use :func:`solvers.torch.export_sparse` for a sparse inference copy.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from solvers.torch import DynamicSparsity
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> nn = torch.nn
+    >>> model = nn.Sequential(nn.Linear(20, 64), nn.Tanh(), nn.Linear(64, 3))
+    >>> opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    >>> sparse = DynamicSparsity(model, opt, density=0.2, update_every=5, total_steps=50)
+    >>> X, y = torch.randn(100, 20), torch.randint(0, 3, (100,))
+    >>> for _ in range(50):
+    ...     opt.zero_grad()
+    ...     torch.nn.functional.cross_entropy(model(X), y).backward()
+    ...     opt.step()
+    >>> round(sparse.density, 3), sparse.itop_rate > 0.2
+    (0.2, True)
+    """
+
+    def __init__(
+        self,
+        model,
+        optimizer,
+        density=0.1,
+        *,
+        grow="rigl",
+        distribution="erk",
+        drop_fraction=0.3,
+        update_every=100,
+        total_steps=None,
+        end=0.75,
+        decay="cosine",
+        momentum=0.9,
+        include=DEFAULT_LAYER_TYPES,
+        exclude=None,
+        min_numel=0,
+        seed=0,
+    ):
+        if grow not in GROW:
+            raise ValueError(f"unknown grow criterion {grow!r}; expected one of {GROW}")
+        if not 0.0 <= float(momentum) < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+        if total_steps is not None:
+            total_steps = check_int("total_steps", total_steps)
+        if isinstance(end, float):
+            if total_steps is None:
+                raise ValueError("end given as a fraction needs total_steps")
+            if not 0.0 < end <= 1.0:
+                raise ValueError(f"a fractional end must be in (0, 1], got {end!r}")
+            end = max(1, int(end * total_steps))
+        self.schedule = DropSchedule(
+            drop_fraction, update_every, end, decay, horizon=end if end is not None else total_steps
+        )
+        self.grow = grow
+        self.momentum = float(momentum)
+        self.seed = int(seed)
+        params = select_layers(model, include, exclude, min_numel)
+        shapes = {k: tuple(p.shape) for k, p in params.items()}
+        self.layer_density = layer_densities(shapes, density, distribution)
+        super().__init__(model, optimizer, random_masks(params, self.layer_density, seed))
+        self._n_active = {k: int(m.sum()) for k, m in self.masks.items()}
+        self.fired = {k: m.clone() for k, m in self.masks.items()}
+        self._ema = (
+            {k: torch.zeros_like(p) for k, p in self.params.items()} if grow == "momentum" else {}
+        )
+        self._grads = {}
+
+    # -- growth statistics (pre-hook, dense gradients) ------------------------------------
+
+    def _before_masking_grads(self):
+        if self.grow == "momentum":
+            names = [k for k, p in self.params.items() if p.grad is not None]
+            if names:
+                ema = [self._ema[k] for k in names]
+                torch._foreach_mul_(ema, self.momentum)
+                torch._foreach_add_(
+                    ema, [self.params[k].grad for k in names], alpha=1.0 - self.momentum
+                )
+        elif self.grow == "rigl" and self._due(self.step_count + 1):
+            self._grads = {
+                k: p.grad.detach().clone() for k, p in self.params.items() if p.grad is not None
+            }
+
+    # -- the topology update ----------------------------------------------------------------
+
+    def _due(self, step):
+        return self.schedule.due(step)
+
+    def _grow_scores(self, name, generator):
+        p = self.params[name]
+        if self.grow == "set":
+            return torch.rand(p.shape, generator=generator).to(p.device)
+        if self.grow == "momentum":
+            return self._ema[name].abs()
+        g = self._grads.get(name)
+        if g is None:  # no gradient this step (unused layer): no growth signal
+            return torch.zeros_like(p)
+        return torch.nan_to_num(g.abs(), nan=0.0, posinf=0.0)
+
+    def _update(self, step):
+        alpha = self.schedule.fraction_at(step)
+        generator = _generator(self.seed, step, "cpu")
+        changes, moved = {}, 0
+        for name, mask in self.masks.items():
+            n, k = self._n_active[name], math.floor(alpha * self._n_active[name])
+            scores = self._grow_scores(name, generator)  # drawn for every layer: same stream
+            if k == 0 or n == mask.numel():
+                continue
+            p = self.params[name]
+            drop_scores = torch.where(mask, p.abs(), torch.full_like(p, math.inf))
+            kept = mask & ~bottom_k_mask(drop_scores, k)
+            grow_scores = torch.where(kept, torch.full_like(scores, -math.inf), scores)
+            grown = top_k_mask(grow_scores, k)
+            changes[name] = (kept | grown, grown)
+            moved += k
+        self._grads = {}
+        return changes, {"step": step, "drop_fraction": alpha, "moved": moved}
+
+    def _masks_changed(self, record):
+        for k, m in self.masks.items():
+            self.fired[k] |= m
+        record["itop_rate"] = self.itop_rate
+
+    # -- reporting --------------------------------------------------------------------------
+
+    def itop_rates(self):
+        """``R_s`` per layer: the fraction of its weights ever active."""
+        return {k: int(f.sum()) / f.numel() for k, f in self.fired.items()}
+
+    @property
+    def itop_rate(self):
+        """``R_s`` over all sparse layers (Liu et al. 2021, eq. 1)."""
+        return sum(int(f.sum()) for f in self.fired.values()) / sum(
+            f.numel() for f in self.fired.values()
+        )
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def state_dict(self):
+        """Masks, ever-active masks, step, growth statistics, seed and history."""
+        state = super().state_dict()
+        state["fired"] = {k: f.clone() for k, f in self.fired.items()}
+        state["ema"] = {k: e.clone() for k, e in self._ema.items()}
+        state["seed"] = self.seed
+        return state
+
+    def load_state_dict(self, state):
+        """Restore :meth:`state_dict`; the run then continues bit-for-bit."""
+        super().load_state_dict(state)
+        for k, f in state["fired"].items():
+            self.fired[k].copy_(f)
+        for k, e in state["ema"].items():
+            self._ema[k].copy_(e)
+        self.seed = int(state["seed"])
+        self._n_active = {k: int(m.sum()) for k, m in self.masks.items()}

@@ -1,0 +1,123 @@
+# SPDX-License-Identifier: BSD-3-Clause
+"""SSGD: sparsity-promoting SGD by iterative reweighting and affine scaling.
+
+Lee, Fedorov, Rao & Garudadri (2020), "SSGD: sparsity-promoting stochastic
+gradient descent algorithm for unbiased DNN pruning", ICASSP. The problem is
+``min J(theta) + lam G(theta)`` with a diversity measure
+``G(theta) = sum_i g(theta_i)``, here the log-sum
+``g = log(theta_i^2 + eps)`` (reweighted l2) or ``g = log(|theta_i| + eps)``
+(reweighted l1). With the affine scaling ``theta = Omega q``,
+``Omega = diag(w)`` frozen at the current iterate and
+``w_i = sqrt(theta_i^2 + eps)`` (l2) or ``|theta_i| + eps`` (l1), a gradient
+step in ``q`` is the diagonally preconditioned step in ``theta``; SSGD
+normalises the scaling within each layer so its mean is 1:
+
+    s_i = w_i^2 / mean_layer(w^2),
+    g_i <- s_i (dJ/dtheta_i + lam dG/dtheta_i).
+
+For the l2 log-sum ``s_i dG/dtheta_i = 2 theta_i / mean(w^2)``: the penalty
+becomes weight decay with a layer-wise coefficient, while small weights get
+tiny steps ``s_i ~ eps / mean(w^2)`` and decay to zero ("rich get richer").
+A final magnitude prune (:meth:`SSGD.prune_masks`) then removes them;
+fine-tune with :class:`solvers.torch.StaticSparsity`.
+
+:class:`SSGD` is a gradient transform registered as a step pre-hook, so it
+composes with ``torch.optim.SGD`` (momentum, Nesterov) and any SGD-type
+optimizer. With Adam-type optimizers the second-moment normalisation undoes
+most of the scaling; that is not what the method is for.
+
+No public code of the paper exists; this follows its equations (reference
+notes, ``sparse.md`` §2).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from solvers.torch.masks import DEFAULT_LAYER_TYPES, select_layers
+from solvers.torch.pruning import masks_from_scores
+
+
+class SSGD:
+    """The SSGD gradient transform on an optimizer's step.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    optimizer : torch.optim.Optimizer
+        An SGD-type optimizer over the model's parameters.
+    lam : float, default 1e-5
+        Weight ``lam`` of the diversity measure (0 keeps only the scaling).
+    eps : float, default 1e-4
+        The log-sum offset; smaller is sparser.
+    reweighting : {"l2", "l1"}, default "l2"
+    include, exclude, min_numel
+        Which weights are scaled (:func:`solvers.torch.select_layers`);
+        biases and norms never are.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from solvers.torch import SSGD
+    >>> model = torch.nn.Linear(10, 3)
+    >>> opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    >>> ssgd = SSGD(model, opt, lam=1e-4)
+    >>> masks = ssgd.prune_masks(density=0.1)
+    >>> int(masks["weight"].sum())
+    3
+    """
+
+    def __init__(
+        self,
+        model,
+        optimizer,
+        *,
+        lam=1e-5,
+        eps=1e-4,
+        reweighting="l2",
+        include=DEFAULT_LAYER_TYPES,
+        exclude=None,
+        min_numel=0,
+    ):
+        if not float(lam) >= 0.0:
+            raise ValueError(f"lam must be >= 0, got {lam!r}")
+        if not float(eps) > 0.0:
+            raise ValueError(f"eps must be > 0, got {eps!r}")
+        if reweighting not in ("l2", "l1"):
+            raise ValueError(f"reweighting must be 'l2' or 'l1', got {reweighting!r}")
+        self.model = model
+        self.optimizer = optimizer
+        self.lam = float(lam)
+        self.eps = float(eps)
+        self.reweighting = reweighting
+        self.params = select_layers(model, include, exclude, min_numel)
+        optimised = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        for k, p in self.params.items():
+            if id(p) not in optimised:
+                raise ValueError(f"{k!r} is not optimised by the optimizer")
+        self._handle = optimizer.register_step_pre_hook(self._transform)
+
+    @torch.no_grad()
+    def _transform(self, optimizer, args, kwargs):
+        for p in self.params.values():
+            if p.grad is None:
+                continue
+            if self.reweighting == "l2":
+                w2 = p * p + self.eps
+                penalty = 2.0 * p  # s_i dG_i times mean(w^2)
+            else:
+                w2 = (p.abs() + self.eps) ** 2
+                penalty = torch.sign(p) * (p.abs() + self.eps)
+            mean = w2.mean()
+            p.grad.mul_(w2).div_(mean)
+            if self.lam:
+                p.grad.add_(penalty / mean, alpha=self.lam)
+
+    def prune_masks(self, density, scope="global", distribution="uniform"):
+        """Magnitude masks keeping ``density`` of the scaled weights."""
+        scores = {k: p.detach().abs() for k, p in self.params.items()}
+        return masks_from_scores(scores, density, scope, distribution)
+
+    def remove(self):
+        """Detach the transform from the optimizer."""
+        self._handle.remove()
