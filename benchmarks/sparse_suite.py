@@ -19,7 +19,10 @@ learning rate, batch 100. Sparse methods (all through
 - ``gmp``: gradual magnitude pruning (cubic, layer-wise) from epoch 1 to
   60 % of training;
 - ``snip``, ``synflow``: pruning at initialisation (global scores; SNIP on
-  10 batches, SynFlow 100 rounds), then a fixed mask.
+  10 batches, SynFlow 100 rounds), then a fixed mask;
+- opt-in (``--methods``): ``static_si``, ``set_si``, ``rigl_si``,
+  ``rigl_itop_si``, the same after ``rescale_init_()`` (each unit's weights
+  scaled by ``sqrt(fan_in / active fan_in)``, Evci et al. 2022).
 
 ``--jobs`` runs accuracy runs in parallel processes of one thread each, so
 their per-epoch seconds are not the timing figures: those come from a
@@ -48,6 +51,8 @@ from benchmarks.report import machine_info, write_json
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
 METHODS = ("dense", "static", "set", "rigl", "rigl_itop", "ssgd", "gmp", "snip", "synflow")
+#: opt-in variants: the same controller after ``rescale_init_()`` (sparsity-aware init)
+EXTRA_METHODS = ("static_si", "set_si", "rigl_si", "rigl_itop_si")
 _DATA = {}
 
 
@@ -60,6 +65,7 @@ def add_arguments(p):
     p.add_argument("--jobs", type=int, default=2, help="parallel accuracy runs (1 thread each)")
     p.add_argument("--timing-rounds", type=int, default=3)
     p.add_argument("--split-widths", default="16,32,64", help="'' skips the splitting runs")
+    p.add_argument("--tag", default="", help="suffix of the result files")
     p.add_argument("--out", default=RESULTS)
 
 
@@ -103,6 +109,12 @@ def make_controller(method, model, opt, density, total_steps, steps_per_epoch, X
     )
 
     every = max(5, min(100, total_steps // 40))  # 100 steps (RigL's) unless training is short
+    if method.endswith("_si"):
+        ctl = make_controller(
+            method[:-3], model, opt, density, total_steps, steps_per_epoch, X, y, seed
+        )
+        ctl.rescale_init_()
+        return ctl
     if method == "dense":
         return None
     if method == "static":
@@ -400,9 +412,11 @@ def run(args):
     epochs = args.epochs or (20 if data.name == "mnist" else 40)
     densities = [float(d) for d in args.densities.split(",") if d]
     methods = [m for m in args.methods.split(",") if m]
-    unknown = set(methods) - set(METHODS)
+    unknown = set(methods) - set(METHODS) - set(EXTRA_METHODS)
     if unknown:
-        raise SystemExit(f"unknown methods {sorted(unknown)}; choose from {METHODS}")
+        raise SystemExit(
+            f"unknown methods {sorted(unknown)}; choose from {METHODS + EXTRA_METHODS}"
+        )
     tasks = [
         (m, 1.0 if m == "dense" else d, s, epochs)
         for s in range(args.seeds)
@@ -474,7 +488,7 @@ def run(args):
         "runs": runs,
     }
     os.makedirs(args.out, exist_ok=True)
-    stem = os.path.join(args.out, f"sparse_{data.name}")
+    stem = os.path.join(args.out, f"sparse_{data.name}{args.tag}")
     write_json(stem + ".json", payload)
     plot(stem + ".png", runs, split, densities, methods)
     print(f"wrote {stem}.json and {stem}.png ({math.ceil(time.perf_counter() - t_start)} s)")

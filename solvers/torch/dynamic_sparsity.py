@@ -195,7 +195,10 @@ class DynamicSparsity(MaskedTraining):
             total_steps = check_int("total_steps", total_steps)
         if isinstance(end, float):
             if total_steps is None:
-                raise ValueError("end given as a fraction needs total_steps")
+                raise ValueError(
+                    f"total_steps is required: end={end} is a fraction of it (or pass end as "
+                    "an int step, or end=None with decay='constant')"
+                )
             if not 0.0 < end <= 1.0:
                 raise ValueError(f"a fractional end must be in (0, 1], got {end!r}")
             end = max(1, int(end * total_steps))
@@ -212,7 +215,9 @@ class DynamicSparsity(MaskedTraining):
         self._n_active = {k: int(m.sum()) for k, m in self.masks.items()}
         self.fired = {k: m.clone() for k, m in self.masks.items()}
         self._ema = (
-            {k: torch.zeros_like(p) for k, p in self.params.items()} if grow == "momentum" else {}
+            {k: torch.zeros_like(p, dtype=torch.float32) for k, p in self.params.items()}
+            if grow == "momentum"
+            else {}
         )
         self._grads = {}
 
@@ -224,9 +229,8 @@ class DynamicSparsity(MaskedTraining):
             if names:
                 ema = [self._ema[k] for k in names]
                 torch._foreach_mul_(ema, self.momentum)
-                torch._foreach_add_(
-                    ema, [self.params[k].grad for k in names], alpha=1.0 - self.momentum
-                )
+                grads = [self.params[k].grad.float() for k in names]  # no copy for fp32
+                torch._foreach_add_(ema, grads, alpha=1.0 - self.momentum)
         elif self.grow == "rigl" and self._due(self.step_count + 1):
             self._grads = {
                 k: p.grad.detach().clone() for k, p in self.params.items() if p.grad is not None
@@ -242,7 +246,7 @@ class DynamicSparsity(MaskedTraining):
         if self.grow == "set":
             return torch.rand(p.shape, generator=generator).to(p.device)
         if self.grow == "momentum":
-            return self._ema[name].abs()
+            return torch.nan_to_num(self._ema[name].abs(), nan=0.0, posinf=0.0)
         g = self._grads.get(name)
         if g is None:  # no gradient this step (unused layer): no growth signal
             return torch.zeros_like(p)
@@ -297,6 +301,11 @@ class DynamicSparsity(MaskedTraining):
 
     def load_state_dict(self, state):
         """Restore :meth:`state_dict`; the run then continues bit-for-bit."""
+        if set(state.get("ema", {})) != set(self._ema) or state.get("seed") is None:
+            raise ValueError(
+                "state_dict is not from a DynamicSparsity with the same growth criterion "
+                f"(grow={self.grow!r}) and layers"
+            )
         super().load_state_dict(state)
         for k, f in state["fired"].items():
             self.fired[k].copy_(f)

@@ -13,9 +13,11 @@ train compact convolutional networks", §3:
   ``b = W3 (sum_{a,u,v} W2[:, a, u, v] b1[a] + b2) + b3`` (exact at the
   borders too: padded zeros pass the first 1x1 conv as ``b1``).
 
-There is no nonlinearity inside an expanded block, so the expanded and the
-contracted network compute the same function; the expansion only changes the
-training dynamics. Grouped, dilated and non-zero-padding-mode convolutions
+There is no nonlinearity inside an expanded block, so an expanded network
+and its contraction compute the same function; the expansion only changes
+the training dynamics. :func:`expand` builds freshly initialised blocks (it
+is for training from scratch: a trained layer's weights are not kept, and
+weight ties are not preserved). Grouped, dilated and non-zero-padding-mode convolutions
 and ``k = 1`` kernels are left as they are.
 """
 

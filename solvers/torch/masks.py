@@ -21,7 +21,9 @@ The shared core of :mod:`solvers.torch.dynamic_sparsity` and
 
   - pre-hook: the gradients of masked weights are multiplied by the mask, so
     SGD momentum, Adam moments and weight decay never see inactive
-    positions (one fused ``_foreach_mul_`` for all layers);
+    positions (one fused ``_foreach_mul_`` for all layers); with
+    ``step(closure)`` the closure is wrapped so the gradients it computes are
+    masked right after its ``backward``;
   - post-hook: the weights are multiplied by the mask (a guarantee for
     optimizers whose ``step(closure)`` recomputes gradients), the step counter
     advances, and subclasses update the masks when due.
@@ -89,7 +91,9 @@ def select_layers(model, include=DEFAULT_LAYER_TYPES, exclude=None, min_numel=0)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     pattern = re.compile(exclude) if exclude else None
-    out, seen = {}, set()
+    never = nn.modules.batchnorm._NormBase | nn.LayerNorm | nn.GroupNorm | nn.Embedding
+    # a weight tied to an embedding or a norm (a tied LM head) stays dense too
+    out, seen = {}, {id(m.weight) for m in model.modules() if isinstance(m, never)}
     for mod_name, module in model.named_modules():
         w = getattr(module, "weight", None)
         if not isinstance(w, nn.Parameter) or id(w) in seen:
@@ -106,7 +110,6 @@ def select_layers(model, include=DEFAULT_LAYER_TYPES, exclude=None, min_numel=0)
             or _NEVER.search(mod_name or "")
             or (pattern and pattern.search(name))
             or w.numel() < min_numel
-            or isinstance(module, nn.modules.batchnorm._NormBase | nn.LayerNorm | nn.Embedding)
         ):
             continue
         seen.add(id(w))
@@ -227,6 +230,8 @@ def top_k_mask(scores, k, largest=True):
     synchronisation.
     """
     flat = scores.reshape(-1)
+    if flat.is_floating_point():  # NaN ranks last, never displacing a real score
+        flat = torch.nan_to_num(flat, nan=-math.inf if largest else math.inf)
     if k <= 0:
         return torch.zeros(scores.shape, dtype=torch.bool, device=flat.device)
     if k >= flat.numel():
@@ -262,7 +267,7 @@ def global_top_k_masks(scores, density):
     """
     density = check_density(density)
     names = list(scores)
-    flat = torch.cat([scores[k].reshape(-1).float() for k in names])
+    flat = torch.cat([scores[k].reshape(-1).double() for k in names])  # SynFlow overflows fp32
     keep = top_k_mask(flat, active_count(flat.numel(), density))
     out, start = {}, 0
     for k in names:
@@ -280,8 +285,11 @@ def layer_top_k_masks(scores, densities):
 def zero_optimizer_state_(optimizer, param, keep):
     """Multiply every optimizer state tensor shaped like ``param`` by ``keep``.
 
-    Works for any optimizer (SGD momentum, Adam/AdamW moments and
-    ``max_exp_avg_sq``, ours), without reading private key names.
+    Works for any optimizer with element-wise state (SGD momentum, Adam/AdamW
+    moments and ``max_exp_avg_sq``, ours), without reading private key names.
+    A non-element-wise state tensor that happens to have the weight's shape
+    (a square weight's full-matrix preconditioner) would be corrupted: such
+    optimizers are not supported.
     """
     for v in optimizer.state.get(param, {}).values():
         if torch.is_tensor(v) and v.shape == param.shape and v.is_floating_point():
@@ -344,6 +352,9 @@ class MaskedTraining:
         self.history = []
         self._handles = []
         with torch.no_grad():
+            # ranks may have scored or drawn different masks: take rank 0's
+            self._sync({k: (m, torch.zeros_like(m)) for k, m in self.masks.items()})
+            self._refresh()
             self.apply_()
             for name, m in self.masks.items():  # state left by earlier steps, if any
                 zero_optimizer_state_(optimizer, self.params[name], m)
@@ -353,12 +364,32 @@ class MaskedTraining:
     # -- hooks ------------------------------------------------------------------------------
 
     def _pre_step(self, optimizer, args, kwargs):
+        # args is (optimizer, closure?) for the wrapped step(self, closure=None)
+        closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
+        if closure is None:
+            self._mask_grads(first=True)
+            return None
+        calls = []
+
+        def masked_closure(*a, **k):
+            # the closure recomputes the gradients: mask them after its backward
+            loss = closure(*a, **k)
+            self._mask_grads(first=not calls)
+            calls.append(1)
+            return loss
+
+        if "closure" in kwargs:
+            return args, {**kwargs, "closure": masked_closure}
+        return (args[0], masked_closure, *args[2:]), kwargs
+
+    def _mask_grads(self, first):
         grads, masks = [], []
         for name, p in self.params.items():
             if p.grad is not None:
                 grads.append(p.grad)
                 masks.append(self._float_masks[name])
-        self._before_masking_grads()
+        if first:
+            self._before_masking_grads()
         if grads:
             with torch.no_grad():
                 torch._foreach_mul_(grads, masks)

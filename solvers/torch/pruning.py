@@ -343,6 +343,8 @@ class LotteryTicket:
     def __init__(
         self, model, *, scope="global", include=DEFAULT_LAYER_TYPES, exclude=None, min_numel=0
     ):
+        if scope not in ("global", "layer"):
+            raise ValueError(f"scope must be 'global' or 'layer', got {scope!r}")
         self.model = model
         self.scope = scope
         self.params = select_layers(model, include, exclude, min_numel)

@@ -27,8 +27,8 @@ order term vanishes). Two schemes:
 Each neuron is scored by its predicted change per ``eps^2 / 2``
 (``lambda_min``, or ``min(lambda_min, -lambda_max / 2)`` when signed) and the
 most negative are split, across layers, under a budget of new neurons.
-Eigenpairs are exact (``eigh`` of the ``d x d`` matrices, ``d`` = fan-in + 1)
-for small fan-in and from a batched Lanczos iteration with full
+Eigenpairs are exact (``eigh`` of the ``d x d`` matrices, ``d`` = fan-in, plus 1
+with a bias) for small fan-in and from a batched Lanczos iteration with full
 reorthogonalisation otherwise, whose matrix-vector products
 ``S v = X^T (c * (X v)) / n`` never form ``S``.
 
@@ -149,7 +149,7 @@ class SplitEigen:
 
 
 def _collect(model, layers, data, loss_fn):
-    """Per layer: augmented inputs ``[x, 1]`` and ``c = dL/dh sigma''(z)``, stacked."""
+    """Per layer: inputs ``[x, 1]`` (``x`` without a bias) and ``c = dL/dh sigma''(z)``."""
     mods = list(model)
     xs = {i: [] for i in layers}
     cs = {i: [] for i in layers}
@@ -174,7 +174,9 @@ def _collect(model, layers, data, loss_fn):
         for (i, (a, _)), g in zip(layers.items(), grads, strict=True):
             sig2 = _second_derivative(mods[a])
             x = inputs[i]
-            xs[i].append(torch.cat([x, torch.ones_like(x[:, :1])], 1).double())
+            if mods[i].bias is not None:  # theta = [w; b]
+                x = torch.cat([x, torch.ones_like(x[:, :1])], 1)
+            xs[i].append(x.double())
             cs[i].append((g * sig2(pre[i])).detach().double())
         n_total += xb.shape[0]
     if n_total == 0:
@@ -371,7 +373,7 @@ class NeuronSplitting:
                 else:
                     v, (d1, d2), (w1, w2) = e.v_max[j], (0.5, 1.0), (2.0, -1.0)
                 v = v.to(W.dtype)
-                dw, db = v[:-1], v[-1]
+                dw, db = (v[:-1], v[-1]) if b is not None else (v, None)
                 parent_w, parent_b = W[j].clone(), None if b is None else b[j].clone()
                 col = V[:, j].clone()
                 W[j] = parent_w + eps * d1 * dw
