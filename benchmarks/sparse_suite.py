@@ -27,8 +27,9 @@ learning rate, batch 100. Sparse methods (all through
 ``--jobs`` runs accuracy runs in parallel processes of one thread each, so
 their per-epoch seconds are not the timing figures: those come from a
 separate phase on all threads with nothing else running, one epoch per method
-per round, interleaved over ``--timing-rounds`` rounds (median seconds per
-epoch relative to dense).
+per round, interleaved over ``--timing-rounds`` rounds in a rotating order
+(median seconds per epoch relative to dense); ``--timing-only`` runs just
+this phase.
 
 Splitting (``--split-widths``): a 784-16-10 Tanh MLP trained with Adam is
 grown by splitting steepest descent (and by signed splitting) to the listed
@@ -65,6 +66,10 @@ def add_arguments(p):
     p.add_argument("--jobs", type=int, default=2, help="parallel accuracy runs (1 thread each)")
     p.add_argument("--timing-rounds", type=int, default=3)
     p.add_argument("--split-widths", default="16,32,64", help="'' skips the splitting runs")
+    p.add_argument("--split-eps", type=float, default=1e-2, help="offspring displacement")
+    p.add_argument(
+        "--timing-only", action="store_true", help="only the interleaved seconds-per-epoch phase"
+    )
     p.add_argument("--tag", default="", help="suffix of the result files")
     p.add_argument("--out", default=RESULTS)
 
@@ -226,9 +231,10 @@ def timing(methods, density, rounds):
         setups[m] = (model, opt, ctl)
     times = {m: [] for m in methods}
     g = torch.Generator().manual_seed(0)
-    for _ in range(rounds):
+    for r in range(rounds):
         perm = torch.randperm(n, generator=g)
-        for m in methods:
+        k = r % len(methods)  # rotate the order: no method always runs first
+        for m in methods[k:] + methods[:k]:
             model, opt, _ = setups[m]
             t0 = time.perf_counter()
             for i in range(steps):
@@ -280,7 +286,7 @@ def _adam_epochs(model, epochs, seed, X, y, X_te, y_te, points, offset):
         )  # fmt: skip
 
 
-def splitting_run(widths, epochs_per_stage, seed, scheme):
+def splitting_run(widths, epochs_per_stage, seed, scheme, eps=1e-2):
     """Grow by splitting ('s2d' or 'signed') or train the final width from scratch."""
     import torch
 
@@ -304,7 +310,7 @@ def splitting_run(widths, epochs_per_stage, seed, scheme):
             eig = splitter.score([(X[i], y[i]) for i in idx])
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
-                model = splitter.split(widths[s] - model[0].out_features, eps=1e-2)
+                model = splitter.split(widths[s] - model[0].out_features, eps=eps)
             log.append(
                 {"stage": s, "n_negative_lambda_min": int((eig[0].lambda_min < 0).sum()),
                  "width": model[0].out_features}
@@ -426,7 +432,7 @@ def run(args):
     widths = [int(w) for w in args.split_widths.split(",") if w]
     stage_epochs = max(1, epochs // max(1, len(widths)))
     split_tasks = [
-        (widths, stage_epochs, s, scheme)
+        (widths, stage_epochs, s, scheme, args.split_eps)
         for s in range(args.seeds)
         for scheme in ("s2d", "signed", "scratch")
     ] if len(widths) > 1 else []  # fmt: skip
@@ -436,6 +442,18 @@ def run(args):
         flush=True,
     )
     t_start = time.perf_counter()
+    if args.timing_only:
+        timings = timing(["dense", *(m for m in methods if m != "dense")], min(densities),
+                         args.timing_rounds)  # fmt: skip
+        for m, t in timings.items():
+            sec, rel = t["seconds_per_epoch"], t["relative_to_dense"]
+            print(f"  timing {m:10s} {sec:.3f} s/epoch ({rel:.3f} x dense)")
+        payload = {"suite": "sparse", "dataset": data.name, "machine": machine_info(),
+                   "timing": {"density": min(densities), "rounds": args.timing_rounds,
+                              "methods": timings}}  # fmt: skip
+        os.makedirs(args.out, exist_ok=True)
+        write_json(os.path.join(args.out, f"sparse_{data.name}_timing{args.tag}.json"), payload)
+        return payload
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         runs = []
         for r in pool.map(_run_task, tasks):

@@ -24,9 +24,11 @@ The shared core of :mod:`solvers.torch.dynamic_sparsity` and
     positions (one fused ``_foreach_mul_`` for all layers); with
     ``step(closure)`` the closure is wrapped so the gradients it computes are
     masked right after its ``backward``;
-  - post-hook: the weights are multiplied by the mask (a guarantee for
-    optimizers whose ``step(closure)`` recomputes gradients), the step counter
-    advances, and subclasses update the masks when due.
+  - post-hook: the weights are multiplied by the mask, unless the optimizer
+    is one of :data:`ZERO_PRESERVING` (SGD, Adam, AdamW, ...) and no closure
+    was passed: then a weight with zero value, gradient and state stays
+    exactly 0 and the multiply is skipped (it is half the masking cost).
+    The step counter advances and subclasses update the masks when due.
 
   Masks live on the controller (``state_dict``), not as model buffers, so a
   checkpoint of the model loads into the plain model; ``load_state_dict`` of
@@ -296,6 +298,20 @@ def zero_optimizer_state_(optimizer, param, keep):
             v.mul_(keep.to(v.dtype))
 
 
+#: optimizers whose step leaves a weight at 0 when its gradient and state are 0
+#: (element-wise updates; weight decay proportional to the weight)
+ZERO_PRESERVING = (
+    torch.optim.SGD,
+    torch.optim.Adam,
+    torch.optim.AdamW,
+    torch.optim.Adagrad,
+    torch.optim.Adamax,
+    torch.optim.NAdam,
+    torch.optim.RAdam,
+    torch.optim.RMSprop,
+)
+
+
 class MaskedTraining:
     """Fixed-topology masked training through optimizer step hooks.
 
@@ -351,6 +367,10 @@ class MaskedTraining:
         self.step_count = 0
         self.history = []
         self._handles = []
+        # re-masking the weights after every step is only needed when the step
+        # could move a weight whose gradient and state are 0
+        self._remask_every_step = type(optimizer) not in ZERO_PRESERVING
+        self._closure_step = False
         with torch.no_grad():
             # ranks may have scored or drawn different masks: take rank 0's
             self._sync({k: (m, torch.zeros_like(m)) for k, m in self.masks.items()})
@@ -366,6 +386,7 @@ class MaskedTraining:
     def _pre_step(self, optimizer, args, kwargs):
         # args is (optimizer, closure?) for the wrapped step(self, closure=None)
         closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
+        self._closure_step = closure is not None
         if closure is None:
             self._mask_grads(first=True)
             return None
@@ -395,7 +416,8 @@ class MaskedTraining:
                 torch._foreach_mul_(grads, masks)
 
     def _post_step(self, optimizer, args, kwargs):
-        self.apply_()
+        if self._remask_every_step or self._closure_step:
+            self.apply_()
         self.step_count += 1
         if self._due(self.step_count):
             with torch.no_grad():
