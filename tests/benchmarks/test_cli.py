@@ -52,7 +52,6 @@ def test_mnist_10k_reaches_97_percent_in_3_epochs():
 
 
 def test_sparse_suite_on_digits_writes_json_png_and_table(tmp_path, capsys):
-    pytest.importorskip("torch", reason="the sparse suite needs torch (the test extra has it)")
     args = ["sparse", "--epochs", "4", "--seeds", "1", "--jobs", "1", "--timing-rounds", "1"]
     main([*args, "--densities", "0.2", "--split-widths", "16,24", "--out", str(tmp_path)])
     out = capsys.readouterr().out
