@@ -99,19 +99,20 @@ class SSGD:
 
     @torch.no_grad()
     def _transform(self, optimizer, args, kwargs):
+        # g <- (g w^2 + lam s dG) / mean(w^2), in place: one temporary per layer
         for p in self.params.values():
             if p.grad is None:
                 continue
-            if self.reweighting == "l2":
-                w2 = p * p + self.eps
-                penalty = 2.0 * p  # s_i dG_i times mean(w^2)
-            else:
-                w2 = (p.abs() + self.eps) ** 2
-                penalty = torch.sign(p) * (p.abs() + self.eps)
-            mean = w2.mean()
-            p.grad.mul_(w2).div_(mean)
-            if self.lam:
-                p.grad.add_(penalty / mean, alpha=self.lam)
+            if self.reweighting == "l2":  # w^2 = theta^2 + eps, penalty 2 theta
+                w2 = p.square().add_(self.eps)
+                mean = w2.mean()
+                p.grad.mul_(w2).add_(p, alpha=2.0 * self.lam)
+            else:  # w = |theta| + eps, penalty sign(theta) w
+                w = p.abs().add_(self.eps)
+                w2 = w.square()
+                mean = w2.mean()
+                p.grad.mul_(w2).addcmul_(torch.sign(p), w, value=self.lam)
+            p.grad.div_(mean)
 
     def prune_masks(self, density, scope="global", distribution="uniform"):
         """Magnitude masks keeping ``density`` of the scaled weights."""
