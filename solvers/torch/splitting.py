@@ -32,6 +32,20 @@ with a bias) for small fan-in and from a batched Lanczos iteration with full
 reorthogonalisation otherwise, whose matrix-vector products
 ``S v = X^T (c * (X v)) / n`` never form ``S``.
 
+``Conv2d`` layers split output channels: a channel is one neuron whose
+parameters are shared over positions, so its splitting matrix sums over the
+output positions ``p`` of the input patches ``x_p`` (Liu, Wang & Liu 2019,
+§4, who split the filters of convolutional networks),
+
+    S = E_x[ sum_p dL/dh_p  sigma''(z_p)  [x_p; 1] [x_p; 1]^T ],
+
+accumulated batch by batch as a ``d x d`` matrix per channel (``d`` = in
+channels x kernel size, plus 1 with a bias) and diagonalised exactly.
+Average and max pooling may follow the activation (max pooling keeps the
+function to O(eps^2) wherever the maxima do not tie), and the next layer
+may be a ``Conv2d`` or, after ``Flatten``, a ``Linear`` (the columns of a
+channel are its block of ``in_features / channels`` entries).
+
 The surgery returns a **new model** (parameter shapes change): build a new
 optimizer for it.
 """
@@ -44,6 +58,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from solvers.step_size import check_int
 
@@ -85,32 +100,67 @@ def _second_derivative(module):
 
 
 _PASS_THROUGH = (nn.Dropout, nn.Identity)
+#: channel-wise modules allowed between a Conv2d's activation and the next layer
+_CHANNEL_PASS_THROUGH = (
+    nn.Dropout2d, nn.AvgPool2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d,
+)  # fmt: skip
+_WEIGHTED = (nn.Linear, nn.Conv2d)
+_REQUIREMENT = (
+    "a Linear followed by a smooth activation (Tanh, Sigmoid, Softplus, SiLU, exact GELU) "
+    "and then a Linear, or a Conv2d (groups=1) followed by a smooth activation, optional "
+    "pooling, and a Conv2d or Flatten -> Linear; ReLU has a zero second derivative (use "
+    "Softplus), and BatchNorm may not sit in between"
+)
+
+
+def _next_layer(mods, i):
+    """``(activation index, next layer index)`` when ``mods[i]`` is splittable, else None."""
+    m = mods[i]
+    conv = type(m) is nn.Conv2d
+    if not (type(m) is nn.Linear or (conv and m.groups == 1)):
+        return None
+    j, act, flat = i + 1, None, False
+    while j < len(mods) and type(mods[j]) not in _WEIGHTED:
+        mj = mods[j]
+        if act is None and _second_derivative(mj) is not None:
+            act = j
+        elif isinstance(mj, _PASS_THROUGH):
+            pass
+        elif not conv or act is None or flat:
+            return None
+        elif isinstance(mj, nn.Flatten) and mj.start_dim == 1 and mj.end_dim == -1:
+            flat = True
+        elif not isinstance(mj, _CHANNEL_PASS_THROUGH):
+            return None
+        j += 1
+    if act is None or j == len(mods):
+        return None
+    nxt = mods[j]
+    if not conv:
+        ok = type(nxt) is nn.Linear
+    elif flat:
+        ok = type(nxt) is nn.Linear and nxt.in_features % m.out_channels == 0
+    else:
+        ok = type(nxt) is nn.Conv2d and nxt.groups == 1 and nxt.in_channels == m.out_channels
+    return (act, j) if ok else None
 
 
 def splittable_layers(model):
-    """``{index: (activation index, next Linear index)}`` of a ``Sequential``.
+    """``{index: (activation index, next layer index)}`` of a ``Sequential``.
 
     A ``Linear`` is splittable when a smooth activation follows it and the
-    next ``Linear`` is reached through activations, ``Dropout`` or
-    ``Identity`` only.
+    next ``Linear`` is reached through ``Dropout`` or ``Identity`` only; a
+    ``Conv2d`` (``groups=1``) when a smooth activation follows it and then,
+    through dropout or pooling, a ``Conv2d`` or ``Flatten`` and a ``Linear``.
     """
     if not isinstance(model, nn.Sequential):
         raise TypeError(f"neuron splitting needs a torch.nn.Sequential, got {type(model).__name__}")
     mods = list(model)
     out = {}
-    for i, m in enumerate(mods):
-        if type(m) is not nn.Linear:
-            continue
-        j = i + 1
-        act = None
-        while j < len(mods) and not isinstance(mods[j], nn.Linear):
-            if _second_derivative(mods[j]) is not None and act is None:
-                act = j
-            elif not isinstance(mods[j], _PASS_THROUGH):
-                break
-            j += 1
-        if act is not None and j < len(mods) and type(mods[j]) is nn.Linear:
-            out[i] = (act, j)
+    for i in range(len(mods)):
+        found = _next_layer(mods, i)
+        if found is not None:
+            out[i] = found
     return out
 
 
@@ -118,22 +168,14 @@ def _check_splittable(model, layers):
     found = splittable_layers(model)
     if layers is None:
         if not found:
-            raise ValueError(
-                "no splittable layer: splitting needs Linear -> smooth activation (Tanh, "
-                "Sigmoid, Softplus, SiLU, exact GELU) -> Linear; ReLU has a zero second "
-                "derivative (use Softplus), and Conv2d splitting is not implemented"
-            )
+            raise ValueError(f"no splittable layer: splitting needs {_REQUIREMENT}")
         return found
     out = {}
     for i in layers:
         if i not in found:
             mods = list(model)
             what = type(mods[i]).__name__ if 0 <= i < len(mods) else "out of range"
-            raise ValueError(
-                f"layer {i} ({what}) is not splittable: it must be a Linear followed by a "
-                "smooth activation and then a Linear (ReLU has a zero second derivative; "
-                "Conv2d splitting is not implemented)"
-            )
+            raise ValueError(f"layer {i} ({what}) is not splittable: it must be {_REQUIREMENT}")
         out[i] = found[i]
     return out
 
@@ -148,40 +190,101 @@ class SplitEigen:
     v_max: torch.Tensor
 
 
+def _conv_padding(conv):
+    """``F.pad`` amounts ``(left, right, top, bottom)`` equal to ``conv``'s padding."""
+    if conv.padding == "valid":
+        return (0, 0, 0, 0)
+    if conv.padding == "same":  # PyTorch puts the odd pixel on the right/bottom
+        pad = []
+        for d, k in zip(reversed(conv.dilation), reversed(conv.kernel_size), strict=True):
+            total = d * (k - 1)
+            pad += [total // 2, total - total // 2]
+        return tuple(pad)
+    ph, pw = conv.padding
+    return (pw, pw, ph, ph)
+
+
+def _patches(conv, x):
+    """The ``(N * positions, C_in kh kw)`` input patches of ``conv``, in its weight's order."""
+    mode = "constant" if conv.padding_mode == "zeros" else conv.padding_mode
+    x = F.pad(x, _conv_padding(conv), mode=mode)
+    cols = F.unfold(x, conv.kernel_size, dilation=conv.dilation, stride=conv.stride)
+    return cols.transpose(1, 2).reshape(-1, cols.shape[1])
+
+
+#: largest splitting-matrix stack (channels x d x d float64) a Conv2d may accumulate
+_MAX_CONV_MATRIX_BYTES = 2 * 1024**3
+
+
 def _collect(model, layers, data, loss_fn):
-    """Per layer: inputs ``[x, 1]`` (``x`` without a bias) and ``c = dL/dh sigma''(z)``."""
+    """Per layer, the terms of the splitting matrices ``S_j = X^T diag(C_j) X / n``.
+
+    ``Linear``: the inputs ``X = [x, 1]`` (``x`` without a bias) and
+    ``C = dL/dh sigma''(z)``, one row per sample. ``Conv2d``: the matrices
+    themselves, summed over batches (one row of ``X`` and ``C`` per sample
+    and position would not fit). Returns ``(X, C, S, n)``.
+    """
     mods = list(model)
-    xs = {i: [] for i in layers}
-    cs = {i: [] for i in layers}
+    acts = {a: i for i, (a, _) in layers.items()}
+    xs = {i: [] for i in layers if type(mods[i]) is nn.Linear}
+    cs = {i: [] for i in xs}
+    S = {}
+    for i in layers:
+        if type(mods[i]) is nn.Conv2d:
+            conv = mods[i]
+            d = conv.weight[0].numel() + (conv.bias is not None)
+            size = conv.out_channels * d * d * 8
+            if size > _MAX_CONV_MATRIX_BYTES:
+                raise ValueError(
+                    f"the splitting matrices of layer {i} ({conv.out_channels} channels of "
+                    f"{d} x {d}) would take {size / 1024**3:.1f} GiB; split other layers "
+                    "(layers=[...])"
+                )
+            S[i] = torch.zeros(conv.out_channels, d, d, dtype=torch.float64,
+                               device=conv.weight.device)  # fmt: skip
     n_total = 0
     for xb, yb in data:
         out = xb
         inputs, pre, post = {}, {}, {}
         for k, m in enumerate(mods):
             if k in layers:
-                inputs[k] = out.detach().reshape(out.shape[0], -1)
+                inputs[k] = out.detach()
                 out = m(out)
                 pre[k] = out
-            elif any(a == k for a, _ in layers.values()):
-                out = m(out)
-                post[k] = out
             else:
                 out = m(out)
+                if k in acts:
+                    post[k] = out
         # sum-reduced loss so that the gradients are per sample
         loss = loss_fn(out, yb) * xb.shape[0]
-        acts = [post[layers[i][0]] for i in layers]
-        grads = torch.autograd.grad(loss, acts)
+        grads = torch.autograd.grad(loss, [post[layers[i][0]] for i in layers])
         for (i, (a, _)), g in zip(layers.items(), grads, strict=True):
-            sig2 = _second_derivative(mods[a])
-            x = inputs[i]
+            c = (g * _second_derivative(mods[a])(pre[i])).detach().double()
+            if i in S:  # rows: (sample, position); columns: channels
+                x = _patches(mods[i], inputs[i]).double()
+                c = c.permute(0, 2, 3, 1).reshape(-1, c.shape[1])
+            else:
+                x = inputs[i].reshape(inputs[i].shape[0], -1).double()
             if mods[i].bias is not None:  # theta = [w; b]
                 x = torch.cat([x, torch.ones_like(x[:, :1])], 1)
-            xs[i].append(x.double())
-            cs[i].append((g * sig2(pre[i])).detach().double())
+            if i in S:
+                for j in range(c.shape[1]):
+                    S[i][j] += (x * c[:, j : j + 1]).T @ x
+            else:
+                xs[i].append(x)
+                cs[i].append(c)
         n_total += xb.shape[0]
     if n_total == 0:
         raise ValueError("data has no batches")
-    return {i: torch.cat(xs[i]) for i in layers}, {i: torch.cat(cs[i]) for i in layers}, n_total
+    X = {i: torch.cat(v) for i, v in xs.items()}
+    C = {i: torch.cat(v) for i, v in cs.items()}
+    return X, C, {i: m / n_total for i, m in S.items()}, n_total
+
+
+def _eigen_of(S):
+    """Extreme eigenpairs of a stack of symmetric matrices."""
+    vals, vecs = torch.linalg.eigh(0.5 * (S + S.transpose(1, 2)))
+    return SplitEigen(vals[:, 0], vecs[:, :, 0], vals[:, -1], vecs[:, :, -1])
 
 
 def _exact_eigen(X, C, n):
@@ -189,9 +292,7 @@ def _exact_eigen(X, C, n):
     S = torch.empty(m, d, d, dtype=X.dtype, device=X.device)
     for j in range(m):
         S[j] = (X * C[:, j : j + 1]).T @ X / n
-    S = 0.5 * (S + S.transpose(1, 2))
-    vals, vecs = torch.linalg.eigh(S)
-    return SplitEigen(vals[:, 0], vecs[:, :, 0], vals[:, -1], vecs[:, :, -1])
+    return _eigen_of(S)
 
 
 def _lanczos_eigen(X, C, n, steps, seed):
@@ -234,14 +335,32 @@ def _lanczos_eigen(X, C, n, steps, seed):
     return SplitEigen(vals[:, 0], v_min, vals[:, -1], v_max)
 
 
+def _block(layer):
+    """Weights per input unit of a Linear (1) or Conv2d (its kernel size)."""
+    return layer.weight[0, 0].numel() if type(layer) is nn.Conv2d else 1
+
+
+def _resized(layer, out=None, inp=None):
+    """A ``Linear``/``Conv2d`` configured like ``layer`` with new sizes (fresh weights)."""
+    kw = {"bias": layer.bias is not None, "device": layer.weight.device,
+          "dtype": layer.weight.dtype}  # fmt: skip
+    if type(layer) is nn.Linear:
+        return nn.Linear(inp or layer.in_features, out or layer.out_features, **kw)
+    return nn.Conv2d(
+        inp or layer.in_channels, out or layer.out_channels, layer.kernel_size,
+        stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
+        padding_mode=layer.padding_mode, **kw,
+    )  # fmt: skip
+
+
 class NeuronSplitting:
-    """Grow a ``Sequential`` MLP by splitting neurons along their splitting matrices.
+    """Grow a ``Sequential`` network by splitting neurons along their splitting matrices.
 
     Parameters
     ----------
     model : torch.nn.Sequential
-        ``Linear`` layers with smooth activations (Tanh, Sigmoid, Softplus,
-        SiLU, exact GELU).
+        ``Linear`` or ``Conv2d`` layers with smooth activations (Tanh,
+        Sigmoid, Softplus, SiLU, exact GELU); see :func:`splittable_layers`.
     loss_fn : callable, optional
         ``loss_fn(outputs, targets)``, mean-reduced; default cross-entropy.
     layers : list of int, optional
@@ -250,8 +369,9 @@ class NeuronSplitting:
     signed : bool, default False
         Also consider signed splitting along ``v_max``.
     exact_max_dim : int, default 256
-        Fan-in + 1 up to which the splitting matrices are formed and
-        diagonalised exactly; above, Lanczos.
+        Fan-in + 1 up to which a ``Linear``'s splitting matrices are formed
+        and diagonalised exactly; above, Lanczos. ``Conv2d`` matrices are
+        always formed (``channels x d x d`` float64, at most 2 GiB).
     lanczos_steps : int, default 60
     seed : int, default 0
         Lanczos start vectors.
@@ -307,10 +427,12 @@ class NeuronSplitting:
         -------
         dict of int to SplitEigen
         """
-        X, C, n = _collect(self.model, self.layers, data, self.loss_fn)
+        X, C, S, n = _collect(self.model, self.layers, data, self.loss_fn)
         self.eigen_ = {}
         for i in self.layers:
-            if X[i].shape[1] <= self.exact_max_dim:
+            if i in S:
+                self.eigen_[i] = _eigen_of(S[i])
+            elif X[i].shape[1] <= self.exact_max_dim:
                 self.eigen_[i] = _exact_eigen(X[i], C[i], n)
             else:
                 self.eigen_[i] = _lanczos_eigen(X[i], C[i], n, self.lanczos_steps, self.seed)
@@ -361,11 +483,15 @@ class NeuronSplitting:
             picks = [(j, kind) for li, j, kind in chosen if li == i]
             if not picks:
                 continue
-            lin, out_lin = mods[i], mods[nxt]
+            layer, out_layer = mods[i], mods[nxt]
             e = self.eigen_[i]
-            W = lin.weight.detach().clone()
-            b = lin.bias.detach().clone() if lin.bias is not None else None
-            V = out_lin.weight.detach().clone()
+            m = layer.weight.shape[0]  # neurons (Linear rows, Conv2d output channels)
+            W = layer.weight.detach().reshape(m, -1).clone()
+            b = layer.bias.detach().clone() if layer.bias is not None else None
+            # the next layer's weights as (outputs, neurons, block): block is 1 for a
+            # Linear, the kernel for a Conv2d, a channel's positions after Flatten
+            V = out_layer.weight.detach()
+            V = V.reshape(V.shape[0], m, -1).clone()
             new_rows, new_bias, new_cols = [], [], []
             for j, kind in picks:
                 if kind == "s2d":
@@ -383,17 +509,17 @@ class NeuronSplitting:
                     new_bias.append(parent_b + eps * d2 * db)
                 V[:, j] = w1 * col
                 new_cols.append(w2 * col)
-            lin2 = nn.Linear(W.shape[1], W.shape[0] + len(picks), bias=b is not None)
-            lin2 = lin2.to(device=W.device, dtype=W.dtype)
-            lin2.weight.copy_(torch.cat([W, torch.stack(new_rows)]))
+            grown = _resized(layer, out=m + len(picks))
+            grown.weight.copy_(torch.cat([W, torch.stack(new_rows)]).reshape(grown.weight.shape))
             if b is not None:
-                lin2.bias.copy_(torch.cat([b, torch.stack(new_bias)]))
-            out2 = nn.Linear(V.shape[1] + len(picks), V.shape[0], bias=out_lin.bias is not None)
-            out2 = out2.to(device=V.device, dtype=V.dtype)
-            out2.weight.copy_(torch.cat([V, torch.stack(new_cols, 1)], 1))
-            if out_lin.bias is not None:
-                out2.bias.copy_(out_lin.bias)
-            new[i], new[nxt] = lin2, out2
+                grown.bias.copy_(torch.cat([b, torch.stack(new_bias)]))
+            wider = _resized(out_layer, inp=(m + len(picks)) * V.shape[2] // _block(out_layer))
+            wider.weight.copy_(
+                torch.cat([V, torch.stack(new_cols, 1)], 1).reshape(wider.weight.shape)
+            )
+            if out_layer.bias is not None:
+                wider.bias.copy_(out_layer.bias)
+            new[i], new[nxt] = grown, wider
             mods = list(new)
         if warn:
             warnings.warn(

@@ -29,10 +29,11 @@ from solvers.torch import (
     orthogonalize_,
     prune_at_init,
     select_layers,
+    splittable_layers,
     to_torch_prune,
 )
 from solvers.torch.masks import top_k_mask
-from solvers.torch.splitting import _exact_eigen, _lanczos_eigen
+from solvers.torch.splitting import _exact_eigen, _lanczos_eigen, _patches
 
 
 def mlp(d_in=20, widths=(40, 30), d_out=3, seed=0, act=nn.ReLU):
@@ -575,6 +576,134 @@ def test_not_splittable_layers_are_named():
         NeuronSplitting(nn.Linear(3, 3))
     with pytest.raises(RuntimeError, match="call score"):
         NeuronSplitting(smooth_net()).split(1)
+
+
+def conv_net(padding=1, stride=1, head="conv", pool=True, bias=True, padding_mode="zeros"):
+    torch.manual_seed(6)
+    layers = [
+        nn.Conv2d(2, 3, 3, padding=padding, stride=stride, bias=bias, padding_mode=padding_mode),
+        nn.Tanh(),
+    ]
+    if pool:
+        layers.append(nn.AvgPool2d(2))
+    if head == "conv":
+        layers += [nn.Conv2d(3, 4, 3), nn.Softplus(), nn.Flatten(), nn.LazyLinear(3)]
+    else:
+        layers += [nn.Flatten(), nn.LazyLinear(3)]
+    net = nn.Sequential(*layers).double()
+    net(torch.zeros(1, 2, 8, 8, dtype=torch.float64))  # materialise the lazy layer
+    return net
+
+
+def conv_data(n=60):
+    g = torch.Generator().manual_seed(7)
+    X = torch.randn(n, 2, 8, 8, generator=g, dtype=torch.float64)
+    return X, torch.randint(0, 3, (n,), generator=g)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"padding": "same", "pool": False, "head": "flatten", "bias": False},
+        {"padding": 0, "stride": 2, "pool": False, "padding_mode": "zeros"},
+        {"padding": 1, "padding_mode": "reflect", "head": "flatten"},
+    ],
+)
+def test_conv_splitting_matrix_is_the_sum_over_positions(kw):
+    """S_j from unfold equals the definition, with patches cut out by hand."""
+    net = conv_net(**kw)
+    X, y = conv_data(20)
+    splitter = NeuronSplitting(net, layers=[0])
+    eig = splitter.score([(X[:10], y[:10]), (X[10:], y[10:])])
+    conv = net[0]
+    z = conv(X)
+    h = torch.tanh(z)
+    rest = net[2:]
+    g = torch.autograd.grad(nn.functional.cross_entropy(rest(h), y, reduction="sum"), h)[0]
+    c = (g * -2 * torch.tanh(z) * (1 - torch.tanh(z) ** 2)).detach()
+    padding, mode = kw.get("padding", 1), kw.get("padding_mode", "zeros")
+    pad = (1, 1, 1, 1) if padding == "same" else (padding,) * 4
+    Xp = nn.functional.pad(X, pad, mode="constant" if mode == "zeros" else mode)
+    stride = kw.get("stride", 1)
+    d = 2 * 9 + (conv.bias is not None)
+    S = torch.zeros(3, d, d, dtype=torch.float64)
+    for a in range(z.shape[2]):
+        for b_ in range(z.shape[3]):
+            patch = Xp[:, :, a * stride : a * stride + 3, b_ * stride : b_ * stride + 3]
+            x = patch.reshape(X.shape[0], -1)
+            if conv.bias is not None:
+                x = torch.cat([x, torch.ones(X.shape[0], 1, dtype=x.dtype)], 1)
+            for j in range(3):
+                S[j] += (x * c[:, j, a, b_, None]).T @ x
+    vals = torch.linalg.eigvalsh(S / X.shape[0])
+    torch.testing.assert_close(eig[0].lambda_min, vals[:, 0])
+    torch.testing.assert_close(eig[0].lambda_max, vals[:, -1])
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"kernel_size": 4, "padding": "same"},
+        {"kernel_size": (3, 2), "padding": "same", "dilation": 2},
+        {"kernel_size": 3, "padding": (2, 1), "stride": (2, 1), "padding_mode": "circular"},
+        {"kernel_size": 3, "padding": 1, "padding_mode": "replicate"},
+        {"kernel_size": 2, "padding": "valid", "stride": 2},
+    ],
+)
+def test_conv_patches_reproduce_the_convolution(kw):
+    torch.manual_seed(8)
+    conv = nn.Conv2d(2, 3, bias=False, **kw).double()
+    x = torch.randn(4, 2, 9, 7, dtype=torch.float64)
+    z = conv(x).detach()
+    rows = _patches(conv, x) @ conv.weight.detach().reshape(3, -1).T
+    torch.testing.assert_close(rows, z.permute(0, 2, 3, 1).reshape(-1, 3))
+
+
+@pytest.mark.parametrize("head", ["conv", "flatten"])
+def test_conv_splitting_keeps_the_function_and_lowers_the_loss_as_predicted(head):
+    net = conv_net(head=head)
+    X, y = conv_data()
+    splitter = NeuronSplitting(net, layers=[0])
+    splitter.score([(X, y)])
+    change = splitter.predicted_change()[0]
+    (_, j, _), *_ = splitter.select(1)
+    assert float(change[j]) < 0
+    diffs = []
+    for eps in (1e-2, 5e-3):
+        grown = splitter.split(1, eps=eps, warn=False)
+        assert grown[0].out_channels == 4
+        assert (grown[3].in_channels if head == "conv" else grown[4].in_features) == (
+            4 if head == "conv" else 4 * 16
+        )
+        with torch.no_grad():
+            diffs.append(float((grown(X) - net(X)).abs().max()))
+        actual = (loss_of(grown, X, y) - loss_of(net, X, y)) / (eps**2 / 2)
+        assert actual == pytest.approx(float(change[j]), rel=0.02)
+    assert diffs[1] < diffs[0] / 3  # O(eps^2)
+
+
+def test_conv_and_linear_layers_split_together():
+    net = conv_net()
+    X, y = conv_data()
+    splitter = NeuronSplitting(net, signed=True)
+    assert set(splitter.layers) == {0, 3}
+    splitter.score([(X, y)])
+    grown = splitter.split(3, eps=1e-3, warn=False)
+    assert grown[0].out_channels + grown[3].out_channels > 3 + 4
+    assert grown[3].in_channels == grown[0].out_channels
+    assert grown[6].in_features == grown[3].out_channels * 4  # 2 x 2 positions
+    assert float((grown(X) - net(X)).abs().max()) < 1e-4
+
+
+def test_conv_layers_that_cannot_split_are_refused():
+    bn = nn.Sequential(nn.Conv2d(2, 3, 3), nn.Tanh(), nn.BatchNorm2d(3), nn.Conv2d(3, 2, 3))
+    grouped = nn.Sequential(nn.Conv2d(2, 4, 3, groups=2), nn.Tanh(), nn.Conv2d(4, 2, 3))
+    pool_first = nn.Sequential(nn.Conv2d(2, 3, 3), nn.AvgPool2d(2), nn.Tanh(), nn.Conv2d(3, 2, 1))
+    for net in (bn, grouped, pool_first):
+        with pytest.raises(ValueError, match=r"no splittable layer.*Conv2d"):
+            NeuronSplitting(net)
+    assert set(splittable_layers(conv_net(head="flatten"))) == {0}
 
 
 # -- ExpandNets ----------------------------------------------------------------------------
