@@ -651,6 +651,7 @@ def test_conv_splitting_matrix_is_the_sum_over_positions(kw):
         {"kernel_size": 2, "padding": "valid", "stride": 2},
     ],
 )
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")
 def test_conv_patches_reproduce_the_convolution(kw):
     torch.manual_seed(8)
     conv = nn.Conv2d(2, 3, bias=False, **kw).double()
