@@ -43,7 +43,9 @@ this phase.
 Splitting (``--split-widths``): a 784-16-10 Tanh MLP trained with Adam is
 grown by splitting steepest descent (and by signed splitting) to the listed
 widths, with equal epochs per stage, against the final width trained from
-scratch for the same total epochs.
+scratch for the same total epochs, and against two other ways to grow:
+random neurons split along random directions (the criterion's ablation) and
+fresh units at the default initialisation.
 """
 
 from __future__ import annotations
@@ -296,8 +298,50 @@ def _adam_epochs(model, epochs, seed, X, y, X_te, y_te, points, offset):
         )  # fmt: skip
 
 
+SPLIT_SCHEMES = ("s2d", "signed", "random", "fresh", "scratch")
+
+
+def _fresh_units(model, width, seed):
+    """``model`` widened to ``width`` hidden units at the default initialisation.
+
+    The new units' outgoing weights are zero, so the function is unchanged
+    (the baseline for growth without splitting, as in Net2Net's comparisons).
+    """
+    import torch
+
+    wide = _mlp(model[0].in_features, width, seed)
+    m = model[0].out_features
+    with torch.no_grad():
+        wide[0].weight[:m] = model[0].weight
+        wide[0].bias[:m] = model[0].bias
+        wide[2].weight[:, :m] = model[2].weight
+        wide[2].weight[:, m:] = 0
+        wide[2].bias.copy_(model[2].bias)
+    return wide
+
+
+def _random_directions(eigen, generator):
+    """Every neuron eligible, in random order, split along a random unit vector."""
+    import torch
+
+    from solvers.torch import SplitEigen
+
+    out = {}
+    for i, e in eigen.items():
+        v = torch.randn(e.v_min.shape, generator=generator, dtype=e.v_min.dtype)
+        rank = -1 - torch.rand(e.lambda_min.shape, generator=generator, dtype=e.lambda_min.dtype)
+        out[i] = SplitEigen(rank, v / v.norm(dim=1, keepdim=True), e.lambda_max, e.v_max)
+    return out
+
+
 def splitting_run(widths, epochs_per_stage, seed, scheme, eps=1e-2):
-    """Grow by splitting ('s2d' or 'signed') or train the final width from scratch."""
+    """Grow from ``widths[0]`` through ``widths`` hidden units, or train the last from scratch.
+
+    ``scheme``: ``"s2d"`` / ``"signed"`` (splitting steepest descent / signed
+    splitting), ``"random"`` (random neurons split along random directions:
+    the ablation of the splitting criterion), ``"fresh"`` (new units at the
+    default initialisation, zero outgoing weights) or ``"scratch"``.
+    """
     import torch
 
     from solvers.torch import NeuronSplitting
@@ -313,11 +357,15 @@ def splitting_run(widths, epochs_per_stage, seed, scheme, eps=1e-2):
     g = torch.Generator().manual_seed(3000 + seed)
     log = []
     for s in range(stages):
-        if s > 0:
+        if s > 0 and scheme == "fresh":
+            model = _fresh_units(model, widths[s], 100 * seed + s)
+        elif s > 0:
             n_score = min(10000, X.shape[0]) // 10 * 10
             idx = torch.randperm(X.shape[0], generator=g)[:n_score].reshape(10, -1)
             splitter = NeuronSplitting(model, signed=scheme == "signed", seed=seed)
             eig = splitter.score([(X[i], y[i]) for i in idx])
+            if scheme == "random":
+                splitter.eigen_ = _random_directions(eig, g)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
                 model = splitter.split(widths[s] - model[0].out_features, eps=eps)
@@ -405,7 +453,7 @@ def plot(path, runs, split, densities, methods):
         ax.legend(fontsize=7)
     if split:
         ax = axes[-1]
-        for scheme in ("s2d", "signed", "scratch"):
+        for scheme in SPLIT_SCHEMES:
             rs = [r for r in split if r["scheme"] == scheme]
             if rs:
                 acc = np.mean([[p["test_acc"] for p in r["points"]] for r in rs], axis=0)
@@ -413,6 +461,7 @@ def plot(path, runs, split, densities, methods):
         w0, w1 = split[0]["points"][0]["width"], split[0]["points"][-1]["width"]
         ax.set_title(f"784-{w0}-10 Tanh grown to {w1} units by splitting")
         ax.set_xlabel("epoch")
+        ax.set_ylabel("test accuracy (%)")
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -445,7 +494,7 @@ def run(args):
     split_tasks = [
         (widths, stage_epochs, s, scheme, args.split_eps)
         for s in range(args.seeds)
-        for scheme in ("s2d", "signed", "scratch")
+        for scheme in SPLIT_SCHEMES
     ] if len(widths) > 1 else []  # fmt: skip
     print(
         f"{data.name}: {data.X_train.shape[0]} train / {data.X_test.shape[0]} test; "
@@ -489,7 +538,7 @@ def run(args):
         sec, rel = t["seconds_per_epoch"], t["relative_to_dense"]
         print(f"  timing {m:10s} {sec:.3f} s/epoch ({rel:.3f} x dense)")
     split_summary = {}
-    for scheme in ("s2d", "signed", "scratch"):
+    for scheme in SPLIT_SCHEMES:
         rs = [r for r in split if r["scheme"] == scheme]
         if rs:
             split_summary[scheme] = {

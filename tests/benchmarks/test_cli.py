@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: BSD-3-Clause
+import itertools
 import json
 import os
 
@@ -24,7 +25,7 @@ def test_eigenpro_suite_on_digits_writes_json_png_and_table(tmp_path, capsys):
     assert [p["epoch"] for p in ep] == [0, 1, 2, 3]
     assert ep[-1]["test_acc"] > 0.95
     assert ep[-1]["train_mse"] < ep[0]["train_mse"]
-    assert all(b["seconds"] >= a["seconds"] for a, b in zip(ep, ep[1:]))
+    assert all(b["seconds"] >= a["seconds"] for a, b in itertools.pairwise(ep))
     assert payload["summary"]["fit_over_gemm"] > 0
     # the SGD baseline picked a stable step from its grid
     sgd = curves["sgd"]["params"]
@@ -77,3 +78,27 @@ def test_sparse_suite_on_digits_writes_json_png_and_table(tmp_path, capsys):
     assert payload["timing"]["methods"]["dense"]["relative_to_dense"] == 1.0
     split = payload["splitting"]["summary"]
     assert split["s2d"]["final_width"][0] > 16 and split["scratch"]["final_width"] == [24]
+    assert split["random"]["final_width"] == [24] and split["fresh"]["final_width"] == [24]
+
+
+def test_splitting_baselines_grow_without_changing_the_function():
+    import torch
+
+    from benchmarks.sparse_suite import _fresh_units, _mlp, _random_directions
+    from solvers.torch import NeuronSplitting
+
+    small, X = _mlp(20, 6, 0), torch.randn(50, 20)
+    y = torch.randint(0, 10, (50,))
+    wide = _fresh_units(small, 9, 1)
+    assert wide[0].out_features == 9
+    torch.testing.assert_close(wide(X), small(X))
+    splitter = NeuronSplitting(small, seed=0)
+    eig = splitter.score([(X, y)])
+    splitter.eigen_ = _random_directions(eig, torch.Generator().manual_seed(0))
+    assert all(float(e.lambda_min.max()) < 0 for e in splitter.eigen_.values())
+    v = splitter.eigen_[0].v_min
+    torch.testing.assert_close(v.norm(dim=1), torch.ones(6, dtype=v.dtype))
+    assert float((v * eig[0].v_min).sum(1).abs().max()) < 0.99  # not the eigenvectors
+    grown = splitter.split(3, eps=1e-3, warn=False)
+    assert grown[0].out_features == 9
+    assert float((grown(X) - small(X)).abs().max()) < 1e-4
