@@ -134,6 +134,9 @@ class DynamicSparsity(MaskedTraining):
     seed : int, default 0
         Seeds the initial masks and the random growth; draws are keyed on
         ``(seed, step)`` so every DDP rank and a resumed run draw the same.
+    process_group : torch.distributed.ProcessGroup, optional
+        The data-parallel group (default: the world group); new masks are
+        broadcast from its first rank.
 
     Attributes
     ----------
@@ -149,7 +152,8 @@ class DynamicSparsity(MaskedTraining):
     Notes
     -----
     Masks update in place, so ``torch.compile(model)`` does not recompile.
-    Under DDP the new masks are broadcast from rank 0 after each update. The
+    Under DDP the new masks are broadcast from the group's first rank after
+    each update. The
     weights are stored dense: masking saves no time or memory in training;
     use :func:`solvers.torch.export_sparse` for a sparse inference copy.
 
@@ -190,6 +194,7 @@ class DynamicSparsity(MaskedTraining):
         exclude=None,
         min_numel=0,
         seed=0,
+        process_group=None,
     ):
         if grow not in GROW:
             raise ValueError(f"unknown grow criterion {grow!r}; expected one of {GROW}")
@@ -215,7 +220,12 @@ class DynamicSparsity(MaskedTraining):
         params = select_layers(model, include, exclude, min_numel)
         shapes = {k: tuple(p.shape) for k, p in params.items()}
         self.layer_density = layer_densities(shapes, density, distribution)
-        super().__init__(model, optimizer, random_masks(params, self.layer_density, seed))
+        super().__init__(
+            model,
+            optimizer,
+            random_masks(params, self.layer_density, seed),
+            process_group=process_group,
+        )
         self._n_active = {k: int(m.sum()) for k, m in self.masks.items()}
         self.fired = {k: m.clone() for k, m in self.masks.items()}
         self._ema = (

@@ -328,6 +328,10 @@ class MaskedTraining:
     masks : dict of str to torch.Tensor
         Boolean masks keyed by qualified parameter name (see
         :func:`select_layers`).
+    process_group : torch.distributed.ProcessGroup, optional
+        The data-parallel group whose ranks must hold identical masks; the
+        default is the world group when torch.distributed is initialised.
+        New masks are broadcast from the group's first rank.
 
     Attributes
     ----------
@@ -338,7 +342,7 @@ class MaskedTraining:
         by ``GradScaler`` are not counted).
     """
 
-    def __init__(self, model, optimizer, masks):
+    def __init__(self, model, optimizer, masks, *, process_group=None):
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(
                 f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
@@ -364,6 +368,7 @@ class MaskedTraining:
                 )
             self.masks[name] = m.to(device=p.device, dtype=torch.bool).clone()
             self._float_masks[name] = self.masks[name].to(p.dtype)
+        self.process_group = process_group
         self.step_count = 0
         self.history = []
         self._handles = []
@@ -372,7 +377,7 @@ class MaskedTraining:
         self._remask_every_step = type(optimizer) not in ZERO_PRESERVING
         self._closure_step = False
         with torch.no_grad():
-            # ranks may have scored or drawn different masks: take rank 0's
+            # ranks may have scored or drawn different masks: take the group's first rank's
             self._sync({k: (m, torch.zeros_like(m)) for k, m in self.masks.items()})
             self._refresh()
             self.apply_()
@@ -449,23 +454,29 @@ class MaskedTraining:
         for name, m in self.masks.items():
             self._float_masks[name].copy_(m)
 
-    @staticmethod
-    def _sync(changes):
-        """Broadcast new masks from rank 0 when torch.distributed is initialised.
+    def _sync(self, changes):
+        """Broadcast new masks from the group's first rank under torch.distributed.
 
         The decisions are already deterministic (DDP averages the gradients,
         random scores come from a generator keyed on the step), so this is a
-        safety net that makes every rank's masks bit-identical.
+        safety net that makes every rank's masks bit-identical. All masks
+        travel in one ``uint8`` buffer: one collective per update.
         """
         import torch.distributed as dist
 
-        if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        if not (dist.is_available() and dist.is_initialized()):
             return
-        for new, reset in changes.values():
-            for m in (new, reset):
-                buf = m.to(torch.uint8)
-                dist.broadcast(buf, src=0)
-                m.copy_(buf.bool())
+        group = self.process_group
+        if dist.get_world_size(group) < 2:
+            return
+        tensors = [m for new, reset in changes.values() for m in (new, reset)]
+        if not tensors:
+            return
+        buf = torch.cat([m.reshape(-1) for m in tensors]).to(torch.uint8)
+        src = 0 if group is None else dist.get_global_rank(group, 0)
+        dist.broadcast(buf, src=src, group=group)
+        for m, part in zip(tensors, buf.split([m.numel() for m in tensors]), strict=True):
+            m.copy_(part.view(m.shape).bool())
 
     @torch.no_grad()
     def apply_(self):
@@ -558,6 +569,8 @@ class StaticSparsity(MaskedTraining):
         Layer selection, see :func:`select_layers`.
     seed : int, default 0
         Seed of the random masks.
+    process_group : torch.distributed.ProcessGroup, optional
+        See :class:`MaskedTraining`.
 
     Examples
     --------
@@ -582,9 +595,10 @@ class StaticSparsity(MaskedTraining):
         exclude=None,
         min_numel=0,
         seed=0,
+        process_group=None,
     ):
         if masks is None:
             params = select_layers(model, include, exclude, min_numel)
             shapes = {k: tuple(p.shape) for k, p in params.items()}
             masks = random_masks(params, layer_densities(shapes, density, distribution), seed)
-        super().__init__(model, optimizer, masks)
+        super().__init__(model, optimizer, masks, process_group=process_group)

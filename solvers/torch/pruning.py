@@ -264,6 +264,8 @@ class GradualMagnitudePruning(MaskedTraining):
         The same density in every layer, or one threshold over all.
     include, exclude, min_numel
         Layer selection.
+    process_group : torch.distributed.ProcessGroup, optional
+        See :class:`~solvers.torch.masks.MaskedTraining`.
     """
 
     def __init__(
@@ -279,6 +281,7 @@ class GradualMagnitudePruning(MaskedTraining):
         include=DEFAULT_LAYER_TYPES,
         exclude=None,
         min_numel=0,
+        process_group=None,
     ):
         self.final_density = check_density(density)
         self.start = check_int("start", start)
@@ -290,9 +293,8 @@ class GradualMagnitudePruning(MaskedTraining):
             raise ValueError(f"scope must be 'layer' or 'global', got {scope!r}")
         self.scope = scope
         params = select_layers(model, include, exclude, min_numel)
-        super().__init__(
-            model, optimizer, {k: torch.ones_like(p, dtype=torch.bool) for k, p in params.items()}
-        )
+        masks = {k: torch.ones_like(p, dtype=torch.bool) for k, p in params.items()}
+        super().__init__(model, optimizer, masks, process_group=process_group)
 
     def density_at(self, step):
         """The cubic schedule's density at ``step``."""

@@ -337,6 +337,37 @@ def test_ddp_masks_identical_on_two_ranks(grow, tmp_path):
         assert torch.equal(r0[k], r1[k]), k
 
 
+def _subgroup_worker(rank, world, init_file, out_dir):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    groups = [dist.new_group([0]), dist.new_group([1, 2])]  # every rank creates both
+    group = groups[0] if rank == 0 else groups[1]
+    model = nn.parallel.DistributedDataParallel(mlp(), process_group=group)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    sparse = DynamicSparsity(
+        model, opt, 0.2, grow="set", update_every=2, total_steps=20, seed=rank,
+        process_group=group,
+    )  # fmt: skip
+    X, y = data(seed=10 + rank)
+    train(model, opt, X, y, 20)
+    torch.save(dict(sparse.masks), os.path.join(out_dir, f"rank{rank}.pt"))
+    dist.destroy_process_group()
+
+
+def test_process_group_masks_follow_the_groups_first_rank(tmp_path):
+    import torch.distributed as dist
+    import torch.multiprocessing as mp
+
+    if not dist.is_available():
+        pytest.skip("this torch build has no torch.distributed (some macOS/Windows wheels)")
+    mp.spawn(_subgroup_worker, args=(3, str(tmp_path / "init"), str(tmp_path)), nprocs=3)
+    r0, r1, r2 = (torch.load(tmp_path / f"rank{r}.pt") for r in range(3))
+    # ranks 1 and 2 (one group, broadcast from global rank 1) agree; rank 0 trains alone
+    assert all(torch.equal(r1[k], r2[k]) for k in r1)
+    assert not all(torch.equal(r0[k], r1[k]) for k in r0)
+
+
 # -- pruning -----------------------------------------------------------------------------
 
 
