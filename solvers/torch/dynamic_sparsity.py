@@ -41,6 +41,7 @@ from solvers.torch.masks import (
     DEFAULT_LAYER_TYPES,
     MaskedTraining,
     _generator,
+    amp_grad_scale,
     bottom_k_mask,
     layer_densities,
     random_masks,
@@ -244,6 +245,9 @@ class DynamicSparsity(MaskedTraining):
                 ema = [self._ema[k] for k in names]
                 torch._foreach_mul_(ema, self.momentum)
                 grads = [self.params[k].grad.float() for k in names]  # no copy for fp32
+                scale = amp_grad_scale(self.optimizer)
+                if scale is not None:  # a fused optimizer under GradScaler: still scaled
+                    grads = torch._foreach_div(grads, scale)
                 torch._foreach_add_(ema, grads, alpha=1.0 - self.momentum)
         elif self.grow == "rigl" and self._due(self.step_count + 1):
             self._grads = {

@@ -15,7 +15,8 @@ The shared core of :mod:`solvers.torch.dynamic_sparsity` and
 - :class:`MaskedTraining`: the controller. It registers a step pre-hook and a
   step post-hook on the optimizer (``register_step_pre_hook``), so the user's
   loop (``zero_grad / backward / optimizer.step()``), LR schedulers,
-  ``GradScaler`` (a skipped step runs no hook and is not counted), DDP and
+  ``GradScaler`` (a skipped step is not counted: it runs no hook, or, for a
+  fused optimizer, the hooks see ``found_inf`` and do nothing), DDP and
   ``torch.compile(model)`` are unchanged. Weights are stored dense with zeros
   ("data masking"): the forward pass is untouched.
 
@@ -312,6 +313,31 @@ ZERO_PRESERVING = (
 )
 
 
+#: elements per mask broadcast (a uint8 buffer of 64 MiB)
+_SYNC_CHUNK = 1 << 26
+
+
+def amp_step_skipped(optimizer):
+    """Whether ``GradScaler`` has told ``optimizer`` to skip the current step.
+
+    ``GradScaler.step`` does not call ``step()`` when the gradients hold inf or
+    NaN, except for optimizers that unscale inside their kernel (``fused=True``):
+    for those it sets ``optimizer.found_inf`` and calls ``step()``, which then
+    changes nothing. Reading the flag waits for the device; it happens only in
+    that mode (GradScaler itself syncs in the other).
+    """
+    found_inf = getattr(optimizer, "found_inf", None)
+    return found_inf is not None and bool(found_inf)
+
+
+def amp_grad_scale(optimizer):
+    """The loss scale still in the gradients inside ``step()``, or None.
+
+    Set by ``GradScaler`` for optimizers that unscale inside their kernel.
+    """
+    return getattr(optimizer, "grad_scale", None)
+
+
 class MaskedTraining:
     """Fixed-topology masked training through optimizer step hooks.
 
@@ -375,10 +401,10 @@ class MaskedTraining:
         # re-masking the weights after every step is only needed when the step
         # could move a weight whose gradient and state are 0
         self._remask_every_step = type(optimizer) not in ZERO_PRESERVING
-        self._closure_step = False
+        self._closure_step = self._skipped = False
         with torch.no_grad():
             # ranks may have scored or drawn different masks: take the group's first rank's
-            self._sync({k: (m, torch.zeros_like(m)) for k, m in self.masks.items()})
+            self._sync(list(self.masks.values()))
             self._refresh()
             self.apply_()
             for name, m in self.masks.items():  # state left by earlier steps, if any
@@ -392,8 +418,10 @@ class MaskedTraining:
         # args is (optimizer, closure?) for the wrapped step(self, closure=None)
         closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
         self._closure_step = closure is not None
+        self._skipped = amp_step_skipped(optimizer)
         if closure is None:
-            self._mask_grads(first=True)
+            # a skipped step's gradients are inf/NaN: keep them out of the statistics
+            self._mask_grads(first=not self._skipped)
             return None
         calls = []
 
@@ -421,13 +449,15 @@ class MaskedTraining:
                 torch._foreach_mul_(grads, masks)
 
     def _post_step(self, optimizer, args, kwargs):
+        if self._skipped:  # a fused optimizer skipped the step for GradScaler
+            return
         if self._remask_every_step or self._closure_step:
             self.apply_()
         self.step_count += 1
         if self._due(self.step_count):
             with torch.no_grad():
                 changes, record = self._update(self.step_count)
-                self._sync(changes)
+                self._sync([m for new, reset in changes.values() for m in (new, reset)])
                 for name, (new, reset) in changes.items():
                     self._set_mask(name, new, reset)
                 self._refresh()
@@ -454,13 +484,15 @@ class MaskedTraining:
         for name, m in self.masks.items():
             self._float_masks[name].copy_(m)
 
-    def _sync(self, changes):
-        """Broadcast new masks from the group's first rank under torch.distributed.
+    def _sync(self, tensors):
+        """Broadcast boolean ``tensors`` in place from the group's first rank.
 
         The decisions are already deterministic (DDP averages the gradients,
         random scores come from a generator keyed on the step), so this is a
-        safety net that makes every rank's masks bit-identical. All masks
-        travel in one ``uint8`` buffer: one collective per update.
+        safety net that makes every rank's masks bit-identical. Masks travel
+        as ``uint8`` buffers, one per device and per ``_SYNC_CHUNK`` elements,
+        in the same order on every rank: one collective per update for a
+        model on one device.
         """
         import torch.distributed as dist
 
@@ -469,14 +501,22 @@ class MaskedTraining:
         group = self.process_group
         if dist.get_world_size(group) < 2:
             return
-        tensors = [m for new, reset in changes.values() for m in (new, reset)]
-        if not tensors:
-            return
-        buf = torch.cat([m.reshape(-1) for m in tensors]).to(torch.uint8)
         src = 0 if group is None else dist.get_global_rank(group, 0)
-        dist.broadcast(buf, src=src, group=group)
-        for m, part in zip(tensors, buf.split([m.numel() for m in tensors]), strict=True):
-            m.copy_(part.view(m.shape).bool())
+        by_device = {}
+        for m in tensors:
+            by_device.setdefault(m.device, []).append(m)
+        for ms in by_device.values():
+            chunk, size = [], 0
+            for k, m in enumerate(ms):
+                chunk.append(m)
+                size += m.numel()
+                if size >= _SYNC_CHUNK or k == len(ms) - 1:
+                    buf = torch.cat([t.reshape(-1) for t in chunk]).to(torch.uint8)
+                    dist.broadcast(buf, src=src, group=group)
+                    parts = buf.split([t.numel() for t in chunk])
+                    for t, part in zip(chunk, parts, strict=True):
+                        t.copy_(part.view(t.shape).bool())
+                    chunk, size = [], 0
 
     @torch.no_grad()
     def apply_(self):

@@ -41,10 +41,13 @@ output positions ``p`` of the input patches ``x_p`` (Liu, Wang & Liu 2019,
 
 accumulated batch by batch as a ``d x d`` matrix per channel (``d`` = in
 channels x kernel size, plus 1 with a bias) and diagonalised exactly.
-Average and max pooling may follow the activation (max pooling keeps the
-function to O(eps^2) wherever the maxima do not tie), and the next layer
-may be a ``Conv2d`` or, after ``Flatten``, a ``Linear`` (the columns of a
-channel are its block of ``in_features / channels`` entries).
+Average pooling may follow the activation, and the next layer may be a
+``Conv2d`` or, after ``Flatten``, a ``Linear`` (the columns of a channel are
+its block of ``in_features / channels`` entries). Max pooling is refused:
+the two offspring are pooled separately and ``(max(a + d) + max(a - d)) / 2``
+exceeds ``max(a)`` at first order wherever two entries of a window are
+within ``eps`` of each other, so the loss change is no longer the
+second-order term that the splitting matrix predicts.
 
 The surgery returns a **new model** (parameter shapes change): build a new
 optimizer for it.
@@ -101,15 +104,14 @@ def _second_derivative(module):
 
 _PASS_THROUGH = (nn.Dropout, nn.Identity)
 #: channel-wise modules allowed between a Conv2d's activation and the next layer
-_CHANNEL_PASS_THROUGH = (
-    nn.Dropout2d, nn.AvgPool2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d,
-)  # fmt: skip
+_CHANNEL_PASS_THROUGH = (nn.Dropout2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d)
 _WEIGHTED = (nn.Linear, nn.Conv2d)
 _REQUIREMENT = (
     "a Linear followed by a smooth activation (Tanh, Sigmoid, Softplus, SiLU, exact GELU) "
     "and then a Linear, or a Conv2d (groups=1) followed by a smooth activation, optional "
-    "pooling, and a Conv2d or Flatten -> Linear; ReLU has a zero second derivative (use "
-    "Softplus), and BatchNorm may not sit in between"
+    "average pooling, and a Conv2d or Flatten -> Linear; ReLU has a zero second "
+    "derivative (use Softplus), max pooling is not smooth (use AvgPool2d), and "
+    "BatchNorm may not sit in between"
 )
 
 
@@ -151,7 +153,8 @@ def splittable_layers(model):
     A ``Linear`` is splittable when a smooth activation follows it and the
     next ``Linear`` is reached through ``Dropout`` or ``Identity`` only; a
     ``Conv2d`` (``groups=1``) when a smooth activation follows it and then,
-    through dropout or pooling, a ``Conv2d`` or ``Flatten`` and a ``Linear``.
+    through dropout or average pooling, a ``Conv2d`` or ``Flatten`` and a
+    ``Linear``.
     """
     if not isinstance(model, nn.Sequential):
         raise TypeError(f"neuron splitting needs a torch.nn.Sequential, got {type(model).__name__}")
@@ -250,7 +253,7 @@ def _collect(model, layers, data, loss_fn):
             if k in layers:
                 inputs[k] = out.detach()
                 out = m(out)
-                pre[k] = out
+                pre[k] = out.detach().clone()  # an in-place activation overwrites out
             else:
                 out = m(out)
                 if k in acts:
