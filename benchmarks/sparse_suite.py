@@ -37,8 +37,9 @@ learning rate, batch 100. Sparse methods (all through
 their per-epoch seconds are not the timing figures: those come from a
 separate phase on all threads with nothing else running, one epoch per method
 per round, interleaved over ``--timing-rounds`` rounds in a rotating order
-(median seconds per epoch relative to dense); ``--timing-only`` runs just
-this phase.
+(the median over rounds of each epoch's time over the same round's dense
+epoch: the machine's speed may drift between rounds); ``--timing-only`` runs
+just this phase.
 
 Splitting (``--split-widths``): a 784-16-10 Tanh MLP trained with Adam is
 grown by splitting steepest descent (and by signed splitting) to the listed
@@ -226,7 +227,11 @@ def _run_task(task):
 
 
 def timing(methods, density, rounds):
-    """Median seconds per epoch of each method, epochs interleaved across methods."""
+    """Seconds per epoch of each method, epochs interleaved across methods.
+
+    Returns the median seconds per epoch and the median over rounds of the
+    epoch's time over the same round's dense epoch (``relative_to_dense``).
+    """
     import torch
 
     torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2)
@@ -256,14 +261,26 @@ def timing(methods, density, rounds):
                 opt.step()
             times[m].append(time.perf_counter() - t0)
     med = {m: float(np.median(v)) for m, v in times.items()}
+    dense = np.asarray(times["dense"])
     return {
         m: {
             "seconds_per_epoch": med[m],
-            "relative_to_dense": med[m] / med["dense"],
+            # paired: each round's epoch against that round's dense epoch, so a
+            # machine whose speed drifts between rounds does not bias the ratio
+            "relative_to_dense": float(np.median(np.asarray(times[m]) / dense)),
+            "ratio_of_medians": med[m] / med["dense"],
             "all": times[m],
         }
         for m in methods
     }
+
+
+def _timing_line(method, t):
+    sec, rel, rom = t["seconds_per_epoch"], t["relative_to_dense"], t["ratio_of_medians"]
+    return (
+        f"  timing {method:10s} {sec:.3f} s/epoch ({rel:.3f} x dense, paired by round; "
+        f"ratio of medians {rom:.3f})"
+    )
 
 
 # -- splitting -----------------------------------------------------------------------------
@@ -506,8 +523,7 @@ def run(args):
         timings = timing(["dense", *(m for m in methods if m != "dense")], min(densities),
                          args.timing_rounds)  # fmt: skip
         for m, t in timings.items():
-            sec, rel = t["seconds_per_epoch"], t["relative_to_dense"]
-            print(f"  timing {m:10s} {sec:.3f} s/epoch ({rel:.3f} x dense)")
+            print(_timing_line(m, t))
         payload = {"suite": "sparse", "dataset": data.name, "machine": machine_info(),
                    "timing": {"density": min(densities), "rounds": args.timing_rounds,
                               "methods": timings}}  # fmt: skip
@@ -535,8 +551,7 @@ def run(args):
     if rows:
         print(format_rows(rows, timings))
     for m, t in timings.items():
-        sec, rel = t["seconds_per_epoch"], t["relative_to_dense"]
-        print(f"  timing {m:10s} {sec:.3f} s/epoch ({rel:.3f} x dense)")
+        print(_timing_line(m, t))
     split_summary = {}
     for scheme in SPLIT_SCHEMES:
         rs = [r for r in split if r["scheme"] == scheme]
