@@ -22,9 +22,15 @@ learning rate, batch 100. Sparse methods (all through
   97.05 % at 98 % sparsity against 97.68 % (2 seeds, 20 epochs), with
   the same R_s: grown weights need time to train before the next drop;
 - ``ssgd``: dense SGD for 40 % of the epochs, SSGD (``lam=1e-5``,
-  ``eps=1e-4``) to 70 %, a magnitude prune to the ERK densities, then
+  ``eps=1e-2``) to 70 %, a magnitude prune to the ERK densities, then
   fine-tuning on the fixed mask (SSGD from a random initialisation freezes
-  the small weights and trains poorly: 64 % after 2 epochs on MNIST);
+  the small weights and trains poorly: 64 % after 2 epochs on MNIST).
+  ``(lam, eps)`` was chosen on a validation split (50k / 10k of the MNIST
+  training set, seed 0) from (1e-5, 1e-4), (1e-5, 1e-3), (1e-5, 1e-2),
+  (1e-6, 1e-4), (1e-6, 1e-3), (0, 1e-3): validation accuracy 98.56 / 97.94 %
+  at densities 0.1 / 0.02 against 97.95 / 97.47 % for (1e-5, 1e-4), whose
+  penalty ``2 lam theta / mean(w^2)`` grows as the layer shrinks (up to
+  ``2 lam / eps``) and destabilised training;
 - ``gmp``: gradual magnitude pruning (cubic, layer-wise) from epoch 1 to
   60 % of training;
 - ``snip``, ``synflow``: pruning at initialisation (global scores; SNIP on
@@ -149,7 +155,7 @@ def make_controller(method, model, opt, density, total_steps, steps_per_epoch, X
             total_steps=total_steps, end=0.75, seed=seed,
         )  # fmt: skip
     if method == "ssgd":
-        return SSGD(model, opt, lam=1e-5, eps=1e-4)
+        return SSGD(model, opt, lam=1e-5, eps=1e-2)
     if method == "gmp":
         return GradualMagnitudePruning(
             model, opt, density, start=steps_per_epoch,
@@ -466,7 +472,7 @@ def plot(path, runs, split, densities, methods):
         ax.set_xlabel("epoch")
         ax.set_ylabel("test accuracy (%)")
         lo = min(100 * r["points"][-1]["test_acc"] for r in runs) - 1
-        ax.set_ylim(max(lo, 80), None)
+        ax.set_ylim(max(lo, 80), min(100, ax.get_ylim()[1]))
         ax.legend(fontsize=7)
     if split:
         ax = axes[-1]
