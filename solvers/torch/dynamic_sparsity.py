@@ -154,9 +154,9 @@ class DynamicSparsity(MaskedTraining):
     -----
     Masks update in place, so ``torch.compile(model)`` does not recompile.
     Under DDP the new masks are broadcast from the group's first rank after
-    each update. The
-    weights are stored dense: masking saves no time or memory in training;
-    use :func:`solvers.torch.export_sparse` for a sparse inference copy.
+    each update. The weights are stored dense: masking saves no time or
+    memory in training; use :func:`solvers.torch.export_sparse` for a sparse
+    inference copy.
 
     Examples
     --------
