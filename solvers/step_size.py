@@ -52,7 +52,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from numbers import Integral, Real
+
+from solvers._validation import check_int, check_open_unit, check_positive
 
 RESETS = ("conservative", "grow", "max")
 
@@ -85,31 +86,6 @@ class SearchOutcome:
     n_backtracks: int
     status: str
     next_step: float
-
-
-def check_positive(name, value, *, strict=True, upper=None, upper_open=True):
-    """Validate a real hyperparameter; raise ValueError naming it otherwise."""
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite real number, got {value!r}.")
-    if value < 0 or (strict and value == 0):
-        bound = "> 0" if strict else ">= 0"
-        raise ValueError(f"{name} must be {bound}, got {value!r}.")
-    if upper is not None and (value >= upper if upper_open else value > upper):
-        raise ValueError(f"{name} must be {'<' if upper_open else '<='} {upper}, got {value!r}.")
-    return float(value)
-
-
-def check_open_unit(name, value, *, upper=1.0):
-    """``value`` must lie in the open interval ``(0, upper)``."""
-    if isinstance(value, bool) or not isinstance(value, Real) or not (0.0 < value < upper):
-        raise ValueError(f"{name} must lie in (0, {upper:g}), got {value!r}.")
-    return float(value)
-
-
-def check_int(name, value, *, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-    return int(value)
 
 
 def check_reset(reset):

@@ -163,9 +163,9 @@ def test_reset_rules():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(step_rule="armijo", c=1.5), "c must lie in"),
-        (dict(step_rule="armijo", c=0.0), "c must lie in"),
-        (dict(step_rule="goldstein", c=0.6), r"c must lie in \(0, 0.5\)"),
+        (dict(step_rule="armijo", c=1.5), r"c must be a float in the range \(0.0, 1.0\)"),
+        (dict(step_rule="armijo", c=0.0), r"c must be a float in the range \(0.0, 1.0\)"),
+        (dict(step_rule="goldstein", c=0.6), r"c must be a float in the range \(0.0, 0.5\)"),
         (dict(lr=-1.0), "lr must be"),
         (dict(beta_b=1.0), "beta_b"),
         (dict(reset="sometimes"), "reset must be"),

@@ -389,10 +389,10 @@ def test_closure_without_backward_is_accepted():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(c=1.2), "c must lie in"),
-        (dict(c=0.0), "c must lie in"),
+        (dict(c=1.2), r"c must be a float in the range \(0.0, 1.0\)"),
+        (dict(c=0.0), r"c must be a float in the range \(0.0, 1.0\)"),
         (dict(lr=-1.0), "lr must be"),
-        (dict(line_search="goldstein", c=0.7), r"\(0, 0.5\)"),
+        (dict(line_search="goldstein", c=0.7), r"\(0.0, 0.5\)"),
         (dict(beta_b=0.0), "beta_b"),
         (dict(reset="never"), "reset"),
         (dict(preconditioner="adam"), "preconditioner"),
