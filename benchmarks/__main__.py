@@ -14,7 +14,9 @@ from benchmarks import SUITES
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="Convergence benchmarks of convergent's solvers against the usual alternatives.",
+        description=(
+            "Convergence benchmarks of convergent's solvers against the usual alternatives."
+        ),
     )
     sub = parser.add_subparsers(dest="suite", required=True, metavar="SUITE")
     modules = {}

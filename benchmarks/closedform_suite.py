@@ -30,7 +30,15 @@ import warnings
 import numpy as np
 
 from benchmarks import datasets
-from benchmarks.report import machine_info, write_json
+from benchmarks.report import (
+    Line,
+    Panel,
+    Scatter,
+    machine_info,
+    save_figure,
+    text_table,
+    write_json,
+)
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
 
@@ -100,36 +108,12 @@ def run(args):
         f"{data.X_train.shape[1]} features, {data.n_classes} classes",
         flush=True,
     )
-    results = []
     t_start = time.perf_counter()
+    results = []
     for name, group, width, make in runs(widths, default_width, args.seed):
         if args.skip_linear_svc and name.startswith("LinearSVC"):
             continue
-        model = make()
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            t0 = time.perf_counter()
-            model.fit(data.X_train, data.y_train)
-            seconds = time.perf_counter() - t0
-        acc = float(model.score(data.X_test, data.y_test))
-        row = {
-            "name": name,
-            "group": group,
-            "width": width,
-            "fit_seconds": seconds,
-            "test_accuracy": acc,
-            "warnings": sorted({str(w.message).splitlines()[0][:120] for w in caught}),
-        }
-        if hasattr(model, "objective_curve_"):
-            row["n_iter"] = int(model.n_iter_)
-            row["objective_curve"] = [float(v) for v in model.objective_curve_]
-            row["params"] = {
-                k: v for k, v in model.get_params().items() if k not in ("callback", "verbose")
-            }
-        if getattr(model, "n_iter_", None) is not None and "n_iter" not in row:
-            row["n_iter"] = int(np.max(model.n_iter_))
-        results.append(row)
-        print(f"  {name:48s} {100 * acc:6.2f} %  {seconds:7.1f} s", flush=True)
+        results.append(fit_and_score(name, group, width, make(), data))
     summary = summarize(results, default_width)
     print(format_table(results))
     print(format_summary(summary))
@@ -150,6 +134,34 @@ def run(args):
     plot(stem + ".png", results, f"Closed-form networks on {data.name}")
     print(f"wrote {stem}.json and {stem}.png")
     return payload
+
+
+def fit_and_score(name, group, width, model, data):
+    """Fit ``model`` once on the training set, score it once on the test set: a result row."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t0 = time.perf_counter()
+        model.fit(data.X_train, data.y_train)
+        seconds = time.perf_counter() - t0
+    acc = float(model.score(data.X_test, data.y_test))
+    row = {
+        "name": name,
+        "group": group,
+        "width": width,
+        "fit_seconds": seconds,
+        "test_accuracy": acc,
+        "warnings": sorted({str(w.message).splitlines()[0][:120] for w in caught}),
+    }
+    if hasattr(model, "objective_curve_"):
+        row["n_iter"] = int(model.n_iter_)
+        row["objective_curve"] = [float(v) for v in model.objective_curve_]
+        row["params"] = {
+            k: v for k, v in model.get_params().items() if k not in ("callback", "verbose")
+        }
+    if getattr(model, "n_iter_", None) is not None and "n_iter" not in row:
+        row["n_iter"] = int(np.max(model.n_iter_))
+    print(f"  {name:48s} {100 * acc:6.2f} %  {seconds:7.1f} s", flush=True)
+    return row
 
 
 def _find(results, name):
@@ -190,13 +202,13 @@ def summarize(results, default_width):
 
 
 def format_table(results):
-    lines = [f"{'model':50s} {'test acc':>9s} {'fit s':>8s} {'iters':>5s}", "-" * 75]
-    for r in results:
-        it = r.get("n_iter", "")
-        lines.append(
-            f"{r['name']:50s} {100 * r['test_accuracy']:8.2f}% {r['fit_seconds']:8.1f} {it!s:>5s}"
-        )
-    return "\n".join(lines)
+    """Text table: test accuracy, fit seconds and iterations of every model."""
+    rows = [
+        [r["name"], f"{100 * r['test_accuracy']:.2f}%", f"{r['fit_seconds']:.1f}",
+         str(r.get("n_iter", ""))]
+        for r in results
+    ]  # fmt: skip
+    return text_table(["model", "test acc", "fit s", "iters"], rows)
 
 
 def format_summary(s):
@@ -217,48 +229,30 @@ def format_summary(s):
     return "\n".join(lines)
 
 
+#: the plot's colour of each group of models
+COLORS = {
+    "anchor": "black", "width": "tab:blue", "elm": "tab:orange", "head": "tab:green",
+    "init": "tab:purple", "sweeps": "tab:red", "depth": "tab:brown",
+}  # fmt: skip
+
+
 def plot(path, results, title):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    colors = {
-        "anchor": "black", "width": "tab:blue", "elm": "tab:orange", "head": "tab:green",
-        "init": "tab:purple", "sweeps": "tab:red", "depth": "tab:brown",
-    }  # fmt: skip
-    fig, ax = plt.subplots(figsize=(10, 6.5))
-    for group, color in colors.items():
+    """Test accuracy against fit seconds, a labelled point per model (widths joined)."""
+    marks = []
+    for group, color in COLORS.items():
         rows = [r for r in results if r["group"] == group]
         if not rows:
             continue
-        ax.scatter(
-            [r["fit_seconds"] for r in rows],
-            [100 * r["test_accuracy"] for r in rows],
-            color=color,
-            label=group,
-            s=28,
-        )
-        for r in rows:
-            ax.annotate(
-                r["name"], (r["fit_seconds"], 100 * r["test_accuracy"]), fontsize=6,
-                xytext=(3, 2), textcoords="offset points",
-            )  # fmt: skip
+        seconds = [r["fit_seconds"] for r in rows]
+        accuracy = [100 * r["test_accuracy"] for r in rows]
+        names = [r["name"] for r in rows]
+        marks.append(Scatter(seconds, accuracy, group, names, {"color": color, "s": 28}))
         if group in ("width", "elm"):
-            ax.plot(
-                [r["fit_seconds"] for r in rows],
-                [100 * r["test_accuracy"] for r in rows],
-                color=color,
-                lw=0.8,
-            )
+            marks.append(Line(seconds, accuracy, options={"color": color, "lw": 0.8}))
     accs = [100 * r["test_accuracy"] for r in results]
-    ax.set_ylim(max(min(accs) - 0.5, np.percentile(accs, 10) - 2), max(accs) + 0.3)
-    ax.set_xscale("log")
-    ax.set_xlabel("fit seconds (log)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    panel = Panel(
+        marks, xlabel="fit seconds (log)", ylabel="test accuracy (%)", title=title,
+        xscale="log", ylim=(max(min(accs) - 0.5, np.percentile(accs, 10) - 2), max(accs) + 0.3),
+        legend={"fontsize": 8, "loc": "lower right"},
+    )  # fmt: skip
+    return save_figure(path, [[panel]], figsize=(10, 6.5), dpi=130)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -64,91 +65,56 @@ def add_arguments(p):
     p.add_argument("--tag", default="", help="suffix for the output file names")
 
 
-def run(args):
-    os.environ.setdefault("SCIPY_ARRAY_API", "1")
-    data = datasets.load(args.data, args.n_train)
+@dataclass(frozen=True)
+class Settings:
+    """The run's choices, with the dataset's defaults filled in."""
+
+    epochs: int
+    sgd_epochs: int
+    bandwidth: float | str
+    solvers: tuple[str, ...]
+    device: str | None  # None: NumPy on the CPU
+    memory_budget: float | str
+
+
+def settings(args, data):
+    """:class:`Settings` from the command line (defaults: MNIST or digits)."""
     mnist = data.name == "mnist"
     epochs = args.epochs or (3 if mnist else 10)
-    sgd_epochs = args.sgd_epochs or min(10 * epochs, 40)
-    bandwidth = args.bandwidth if args.bandwidth is not None else (5.0 if mnist else "auto")
-    solvers = [s.strip() for s in args.solvers.split(",") if s.strip()]
+    solvers = tuple(s.strip() for s in args.solvers.split(",") if s.strip())
     unknown = set(solvers) - set(SOLVERS)
     if unknown:
         raise SystemExit(f"unknown solvers {sorted(unknown)}; choose from {SOLVERS}")
-    device = None if args.device == "cpu" else args.device
-    budget = "auto" if args.memory_budget is None else args.memory_budget
+    return Settings(
+        epochs=epochs,
+        sgd_epochs=args.sgd_epochs or min(10 * epochs, 40),
+        bandwidth=args.bandwidth if args.bandwidth is not None else (5.0 if mnist else "auto"),
+        solvers=solvers,
+        device=None if args.device == "cpu" else args.device,
+        memory_budget="auto" if args.memory_budget is None else args.memory_budget,
+    )
+
+
+def run(args):
+    os.environ.setdefault("SCIPY_ARRAY_API", "1")
+    data = datasets.load(args.data, args.n_train)
+    setup = settings(args, data)
     n, d = data.X_train.shape
     print(
         f"EigenPro benchmark: {data.name}, n={n}, d={d}, test={len(data.X_test)}, "
-        f"kernel={args.kernel}, bandwidth={bandwidth}, device={args.device}",
+        f"kernel={args.kernel}, bandwidth={setup.bandwidth}, device={args.device}",
         flush=True,
     )
-
     info = machine_info()
-    rate = gemm_rate(data.X_train, device=device)
-    gemm_seconds = 2.0 * n * n * d / rate
-    print(
-        f"GEMM rate {rate / 1e9:.1f} GFLOP/s -> kernel-matrix GEMM (2 n^2 d) {gemm_seconds:.2f} s",
-        flush=True,
-    )
-
-    curves = []
-    common = dict(
-        kernel=args.kernel,
-        bandwidth=bandwidth,
-        memory_budget=budget,
-        random_state=args.seed,
-        device=device,
-    )
-    ep = None
-    if "eigenpro" in solvers or "sgd" in solvers:
-        ep_curve, ep = _eigenpro(data, epochs, common)
-        curves.append(ep_curve)
-        print(
-            f"  eigenpro: {ep_curve.last('test_acc'):.4f} acc, {ep_curve.last('seconds'):.1f} s",
-            flush=True,
-        )
-    if "sgd" in solvers:
-        curves.append(_sgd(data, sgd_epochs, common, ep))
-        print(f"  sgd: {curves[-1].last('test_acc'):.4f} acc", flush=True)
-    gamma = 1.0 / (2.0 * ep.bandwidth_**2) if ep is not None else None
-    if gamma is None:
-        from eigenpro.kernels import make_kernel
-
-        k = make_kernel(args.kernel, None if bandwidth == "auto" else bandwidth)
-        gamma = 1.0 / (2.0 * (k.bandwidth or k.default_bandwidth(data.X_train)) ** 2)
-    if "kernel_ridge" in solvers:
-        c = _kernel_ridge(data, gamma, args.kernel, args.krr_max_n)
-        if c is not None:
-            curves.append(c)
-            print(
-                f"  kernel_ridge: {c.last('test_acc'):.4f} acc, {c.last('seconds'):.1f} s",
-                flush=True,
-            )
-    if "nystroem" in solvers:
-        curves.append(_nystroem(data, gamma, args.kernel, args.nystroem_components, args.seed))
-        print(
-            f"  nystroem: {curves[-1].last('test_acc'):.4f} acc, {curves[-1].last('seconds'):.1f} s",
-            flush=True,
-        )
-
-    summary = _summary(curves, gemm_seconds, rate, mnist)
-    table = format_table(
-        curves,
-        [
-            ("epochs", "epoch", "d"),
-            ("fit s", "seconds", ".1f"),
-            ("train mse", "train_mse", ".3e"),
-            ("test acc %", lambda c: _pct(c.last("test_acc")), ".2f"),
-        ],
-    )
+    rate, gemm_seconds = measure_gemm(data, setup.device)
+    curves = fit_solvers(data, setup, args)
+    summary = _summary(curves, gemm_seconds, rate, data.name == "mnist")
+    table = format_table(curves, TABLE_COLUMNS)
     print()
     print(table)
     print()
     for line in summary["lines"]:
         print(line)
-
-    stem = f"eigenpro_{data.name}_n{n}_{args.device.replace(':', '')}{args.tag}"
     payload = {
         "suite": "eigenpro",
         "dataset": data.name,
@@ -156,7 +122,7 @@ def run(args):
         "n_features": d,
         "n_test": len(data.X_test),
         "kernel": args.kernel,
-        "bandwidth": bandwidth,
+        "bandwidth": setup.bandwidth,
         "device": args.device,
         "machine": info,
         "gemm_gflops": rate / 1e9,
@@ -165,15 +131,86 @@ def run(args):
         "table": table,
         "curves": curves,
     }
+    write_results(payload, args)
+    return payload
+
+
+#: the table's columns ``(header, key, fmt)`` (:func:`benchmarks.report.format_table`)
+TABLE_COLUMNS = [
+    ("epochs", "epoch", "d"),
+    ("fit s", "seconds", ".1f"),
+    ("train mse", "train_mse", ".3e"),
+    ("test acc %", lambda c: _pct(c.last("test_acc")), ".2f"),
+]
+
+
+def measure_gemm(data, device):
+    """This machine's GEMM rate on the kernel's shape and the kernel matrix's GEMM seconds."""
+    n, d = data.X_train.shape
+    rate = gemm_rate(data.X_train, device=device)
+    gemm_seconds = 2.0 * n * n * d / rate
+    print(
+        f"GEMM rate {rate / 1e9:.1f} GFLOP/s -> kernel-matrix GEMM (2 n^2 d) {gemm_seconds:.2f} s",
+        flush=True,
+    )
+    return rate, gemm_seconds
+
+
+def fit_solvers(data, setup, args):
+    """A :class:`Curve` per solver of ``setup.solvers`` that runs (KernelRidge may not fit)."""
+    common = dict(
+        kernel=args.kernel,
+        bandwidth=setup.bandwidth,
+        memory_budget=setup.memory_budget,
+        random_state=args.seed,
+        device=setup.device,
+    )
+    curves, ep = [], None
+    if "eigenpro" in setup.solvers or "sgd" in setup.solvers:
+        ep_curve, ep = _eigenpro(data, setup.epochs, common)
+        curves.append(ep_curve)
+        _log_fit("eigenpro", ep_curve)
+    if "sgd" in setup.solvers:
+        curves.append(_sgd(data, setup.sgd_epochs, common, ep))
+        print(f"  sgd: {curves[-1].last('test_acc'):.4f} acc", flush=True)
+    gamma = _sklearn_gamma(ep, args.kernel, setup.bandwidth, data.X_train)
+    if "kernel_ridge" in setup.solvers:
+        c = _kernel_ridge(data, gamma, args.kernel, args.krr_max_n)
+        if c is not None:
+            curves.append(c)
+            _log_fit("kernel_ridge", c)
+    if "nystroem" in setup.solvers:
+        curves.append(_nystroem(data, gamma, args.kernel, args.nystroem_components, args.seed))
+        _log_fit("nystroem", curves[-1])
+    return curves
+
+
+def _log_fit(name, curve):
+    print(f"  {name}: {curve.last('test_acc'):.4f} acc, {curve.last('seconds'):.1f} s", flush=True)
+
+
+def _sklearn_gamma(ep, kernel, bandwidth, X):
+    """scikit-learn's ``gamma = 1 / (2 s^2)`` of EigenPro's bandwidth ``s`` (or the kernel's)."""
+    if ep is not None:
+        return 1.0 / (2.0 * ep.bandwidth_**2)
+    from eigenpro.kernels import make_kernel
+
+    k = make_kernel(kernel, None if bandwidth == "auto" else bandwidth)
+    return 1.0 / (2.0 * (k.bandwidth or k.default_bandwidth(X)) ** 2)
+
+
+def write_results(payload, args):
+    """The JSON and the PNG (accuracy and train MSE against seconds and epochs)."""
+    name, n = payload["dataset"], payload["n_train"]
+    stem = f"eigenpro_{name}_n{n}_{args.device.replace(':', '')}{args.tag}"
     json_path = write_json(os.path.join(args.out, stem + ".json"), payload)
     png_path = plot_curves(
         os.path.join(args.out, stem + ".png"),
-        curves,
-        f"{data.name} n={n}: kernel least squares ({args.kernel}), {args.device}",
+        payload["curves"],
+        f"{name} n={n}: kernel least squares ({args.kernel}), {args.device}",
         [("test_acc", "test accuracy", False), ("train_mse", "train MSE (one-hot)", True)],
     )
     print(f"\nwrote {json_path}\nwrote {png_path}")
-    return payload
 
 
 # --------------------------------------------------------------------------- #
@@ -202,7 +239,7 @@ def _eigenpro(data, epochs, common, name="eigenpro", **overrides):
             **overrides,
         },
     )
-    for e, t, mse, acc in zip(h["epoch"], h["time"], h["train_mse"], h["val_score"]):
+    for e, t, mse, acc in zip(h["epoch"], h["time"], h["train_mse"], h["val_score"], strict=False):
         curve.add(epoch=e, seconds=t, train_mse=mse, test_acc=acc)
     return curve, est
 
@@ -304,66 +341,86 @@ def _nystroem(data, gamma, kernel, n_components, seed):
 
 
 def _summary(curves, gemm_seconds, rate, mnist):
+    """The figures of the README: fit time over the GEMM's, and the ratios to the baselines.
+
+    A dict of numbers, and ``"lines"``: the same as sentences for stdout.
+    """
     by = {c.solver: c for c in curves}
     s = {"gemm_gflops": rate / 1e9, "gemm_seconds": gemm_seconds, "lines": []}
-    lines = s["lines"]
     ep = by.get("eigenpro")
     if ep is not None:
-        fit = ep.last("seconds")
-        s["eigenpro_fit_seconds"] = fit
-        s["fit_over_gemm"] = fit / gemm_seconds
-        s["eigenpro_test_acc_per_epoch"] = [p["test_acc"] for p in ep.points[1:]]
-        lines.append(
-            f"EigenPro fit {fit:.1f} s = {fit / gemm_seconds:.2f} x the kernel GEMM "
-            f"({gemm_seconds:.1f} s at {rate / 1e9:.0f} GFLOP/s)"
-        )
-        lines.append(
-            "EigenPro test accuracy per epoch: "
-            + ", ".join(f"{100 * a:.2f}%" for a in s["eigenpro_test_acc_per_epoch"])
-        )
-        if mnist:
-            hit = ep.first_reaching("test_acc", 0.986)
-            s["epochs_to_98.6"] = hit["epoch"] if hit else None
-            lines.append(f"epochs to 98.6% test accuracy: {hit['epoch'] if hit else 'not reached'}")
-        krr = by.get("kernel_ridge")
-        if krr is not None:
-            target = krr.last("test_acc") - 0.001
-            hit = ep.first_reaching("test_acc", target)
-            s["kernel_ridge_seconds"] = krr.last("seconds")
-            s["eigenpro_seconds_to_krr_minus_0.1"] = hit["seconds"] if hit else None
-            s["speedup_vs_kernel_ridge"] = krr.last("seconds") / hit["seconds"] if hit else None
-            lines.append(
-                f"KernelRidge {100 * krr.last('test_acc'):.2f}% in {krr.last('seconds'):.1f} s; EigenPro "
-                + (
-                    f"reaches {100 * target:.2f}% at epoch {hit['epoch']} after {hit['seconds']:.1f} s "
-                    f"({krr.last('seconds') / hit['seconds']:.1f}x faster)"
-                    if hit
-                    else "does not reach it"
-                )
-            )
-        sgd = by.get("sgd")
-        if sgd is not None:
-            target = ep.last("train_mse")
-            hit = sgd.first_reaching("train_mse", target, below=True)
-            ep_epochs = ep.points[-1]["epoch"]
-            sgd_epochs = hit["epoch"] if hit else None
-            s["sgd_epochs_to_eigenpro_loss"] = sgd_epochs
-            s["sgd_epochs_run"] = sgd.points[-1]["epoch"]
-            ratio = (sgd_epochs or sgd.points[-1]["epoch"]) / ep_epochs
-            s["epoch_ratio_sgd_over_eigenpro"] = ratio
-            lines.append(
-                f"SGD to EigenPro's final train MSE {target:.3e} ({ep_epochs} epochs): "
-                + (
-                    f"{sgd_epochs} epochs ({ratio:.1f}x)"
-                    if hit
-                    else f"not reached in {sgd.points[-1]['epoch']} epochs (> {ratio:.1f}x; SGD ends at "
-                    f"{sgd.last('train_mse'):.3e})"
-                )
-            )
+        _eigenpro_facts(s, ep, gemm_seconds, rate, mnist)
+        if "kernel_ridge" in by:
+            _kernel_ridge_facts(s, ep, by["kernel_ridge"])
+        if "sgd" in by:
+            _sgd_facts(s, ep, by["sgd"])
     ny = by.get("nystroem")
     if ny is not None:
-        lines.append(
+        s["lines"].append(
             f"Nystroem({ny.params['n_components']}) + RidgeClassifier: "
             f"{100 * ny.last('test_acc'):.2f}% in {ny.last('seconds'):.1f} s"
         )
     return s
+
+
+def _eigenpro_facts(s, ep, gemm_seconds, rate, mnist):
+    """EigenPro's fit seconds against the kernel GEMM's; accuracy per epoch."""
+    fit = ep.last("seconds")
+    s["eigenpro_fit_seconds"] = fit
+    s["fit_over_gemm"] = fit / gemm_seconds
+    s["eigenpro_test_acc_per_epoch"] = [p["test_acc"] for p in ep.points[1:]]
+    s["lines"].append(
+        f"EigenPro fit {fit:.1f} s = {fit / gemm_seconds:.2f} x the kernel GEMM "
+        f"({gemm_seconds:.1f} s at {rate / 1e9:.0f} GFLOP/s)"
+    )
+    s["lines"].append(
+        "EigenPro test accuracy per epoch: "
+        + ", ".join(f"{100 * a:.2f}%" for a in s["eigenpro_test_acc_per_epoch"])
+    )
+    if mnist:
+        hit = ep.first_reaching("test_acc", 0.986)
+        s["epochs_to_98.6"] = hit["epoch"] if hit else None
+        s["lines"].append(
+            f"epochs to 98.6% test accuracy: {hit['epoch'] if hit else 'not reached'}"
+        )
+
+
+def _kernel_ridge_facts(s, ep, krr):
+    """EigenPro's seconds to KernelRidge's accuracy less 0.1 point, and the speed-up."""
+    krr_seconds = krr.last("seconds")
+    target = krr.last("test_acc") - 0.001
+    hit = ep.first_reaching("test_acc", target)
+    s["kernel_ridge_seconds"] = krr_seconds
+    s["eigenpro_seconds_to_krr_minus_0.1"] = hit["seconds"] if hit else None
+    s["speedup_vs_kernel_ridge"] = krr_seconds / hit["seconds"] if hit else None
+    reached = (
+        f"reaches {100 * target:.2f}% at epoch {hit['epoch']} after {hit['seconds']:.1f} s "
+        f"({krr_seconds / hit['seconds']:.1f}x faster)"
+        if hit
+        else "does not reach it"
+    )
+    s["lines"].append(
+        f"KernelRidge {100 * krr.last('test_acc'):.2f}% in {krr_seconds:.1f} s; EigenPro " + reached
+    )
+
+
+def _sgd_facts(s, ep, sgd):
+    """SGD's epochs to EigenPro's final training loss, as a ratio of epochs."""
+    target = ep.last("train_mse")
+    hit = sgd.first_reaching("train_mse", target, below=True)
+    ep_epochs = ep.points[-1]["epoch"]
+    sgd_run = sgd.points[-1]["epoch"]
+    sgd_epochs = hit["epoch"] if hit else None
+    s["sgd_epochs_to_eigenpro_loss"] = sgd_epochs
+    s["sgd_epochs_run"] = sgd_run
+    ratio = (sgd_epochs or sgd_run) / ep_epochs
+    s["epoch_ratio_sgd_over_eigenpro"] = ratio
+    outcome = (
+        f"{sgd_epochs} epochs ({ratio:.1f}x)"
+        if hit
+        else f"not reached in {sgd_run} epochs (> {ratio:.1f}x; SGD ends at "
+        f"{sgd.last('train_mse'):.3e})"
+    )
+    s["lines"].append(
+        f"SGD to EigenPro's final train MSE {target:.3e} ({ep_epochs} epochs): " + outcome
+    )

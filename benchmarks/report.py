@@ -1,5 +1,21 @@
 # SPDX-License-Identifier: BSD-3-Clause
-"""Curves, machine facts, JSON, tables and plots shared by every suite."""
+"""Curves, machine facts, JSON, tables and figures: the reporting of every suite.
+
+The only plotting and table code of the benchmarks. A suite describes what to
+draw and :mod:`benchmarks.report` draws it:
+
+- a figure is a grid of :class:`Panel` (axes labels, scales, limits, legend),
+  each holding marks drawn in order: :class:`Line` (``ax.plot``) and
+  :class:`Scatter` (``ax.scatter`` with a text label per point);
+  :func:`convergence_panel` builds the usual panel, one line per solver of a
+  metric against epochs, seconds or forward passes, from per-epoch point
+  dicts (a :class:`Series` each); :func:`save_figure` lays the panels out and
+  writes the PNG;
+- :func:`text_table` (stdout) and :func:`markdown_table` (README-ready) lay
+  out rows of already formatted cells; :func:`format_table` is the text table
+  of a list of :class:`Curve` (their last points);
+- :func:`write_json` writes a suite's payload, :class:`Curve` objects as dicts.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +23,9 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -40,6 +58,9 @@ def _plain(v):
     if isinstance(v, (np.floating, np.integer)):
         return v.item()
     return v
+
+
+# -- machine -------------------------------------------------------------------------------
 
 
 def machine_info():
@@ -88,19 +109,7 @@ def gemm_rate(X, *, block_rows=1024, min_seconds=2.0, device=None):
     block) and returns flops / seconds.
     """
     if device is not None and str(device).startswith("cuda"):
-        import torch
-
-        Xd = torch.as_tensor(X, device=device)
-        out = torch.empty((block_rows, Xd.shape[0]), device=device, dtype=Xd.dtype)
-        torch.matmul(Xd[:block_rows], Xd.T, out=out)
-        torch.cuda.synchronize()
-        reps, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < min_seconds:
-            start = (reps * block_rows) % max(Xd.shape[0] - block_rows, 1)
-            torch.matmul(Xd[start : start + block_rows], Xd.T, out=out)
-            reps += 1
-            torch.cuda.synchronize()
-        return reps * 2.0 * block_rows * Xd.shape[0] * Xd.shape[1] / (time.perf_counter() - t0)
+        return _gemm_rate_cuda(X, block_rows, min_seconds, device)
     n, d = X.shape
     rows = min(block_rows, n)
     out = np.empty((rows, n), dtype=X.dtype)
@@ -113,7 +122,27 @@ def gemm_rate(X, *, block_rows=1024, min_seconds=2.0, device=None):
     return reps * 2.0 * rows * n * d / (time.perf_counter() - t0)
 
 
+def _gemm_rate_cuda(X, block_rows, min_seconds, device):
+    import torch
+
+    Xd = torch.as_tensor(X, device=device)
+    out = torch.empty((block_rows, Xd.shape[0]), device=device, dtype=Xd.dtype)
+    torch.matmul(Xd[:block_rows], Xd.T, out=out)
+    torch.cuda.synchronize()
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < min_seconds:
+        start = (reps * block_rows) % max(Xd.shape[0] - block_rows, 1)
+        torch.matmul(Xd[start : start + block_rows], Xd.T, out=out)
+        reps += 1
+        torch.cuda.synchronize()
+    return reps * 2.0 * block_rows * Xd.shape[0] * Xd.shape[1] / (time.perf_counter() - t0)
+
+
+# -- JSON ----------------------------------------------------------------------------------
+
+
 def write_json(path, payload):
+    """Write ``payload`` (its ``"curves"``, :class:`Curve` or dicts, as dicts) to ``path``."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     payload = dict(payload)
     payload["curves"] = [
@@ -124,9 +153,38 @@ def write_json(path, payload):
     return path
 
 
+# -- tables --------------------------------------------------------------------------------
+
+
+def text_table(headers, rows):
+    """Plain-text table: the first column left-aligned, the others right-aligned.
+
+    ``rows`` holds already formatted cells; a column is as wide as its widest
+    cell, columns are two spaces apart, and a dashed rule follows the headers.
+    """
+    table = [list(map(str, headers)), *[list(map(str, r)) for r in rows]]
+    widths = [max(len(r[i]) for r in table) for i in range(len(headers))]
+
+    def line(cells):
+        return "  ".join(
+            x.rjust(w) if i else x.ljust(w)
+            for i, (x, w) in enumerate(zip(cells, widths, strict=True))
+        )
+
+    return "\n".join([line(table[0]), line(["-" * w for w in widths]), *map(line, table[1:])])
+
+
+def markdown_table(headers, rows):
+    """GitHub markdown table of already formatted cells (``| a | b |`` rows)."""
+    line = lambda cells: "| " + " | ".join(map(str, cells)) + " |"  # noqa: E731
+    return "\n".join([line(headers), "|" + "---|" * len(headers), *map(line, rows)])
+
+
 def format_table(curves, columns):
-    """Plain-text table: a row per curve, columns ``(header, key, fmt)`` of its last point."""
-    headers = ["solver", *[c[0] for c in columns]]
+    """Text table: a row per curve, columns ``(header, key, fmt)`` of its last point.
+
+    ``key`` is a point's key or a function of the curve; a missing value is ``-``.
+    """
     rows = []
     for c in curves:
         row = [c.solver]
@@ -134,43 +192,164 @@ def format_table(curves, columns):
             v = c.last(key) if not callable(key) else key(c)
             row.append("-" if v is None else format(v, fmt))
         rows.append(row)
-    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
-    line = lambda r: "  ".join(
-        str(x).rjust(w) if i else str(x).ljust(w) for i, (x, w) in enumerate(zip(r, widths))
-    )
-    return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
+    return text_table(["solver", *[c[0] for c in columns]], rows)
 
 
-def plot_curves(path, curves, title, metrics):
-    """PNG grid: one row per metric ``(key, label, log)``, against seconds and epochs."""
+# -- figures -------------------------------------------------------------------------------
+
+
+class Line(NamedTuple):
+    """``ax.plot(x, y, style, label=label, **options)``; no format string if ``style`` is empty."""
+
+    x: Sequence[float]
+    y: Sequence[float]
+    style: str = ""
+    label: str | None = None
+    options: Mapping[str, Any] = {}
+
+    def draw(self, ax):
+        args = (self.x, self.y, self.style) if self.style else (self.x, self.y)
+        label = {} if self.label is None else {"label": self.label}
+        ax.plot(*args, **label, **self.options)
+
+
+class Scatter(NamedTuple):
+    """``ax.scatter`` of points, each with an optional text label beside it."""
+
+    x: Sequence[float]
+    y: Sequence[float]
+    label: str | None = None
+    point_labels: Sequence[str] = ()
+    options: Mapping[str, Any] = {}
+    label_size: float = 6
+
+    def draw(self, ax):
+        ax.scatter(self.x, self.y, label=self.label, **self.options)
+        for text, x, y in zip(self.point_labels, self.x, self.y, strict=False):
+            ax.annotate(
+                text, (x, y), fontsize=self.label_size, xytext=(3, 2), textcoords="offset points"
+            )
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One axes of a figure: its marks, drawn in order, and its decoration.
+
+    ``xscale``/``yscale``: a matplotlib scale name (``"log"``, ``"symlog"``)
+    with ``xscale_options`` for ``set_xscale``. ``ylim``: ``(bottom, top)``, or
+    a function of the automatic ``(bottom, top)`` returning the limits.
+    ``legend``: the ``ax.legend`` keywords, None for no legend. ``grid``: the
+    grid's alpha, None for no grid.
+    """
+
+    marks: Sequence[Line | Scatter] = ()
+    xlabel: str = ""
+    ylabel: str = ""
+    title: str | None = None
+    title_size: float | None = None
+    xscale: str | None = None
+    xscale_options: Mapping[str, Any] = field(default_factory=dict)
+    yscale: str | None = None
+    ylim: tuple[float, float] | Callable[[float, float], tuple[float, float]] | None = None
+    legend: Mapping[str, Any] | None = None
+    grid: float | None = 0.3
+
+    def draw(self, ax):
+        for mark in self.marks:
+            mark.draw(ax)
+        if self.title is not None:
+            ax.set_title(
+                self.title, **({} if self.title_size is None else {"fontsize": self.title_size})
+            )
+        ax.set_xlabel(self.xlabel)
+        ax.set_ylabel(self.ylabel)
+        if self.yscale is not None:
+            ax.set_yscale(self.yscale)
+        if self.xscale is not None:
+            ax.set_xscale(self.xscale, **self.xscale_options)
+        if self.ylim is not None:
+            ax.set_ylim(*(self.ylim(*ax.get_ylim()) if callable(self.ylim) else self.ylim))
+        if self.grid is not None:
+            ax.grid(alpha=self.grid)
+        if self.legend is not None:
+            ax.legend(**self.legend)
+
+
+class Series(NamedTuple):
+    """One solver's points (dicts) on a convergence panel.
+
+    ``style``: a matplotlib format string; None marks every point (``-o``), or
+    draws a star when the solver has a single point (a direct solver).
+    """
+
+    label: str
+    points: Sequence[Mapping[str, Any]]
+    style: str | None = None
+
+
+def curve_line(series, xkey, ykey):
+    """The :class:`Line` of ``series``'s points having both keys (None if there are none)."""
+    pts = [p for p in series.points if p.get(ykey) is not None and p.get(xkey) is not None]
+    if not pts:
+        return None
+    style, options = series.style, {}
+    if style is None:
+        style = "-o" if len(pts) > 1 else "*"
+        options = {"markersize": 4 if len(pts) > 1 else 12}
+    return Line([p[xkey] for p in pts], [p[ykey] for p in pts], style, series.label, options)
+
+
+def convergence_panel(series, xkey, ykey, **decoration):
+    """A :class:`Panel` of ``ykey`` against ``xkey``, a line per :class:`Series`.
+
+    ``decoration``: the other fields of :class:`Panel` (labels, scales, legend...).
+    """
+    lines = (curve_line(s, xkey, ykey) for s in series)
+    return Panel(marks=tuple(line for line in lines if line is not None), **decoration)
+
+
+def save_figure(path, panels, *, figsize, dpi, title=None):
+    """Draw ``panels`` (rows of :class:`Panel`) on one figure and write it to ``path``."""
+    plt = _pyplot()
+    ncols = max(len(row) for row in panels)
+    fig, axes = plt.subplots(len(panels), ncols, figsize=figsize, squeeze=False)
+    for r, row in enumerate(panels):
+        for c, panel in enumerate(row):
+            panel.draw(axes[r, c])
+    if title is not None:
+        fig.suptitle(title)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(metrics), 2, figsize=(11, 3.6 * len(metrics)), squeeze=False)
+    return plt
+
+
+def plot_curves(path, curves, title, metrics):
+    """PNG grid of :class:`Curve`: a row per metric ``(key, label, log)``, a column per x.
+
+    Columns: the metric against fit seconds (symlog) and against epochs.
+    """
+    series = [Series(c.solver, c.points) for c in curves]
+    rows = []
     for row, (key, label, log) in enumerate(metrics):
-        for col, xkey in enumerate(("seconds", "epoch")):
-            ax = axes[row, col]
-            for c in curves:
-                pts = [p for p in c.points if p.get(key) is not None and p.get(xkey) is not None]
-                if not pts:
-                    continue
-                xs = [p[xkey] for p in pts]
-                ys = [p[key] for p in pts]
-                style = "-o" if len(pts) > 1 else "*"
-                ax.plot(xs, ys, style, label=c.solver, markersize=4 if len(pts) > 1 else 12)
-            ax.set_xlabel("fit seconds" if xkey == "seconds" else "epochs")
-            ax.set_ylabel(label)
-            if log:
-                ax.set_yscale("log")
-            if xkey == "seconds":
-                ax.set_xscale("symlog", linthresh=1.0)
-            ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+        scale = "log" if log else None
+        by_seconds = convergence_panel(
+            series, "seconds", key, xlabel="fit seconds", ylabel=label, yscale=scale,
+            xscale="symlog", xscale_options={"linthresh": 1.0},
+            legend={"fontsize": 8} if row == 0 else None,
+        )  # fmt: skip
+        by_epoch = convergence_panel(
+            series, "epoch", key, xlabel="epochs", ylabel=label, yscale=scale
+        )
+        rows.append([by_seconds, by_epoch])
+    return save_figure(path, rows, figsize=(11, 3.6 * len(metrics)), dpi=110, title=title)

@@ -62,11 +62,19 @@ import os
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 
 from benchmarks import datasets
-from benchmarks.report import machine_info, write_json
+from benchmarks.report import (
+    Series,
+    convergence_panel,
+    machine_info,
+    markdown_table,
+    save_figure,
+    write_json,
+)
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
 METHODS = ("dense", "static", "set", "rigl", "rigl_itop", "ssgd", "gmp", "snip", "synflow")
@@ -432,72 +440,85 @@ def summarize(runs, densities, methods):
 
 
 def format_rows(rows, timings):
-    lines = [
-        "| method | density | test acc. (mean) | seeds | vs dense | R_s | s/epoch vs dense |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    """The markdown table of :func:`summarize`'s rows, with each method's time over dense."""
+    headers = ["method", "density", "test acc. (mean)", "seeds", "vs dense", "R_s",
+               "s/epoch vs dense"]  # fmt: skip
+    cells = []
     for r in rows:
         t = (timings or {}).get(r["method"], {}).get("relative_to_dense")
-        gap = "" if r["gap_to_dense"] is None else f"{100 * r['gap_to_dense']:+.2f}"
-        rate = f"{r['itop_rate']:.3f}" if "itop_rate" in r else ""
-        seeds = " / ".join(f"{100 * a:.2f}" for a in r["test_acc_seeds"])
-        rel = "" if t is None else f"{t:.3f}"
-        lines.append(
-            f"| {r['method']} | {r['density']:g} | {100 * r['test_acc_mean']:.2f} % | {seeds} "
-            f"| {gap} | {rate} | {rel} |"
+        cells.append(
+            [
+                r["method"],
+                f"{r['density']:g}",
+                f"{100 * r['test_acc_mean']:.2f} %",
+                " / ".join(f"{100 * a:.2f}" for a in r["test_acc_seeds"]),
+                "" if r["gap_to_dense"] is None else f"{100 * r['gap_to_dense']:+.2f}",
+                f"{r['itop_rate']:.3f}" if "itop_rate" in r else "",
+                "" if t is None else f"{t:.3f}",
+            ]
         )
-    return "\n".join(lines)
+    return markdown_table(headers, cells)
 
 
 def plot(path, runs, split, densities, methods):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(
-        1, len(densities) + (1 if split else 0), figsize=(5 * (len(densities) + 1), 4)
-    )
-    axes = np.atleast_1d(axes)
-    for ax, d in zip(axes, densities, strict=False):
-        for m in methods:
-            rs = [r for r in runs if r["method"] == m and (m == "dense" or r["density"] == d)]
-            if not rs:
-                continue
-            acc = np.mean([[p["test_acc"] for p in r["points"]] for r in rs], axis=0)
-            ax.plot(
-                np.arange(1, len(acc) + 1), 100 * acc, label=m, ls="--" if m == "dense" else "-"
-            )
-        ax.set_title(f"LeNet-300-100, density {d:g}")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("test accuracy (%)")
-        lo = min(100 * r["points"][-1]["test_acc"] for r in runs) - 1
-        ax.set_ylim(max(lo, 80), min(100, ax.get_ylim()[1]))
-        ax.legend(fontsize=7)
+    """Mean test accuracy against epochs: a panel per density, and one for splitting."""
+    panels = [_density_panel(runs, d, methods) for d in densities]
     if split:
-        ax = axes[-1]
-        for scheme in SPLIT_SCHEMES:
-            rs = [r for r in split if r["scheme"] == scheme]
-            if rs:
-                acc = np.mean([[p["test_acc"] for p in r["points"]] for r in rs], axis=0)
-                ax.plot(np.arange(1, len(acc) + 1), 100 * acc, label=scheme)
-        w0, w1 = split[0]["points"][0]["width"], split[0]["points"][-1]["width"]
-        ax.set_title(f"784-{w0}-10 Tanh grown to {w1} units by splitting")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("test accuracy (%)")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        panels.append(_splitting_panel(split))
+    figsize = (5 * (len(densities) + 1), 4)
+    return save_figure(path, [panels], figsize=figsize, dpi=110)
 
 
-def run(args):
-    try:
-        import torch  # noqa: F401
-    except ImportError as e:
-        raise SystemExit("The sparse benchmark needs torch: pip install torch==2.13.0") from e
-    data = datasets.load(args.data)
-    _DATA["data"] = data
+def _mean_accuracy(label, rs, style="-"):
+    """A :class:`Series` of the runs' mean test accuracy (%) after each epoch."""
+    acc = np.mean([[p["test_acc"] for p in r["points"]] for r in rs], axis=0)
+    points = [{"epoch": e, "test_acc": a} for e, a in enumerate(100 * acc, start=1)]
+    return Series(label, points, style)
+
+
+def _density_panel(runs, density, methods):
+    series = []
+    for m in methods:
+        rs = [r for r in runs if r["method"] == m and (m == "dense" or r["density"] == density)]
+        if rs:
+            series.append(_mean_accuracy(m, rs, "--" if m == "dense" else "-"))
+    lo = min(100 * r["points"][-1]["test_acc"] for r in runs) - 1
+    return convergence_panel(
+        series, "epoch", "test_acc", title=f"LeNet-300-100, density {density:g}",
+        xlabel="epoch", ylabel="test accuracy (%)", grid=None, legend={"fontsize": 7},
+        ylim=lambda bottom, top: (max(lo, 80), min(100, top)),
+    )  # fmt: skip
+
+
+def _splitting_panel(split):
+    series = []
+    for scheme in SPLIT_SCHEMES:
+        rs = [r for r in split if r["scheme"] == scheme]
+        if rs:
+            series.append(_mean_accuracy(scheme, rs))
+    w0, w1 = split[0]["points"][0]["width"], split[0]["points"][-1]["width"]
+    return convergence_panel(
+        series, "epoch", "test_acc", title=f"784-{w0}-10 Tanh grown to {w1} units by splitting",
+        xlabel="epoch", ylabel="test accuracy (%)", grid=None, legend={"fontsize": 7},
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The runs of the suite: accuracy runs ``(method, density, seed, epochs)`` and
+    splitting runs ``(widths, epochs_per_stage, seed, scheme, eps)``."""
+
+    epochs: int
+    densities: list[float]
+    methods: list[str]
+    tasks: list[tuple]
+    widths: list[int]
+    stage_epochs: int
+    split_tasks: list[tuple]
+
+
+def make_plan(args, data):
+    """The :class:`Plan` of the command line (defaults: 20 epochs on MNIST, 40 on digits)."""
     epochs = args.epochs or (20 if data.name == "mnist" else 40)
     densities = [float(d) for d in args.densities.split(",") if d]
     methods = [m for m in args.methods.split(",") if m]
@@ -519,26 +540,80 @@ def run(args):
         for s in range(args.seeds)
         for scheme in SPLIT_SCHEMES
     ] if len(widths) > 1 else []  # fmt: skip
+    return Plan(epochs, densities, methods, tasks, widths, stage_epochs, split_tasks)
+
+
+def run(args):
+    try:
+        import torch  # noqa: F401
+    except ImportError as e:
+        raise SystemExit("The sparse benchmark needs torch: pip install torch==2.13.0") from e
+    data = datasets.load(args.data)
+    _DATA["data"] = data
+    plan = make_plan(args, data)
     print(
         f"{data.name}: {data.X_train.shape[0]} train / {data.X_test.shape[0]} test; "
-        f"{len(tasks)} accuracy runs of {epochs} epochs, {len(split_tasks)} splitting runs",
+        f"{len(plan.tasks)} accuracy runs of {plan.epochs} epochs, "
+        f"{len(plan.split_tasks)} splitting runs",
         flush=True,
     )
     t_start = time.perf_counter()
     if args.timing_only:
-        timings = timing(["dense", *(m for m in methods if m != "dense")], min(densities),
-                         args.timing_rounds)  # fmt: skip
-        for m, t in timings.items():
-            print(_timing_line(m, t))
-        payload = {"suite": "sparse", "dataset": data.name, "machine": machine_info(),
-                   "timing": {"density": min(densities), "rounds": args.timing_rounds,
-                              "methods": timings}}  # fmt: skip
-        os.makedirs(args.out, exist_ok=True)
-        write_json(os.path.join(args.out, f"sparse_{data.name}_timing{args.tag}.json"), payload)
-        return payload
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        return timing_only(args, data, plan)
+    runs, split = accuracy_phase(plan, args.jobs)
+    timings = timing_phase(plan, args.timing_rounds)
+    rows = summarize(runs, plan.densities, plan.methods)
+    if rows:
+        print(format_rows(rows, timings))
+    for m, t in timings.items():
+        print(_timing_line(m, t))
+    split_summary = summarize_splitting(split)
+    payload = {
+        "suite": "sparse",
+        "dataset": data.name,
+        "epochs": plan.epochs,
+        "densities": plan.densities,
+        "seeds": args.seeds,
+        "machine": machine_info(),
+        "total_seconds": time.perf_counter() - t_start,
+        "summary": rows,
+        "timing": {"density": min(plan.densities), "rounds": args.timing_rounds,
+                   "methods": timings},
+        "splitting": {
+            "widths": plan.widths,
+            "epochs_per_stage": plan.stage_epochs,
+            "summary": split_summary,
+            "runs": split,
+        },
+        "runs": runs,
+    }  # fmt: skip
+    os.makedirs(args.out, exist_ok=True)
+    stem = os.path.join(args.out, f"sparse_{data.name}{args.tag}")
+    write_json(stem + ".json", payload)
+    plot(stem + ".png", runs, split, plan.densities if runs else [], plan.methods)
+    print(f"wrote {stem}.json and {stem}.png ({math.ceil(time.perf_counter() - t_start)} s)")
+    return payload
+
+
+def timing_only(args, data, plan):
+    """``--timing-only``: the interleaved seconds-per-epoch phase alone, to its own JSON."""
+    methods = ["dense", *(m for m in plan.methods if m != "dense")]
+    timings = timing(methods, min(plan.densities), args.timing_rounds)
+    for m, t in timings.items():
+        print(_timing_line(m, t))
+    payload = {"suite": "sparse", "dataset": data.name, "machine": machine_info(),
+               "timing": {"density": min(plan.densities), "rounds": args.timing_rounds,
+                          "methods": timings}}  # fmt: skip
+    os.makedirs(args.out, exist_ok=True)
+    write_json(os.path.join(args.out, f"sparse_{data.name}_timing{args.tag}.json"), payload)
+    return payload
+
+
+def accuracy_phase(plan, jobs):
+    """The accuracy runs, then the splitting runs, in ``jobs`` processes of one thread."""
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
         runs = []
-        for r in pool.map(_run_task, tasks):
+        for r in pool.map(_run_task, plan.tasks):
             runs.append(r)
             print(
                 f"  {r['method']:10s} density {r['density']:<5g} seed {r['seed']}: "
@@ -546,49 +621,30 @@ def run(args):
                 + (f", R_s {r['itop_rate']:.3f}" if "itop_rate" in r else ""),
                 flush=True,
             )
-        split = list(pool.map(_split_task, split_tasks))
+        split = list(pool.map(_split_task, plan.split_tasks))
     for r in split:
         print(
             f"  split {r['scheme']:8s} seed {r['seed']}: {100 * r['points'][-1]['test_acc']:.2f} %"
         )
-    timed = [m for m in methods if m != "dense"]
-    timings = timing(["dense", *timed], min(densities), args.timing_rounds) if methods else {}
-    rows = summarize(runs, densities, methods)
-    if rows:
-        print(format_rows(rows, timings))
-    for m, t in timings.items():
-        print(_timing_line(m, t))
-    split_summary = {}
+    return runs, split
+
+
+def timing_phase(plan, rounds):
+    """Seconds per epoch of every method against dense (all threads, nothing else running)."""
+    timed = [m for m in plan.methods if m != "dense"]
+    return timing(["dense", *timed], min(plan.densities), rounds) if plan.methods else {}
+
+
+def summarize_splitting(split):
+    """Per growth scheme: mean final test accuracy and training loss, final widths."""
+    out = {}
     for scheme in SPLIT_SCHEMES:
         rs = [r for r in split if r["scheme"] == scheme]
         if rs:
-            split_summary[scheme] = {
+            out[scheme] = {
                 "test_acc_mean": float(np.mean([r["points"][-1]["test_acc"] for r in rs])),
                 "train_loss_mean": float(np.mean([r["points"][-1]["train_loss"] for r in rs])),
                 "final_width": [r["points"][-1]["width"] for r in rs],
             }
-            print(f"  splitting {scheme:8s} {split_summary[scheme]}")
-    payload = {
-        "suite": "sparse",
-        "dataset": data.name,
-        "epochs": epochs,
-        "densities": densities,
-        "seeds": args.seeds,
-        "machine": machine_info(),
-        "total_seconds": time.perf_counter() - t_start,
-        "summary": rows,
-        "timing": {"density": min(densities), "rounds": args.timing_rounds, "methods": timings},
-        "splitting": {
-            "widths": widths,
-            "epochs_per_stage": stage_epochs,
-            "summary": split_summary,
-            "runs": split,
-        },
-        "runs": runs,
-    }
-    os.makedirs(args.out, exist_ok=True)
-    stem = os.path.join(args.out, f"sparse_{data.name}{args.tag}")
-    write_json(stem + ".json", payload)
-    plot(stem + ".png", runs, split, densities if runs else [], methods)
-    print(f"wrote {stem}.json and {stem}.png ({math.ceil(time.perf_counter() - t_start)} s)")
-    return payload
+            print(f"  splitting {scheme:8s} {out[scheme]}")
+    return out

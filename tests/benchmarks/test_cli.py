@@ -1,16 +1,14 @@
 # SPDX-License-Identifier: BSD-3-Clause
+"""The command line of every suite, on small runs of the built-in digits."""
+
 import itertools
 import json
-import os
 
-import numpy as np
 import pytest
 
 pytest.importorskip("matplotlib")
 
 from benchmarks.__main__ import main
-
-MNIST = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "mnist.npz")
 
 
 def test_eigenpro_suite_on_digits_writes_json_png_and_table(tmp_path, capsys):
@@ -35,21 +33,6 @@ def test_eigenpro_suite_on_digits_writes_json_png_and_table(tmp_path, capsys):
 def test_unknown_solver_is_rejected(tmp_path):
     with pytest.raises(SystemExit, match="unknown solvers"):
         main(["eigenpro", "--solvers", "eigenpro,magic", "--out", str(tmp_path)])
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(
-    not os.path.exists(MNIST), reason="MNIST file ../shared/data/mnist.npz not present"
-)
-def test_mnist_10k_reaches_97_percent_in_3_epochs():
-    from benchmarks import datasets
-    from eigenpro import EigenProClassifier
-
-    data = datasets.load(MNIST, 10000)
-    clf = EigenProClassifier(bandwidth=5.0, n_epochs=3, random_state=0)
-    clf.fit(data.X_train, data.y_train)
-    assert clf.score(data.X_test, data.y_test) >= 0.97
-    assert np.all(np.diff(clf.history_["train_mse"]) < 0)
 
 
 def test_sparse_suite_on_digits_writes_json_png_and_table(tmp_path, capsys):
@@ -81,24 +64,36 @@ def test_sparse_suite_on_digits_writes_json_png_and_table(tmp_path, capsys):
     assert split["random"]["final_width"] == [24] and split["fresh"]["final_width"] == [24]
 
 
-def test_splitting_baselines_grow_without_changing_the_function():
-    import torch
+def test_optimizers_suite_on_a_synthetic_problem_writes_json_png_and_summary(tmp_path, capsys):
+    pytest.importorskip("torch")
+    args = ["optimizers", "--problems", "synthetic", "--margins", "0.1", "--seeds", "2"]
+    main([*args, "--epochs-synthetic", "2", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "synthetic margin 0.1" in out and "equal_epochs" in out
+    payload = json.loads((tmp_path / "optimizers_digits.json").read_text())
+    assert (tmp_path / "optimizers_digits.png").stat().st_size > 10_000
+    assert payload["args"]["seeds"] == 2 and list(payload["problems"]) == ["synthetic margin 0.1"]
+    results = payload["problems"]["synthetic margin 0.1"]["results"]
+    assert set(results) == {
+        "adam", "amsgrad", "adagrad", "amsgrad_armijo", "adagrad_armijo", "sgd_armijo", "sps",
+        "amsgrad_armijo_numpy",
+    }  # fmt: skip
+    assert len(results["adam"]["grid"]) == 7 and len(results["sps"]["runs"]) == 2
+    assert [p["epoch"] for p in results["amsgrad_armijo"]["runs"][0]] == [0, 1, 2]
+    rows = payload["summary"]["synthetic margin 0.1"]["rows"]
+    assert rows["amsgrad_armijo"]["train_loss"] < 0.6931  # below the loss at w = 0
 
-    from benchmarks.sparse_suite import _fresh_units, _mlp, _random_directions
-    from solvers.torch import NeuronSplitting
 
-    small, X = _mlp(20, 6, 0), torch.randn(50, 20)
-    y = torch.randint(0, 10, (50,))
-    wide = _fresh_units(small, 9, 1)
-    assert wide[0].out_features == 9
-    torch.testing.assert_close(wide(X), small(X))
-    splitter = NeuronSplitting(small, seed=0)
-    eig = splitter.score([(X, y)])
-    splitter.eigen_ = _random_directions(eig, torch.Generator().manual_seed(0))
-    assert all(float(e.lambda_min.max()) < 0 for e in splitter.eigen_.values())
-    v = splitter.eigen_[0].v_min
-    torch.testing.assert_close(v.norm(dim=1), torch.ones(6, dtype=v.dtype))
-    assert float((v * eig[0].v_min).sum(1).abs().max()) < 0.99  # not the eigenvectors
-    grown = splitter.split(3, eps=1e-3, warn=False)
-    assert grown[0].out_features == 9
-    assert float((grown(X) - small(X)).abs().max()) < 1e-4
+def test_closedform_suite_on_digits_writes_json_png_and_table(tmp_path, capsys):
+    main(["closedform", "--widths", "40", "--skip-linear-svc", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "test acc" in out and "gain over the ELM" in out
+    payload = json.loads((tmp_path / "closedform_digits.json").read_text())
+    assert (tmp_path / "closedform_digits.png").stat().st_size > 10_000
+    names = [r["name"] for r in payload["results"]]
+    assert "ours 40" in names and not any(n.startswith("LinearSVC") for n in names)
+    assert payload["default_width"] == 40 and set(payload["summary"]["gain_over_elm_points"]) == {
+        "40"
+    }
+    ours = next(r for r in payload["results"] if r["name"] == "ours 40")
+    assert ours["test_accuracy"] > 0.8 and ours["n_iter"] == 1 and "params" in ours
