@@ -1,0 +1,110 @@
+# SPDX-License-Identifier: BSD-3-Clause
+"""The terms of the splitting matrices, collected over a dataset.
+
+For a ``Linear`` neuron ``S = X^T diag(C) X / n`` with rows ``x = [x; 1]``
+and ``c = dL/dh sigma''(z)`` per sample (kept as ``X`` and ``C``); for a
+``Conv2d`` channel the sum over output positions of the input patches,
+accumulated batch by batch as a ``d x d`` matrix per channel (see
+:mod:`solvers.torch.growth.splitting`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from solvers.torch.growth.splittable import second_derivative
+
+__all__ = ["collect_splitting_terms", "conv_padding", "conv_patches"]
+
+
+def conv_padding(conv):
+    """``F.pad`` amounts ``(left, right, top, bottom)`` equal to ``conv``'s padding."""
+    if conv.padding == "valid":
+        return (0, 0, 0, 0)
+    if conv.padding == "same":  # PyTorch puts the odd pixel on the right/bottom
+        pad = []
+        for d, k in zip(reversed(conv.dilation), reversed(conv.kernel_size), strict=True):
+            total = d * (k - 1)
+            pad += [total // 2, total - total // 2]
+        return tuple(pad)
+    ph, pw = conv.padding
+    return (pw, pw, ph, ph)
+
+
+def conv_patches(conv, x):
+    """The ``(N * positions, C_in kh kw)`` input patches of ``conv``, in its weight's order."""
+    mode = "constant" if conv.padding_mode == "zeros" else conv.padding_mode
+    x = F.pad(x, conv_padding(conv), mode=mode)
+    cols = F.unfold(x, conv.kernel_size, dilation=conv.dilation, stride=conv.stride)
+    return cols.transpose(1, 2).reshape(-1, cols.shape[1])
+
+
+#: largest splitting-matrix stack (channels x d x d float64) a Conv2d may accumulate
+_MAX_CONV_MATRIX_BYTES = 2 * 1024**3
+
+
+def collect_splitting_terms(model, layers, data, loss_fn):
+    """Per layer, the terms of the splitting matrices ``S_j = X^T diag(C_j) X / n``.
+
+    ``Linear``: the inputs ``X = [x, 1]`` (``x`` without a bias) and
+    ``C = dL/dh sigma''(z)``, one row per sample. ``Conv2d``: the matrices
+    themselves, summed over batches (one row of ``X`` and ``C`` per sample
+    and position would not fit). Returns ``(X, C, S, n)``.
+    """
+    mods = list(model)
+    acts = {a: i for i, (a, _) in layers.items()}
+    xs = {i: [] for i in layers if type(mods[i]) is nn.Linear}
+    cs = {i: [] for i in xs}
+    S = {}
+    for i in layers:
+        if type(mods[i]) is nn.Conv2d:
+            conv = mods[i]
+            d = conv.weight[0].numel() + (conv.bias is not None)
+            size = conv.out_channels * d * d * 8
+            if size > _MAX_CONV_MATRIX_BYTES:
+                raise ValueError(
+                    f"the splitting matrices of layer {i} ({conv.out_channels} channels of "
+                    f"{d} x {d}) would take {size / 1024**3:.1f} GiB; split other layers "
+                    "(layers=[...])"
+                )
+            S[i] = torch.zeros(conv.out_channels, d, d, dtype=torch.float64,
+                               device=conv.weight.device)  # fmt: skip
+    n_total = 0
+    for xb, yb in data:
+        out = xb
+        inputs, pre, post = {}, {}, {}
+        for k, m in enumerate(mods):
+            if k in layers:
+                inputs[k] = out.detach()
+                out = m(out)
+                pre[k] = out.detach().clone()  # an in-place activation overwrites out
+            else:
+                out = m(out)
+                if k in acts:
+                    post[k] = out
+        # sum-reduced loss so that the gradients are per sample
+        loss = loss_fn(out, yb) * xb.shape[0]
+        grads = torch.autograd.grad(loss, [post[layers[i][0]] for i in layers])
+        for (i, (a, _)), g in zip(layers.items(), grads, strict=True):
+            c = (g * second_derivative(mods[a])(pre[i])).detach().double()
+            if i in S:  # rows: (sample, position); columns: channels
+                x = conv_patches(mods[i], inputs[i]).double()
+                c = c.permute(0, 2, 3, 1).reshape(-1, c.shape[1])
+            else:
+                x = inputs[i].reshape(inputs[i].shape[0], -1).double()
+            if mods[i].bias is not None:  # theta = [w; b]
+                x = torch.cat([x, torch.ones_like(x[:, :1])], 1)
+            if i in S:
+                for j in range(c.shape[1]):
+                    S[i][j] += (x * c[:, j : j + 1]).T @ x
+            else:
+                xs[i].append(x)
+                cs[i].append(c)
+        n_total += xb.shape[0]
+    if n_total == 0:
+        raise ValueError("data has no batches")
+    X = {i: torch.cat(v) for i, v in xs.items()}
+    C = {i: torch.cat(v) for i, v in cs.items()}
+    return X, C, {i: m / n_total for i, m in S.items()}, n_total

@@ -1,0 +1,140 @@
+# SPDX-License-Identifier: BSD-3-Clause
+"""solvers.torch.growth.splitting: S2D and signed splitting of Linear and Conv2d neurons."""
+
+import pytest
+import torch
+from torch import nn
+
+from solvers.torch import NeuronSplitting
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_splitting_keeps_the_function_and_lowers_the_loss_as_predicted(
+    signed, smooth_net, split_data, loss_of
+):
+    net = smooth_net()
+    X, y = split_data()
+    splitter = NeuronSplitting(net, signed=signed)
+    splitter.score([(X[:100], y[:100]), (X[100:], y[100:])])
+    change = splitter.predicted_change()
+    (i, j, _), *_ = splitter.select(1)
+    assert float(change[i][j]) < 0
+    diffs = []
+    for eps in (1e-2, 5e-3):
+        grown = splitter.split(1, eps=eps, warn=False)
+        assert grown[i].out_features == net[i].out_features + 1
+        with torch.no_grad():
+            diffs.append(float((grown(X) - net(X)).abs().max()))
+        actual = (loss_of(grown, X, y) - loss_of(net, X, y)) / (eps**2 / 2)
+        assert actual == pytest.approx(float(change[i][j]), rel=0.02)
+    assert diffs[1] < diffs[0] / 3  # O(eps^2): halving eps quarters the change
+    assert loss_of(net, X, y) > loss_of(grown, X, y)
+
+
+def test_signed_split_uses_lambda_max(smooth_net, split_data):
+    net = smooth_net()
+    X, y = split_data()
+    splitter = NeuronSplitting(net, signed=True)
+    eigen = splitter.score([(X, y)])
+    change = splitter.predicted_change()
+    for i, e in eigen.items():
+        torch.testing.assert_close(change[i], torch.minimum(e.lambda_min, -0.5 * e.lambda_max))
+        assert torch.all(change[i] <= e.lambda_min)
+
+
+def test_split_budget_and_several_layers(smooth_net, split_data):
+    net = smooth_net()
+    X, y = split_data()
+    splitter = NeuronSplitting(net, signed=True)
+    splitter.score([(X, y)])
+    grown = splitter.split(4, eps=1e-3, warn=False)
+    added = (grown[0].out_features - 4) + (grown[2].out_features - 5)
+    assert 0 < added <= 4
+    assert grown[2].in_features == grown[0].out_features
+    assert grown[4].in_features == grown[2].out_features
+    assert float((grown(X) - net(X)).abs().max()) < 1e-4
+    with pytest.warns(UserWarning, match="create a new optimizer"):
+        splitter.split(1)
+
+
+def test_not_splittable_layers_are_named(smooth_net):
+    relu_mlp = nn.Sequential(nn.Linear(20, 40), nn.ReLU(), nn.Linear(40, 3))
+    with pytest.raises(ValueError, match=r"no splittable layer.*ReLU"):
+        NeuronSplitting(relu_mlp)
+    with pytest.raises(ValueError, match=r"layer 4 .*not splittable"):
+        NeuronSplitting(smooth_net(), layers=[4])
+    with pytest.raises(TypeError, match="Sequential"):
+        NeuronSplitting(nn.Linear(3, 3))
+    with pytest.raises(RuntimeError, match="call score"):
+        NeuronSplitting(smooth_net()).split(1)
+
+
+@pytest.mark.parametrize("head", ["conv", "flatten"])
+def test_conv_splitting_keeps_the_function_and_lowers_the_loss_as_predicted(
+    head, loss_of, conv_net, conv_data
+):
+    net = conv_net(head=head)
+    X, y = conv_data()
+    splitter = NeuronSplitting(net, layers=[0])
+    splitter.score([(X, y)])
+    change = splitter.predicted_change()[0]
+    (_, j, _), *_ = splitter.select(1)
+    assert float(change[j]) < 0
+    diffs = []
+    for eps in (1e-2, 5e-3):
+        grown = splitter.split(1, eps=eps, warn=False)
+        assert grown[0].out_channels == 4
+        assert (grown[3].in_channels if head == "conv" else grown[4].in_features) == (
+            4 if head == "conv" else 4 * 16
+        )
+        with torch.no_grad():
+            diffs.append(float((grown(X) - net(X)).abs().max()))
+        actual = (loss_of(grown, X, y) - loss_of(net, X, y)) / (eps**2 / 2)
+        assert actual == pytest.approx(float(change[j]), rel=0.02)
+    assert diffs[1] < diffs[0] / 3  # O(eps^2)
+
+
+def test_conv_and_linear_layers_split_together(conv_net, conv_data):
+    net = conv_net()
+    X, y = conv_data()
+    splitter = NeuronSplitting(net, signed=True)
+    assert set(splitter.layers) == {0, 3}
+    splitter.score([(X, y)])
+    grown = splitter.split(3, eps=1e-3, warn=False)
+    assert grown[0].out_channels + grown[3].out_channels > 3 + 4
+    assert grown[3].in_channels == grown[0].out_channels
+    assert grown[6].in_features == grown[3].out_channels * 4  # 2 x 2 positions
+    assert float((grown(X) - net(X)).abs().max()) < 1e-4
+
+
+@pytest.mark.parametrize("conv", [False, True])
+def test_in_place_activations_give_the_same_splitting_matrices(conv):
+    X = torch.randn(12, 2, 6, 6, dtype=torch.float64)
+    y = torch.randint(0, 3, (12,))
+    eig = []
+    for inplace in (False, True):
+        torch.manual_seed(4)
+        if conv:
+            layers = [nn.Conv2d(2, 3, 3), nn.SiLU(inplace=inplace), nn.Flatten(), nn.LazyLinear(3)]
+        else:
+            layers = [nn.Flatten(), nn.Linear(72, 5), nn.SiLU(inplace=inplace), nn.Linear(5, 3)]
+        net = nn.Sequential(*layers).double()
+        net(X)
+        eig.append(NeuronSplitting(net).score([(X, y)]))
+    for i in eig[0]:
+        torch.testing.assert_close(eig[1][i].lambda_min, eig[0][i].lambda_min)
+        torch.testing.assert_close(eig[1][i].lambda_max, eig[0][i].lambda_max)
+
+
+def test_splitting_a_layer_without_bias(split_data, loss_of):
+    torch.manual_seed(5)
+    net = nn.Sequential(nn.Linear(6, 4, bias=False), nn.Tanh(), nn.Linear(4, 3)).double()
+    X, y = split_data()
+    splitter = NeuronSplitting(net)
+    eig = splitter.score([(X, y)])
+    assert eig[0].v_min.shape == (4, 6)
+    (_, j, _), *_ = splitter.select(1)
+    eps = 1e-3
+    grown = splitter.split(1, eps=eps, warn=False)
+    actual = (loss_of(grown, X, y) - loss_of(net, X, y)) / (eps**2 / 2)
+    assert actual == pytest.approx(float(eig[0].lambda_min[j]), rel=0.02)

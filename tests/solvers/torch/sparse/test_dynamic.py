@@ -1,0 +1,196 @@
+# SPDX-License-Identifier: BSD-3-Clause
+"""solvers.torch.sparse.dynamic: SET, RigL and momentum growth, ITOP rate, schedule."""
+
+import copy
+from itertools import pairwise
+
+import pytest
+import torch
+from torch import nn
+
+from solvers.torch import AdaSLS, DropSchedule, DynamicSparsity
+
+
+def test_drop_schedule_is_cosine_until_the_horizon():
+    s = DropSchedule(0.4, every=10, end=50, horizon=100)
+    assert [s.due(t) for t in (10, 15, 50, 60)] == [True, False, True, False]
+    assert s.fraction_at(0) == pytest.approx(0.4)
+    assert s.fraction_at(50) == pytest.approx(0.2)
+    assert s.fraction_at(150) == pytest.approx(0.0)
+    assert DropSchedule(0.4, every=10, decay="constant").fraction_at(70) == 0.4
+    with pytest.raises(ValueError, match=r"'decay' parameter of DropSchedule"):
+        DropSchedule(0.4, decay="linear", end=10)
+
+
+def test_bad_controller_input(mlp):
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match=r"'grow' parameter of DynamicSparsity must be a str"):
+        DynamicSparsity(model, opt, grow="magic", total_steps=10)
+    with pytest.raises(ValueError, match=r"cosine drop schedule needs total_steps"):
+        DynamicSparsity(model, opt, end=None)
+    with pytest.raises(ValueError, match=r"'distribution' parameter of layer_densities"):
+        DynamicSparsity(model, opt, distribution="zipf", total_steps=10)
+    other = torch.optim.SGD(model[0].parameters(), lr=0.1)
+    with pytest.raises(ValueError, match=r"'2\.weight' is not optimised by the optimizer"):
+        DynamicSparsity(model, other, total_steps=10)
+    with pytest.raises(ValueError, match=r"'drop_fraction' parameter of DynamicSparsity"):
+        DynamicSparsity(model, opt, drop_fraction=1.0, total_steps=10)
+    with pytest.raises(ValueError, match=r"'update_every' parameter of DynamicSparsity"):
+        DynamicSparsity(model, opt, update_every=0, total_steps=10)
+    with pytest.raises(ValueError, match=r"total_steps is required: end=0\.5"):
+        DynamicSparsity(model, opt, end=0.5)
+    with pytest.raises(ValueError, match=r"'end' parameter of DynamicSparsity"):
+        DynamicSparsity(model, opt, end=1.5, total_steps=10)
+    with pytest.raises(ValueError, match=r"'momentum' parameter of DynamicSparsity"):
+        DynamicSparsity(model, opt, grow="momentum", momentum=1.0, total_steps=10)
+
+
+@pytest.mark.parametrize("grow", ["rigl", "set", "momentum"])
+@pytest.mark.parametrize("opt_name", ["sgd", "adam", "adamw"])
+def test_dst_exact_counts_and_zeroed_state_after_every_update(
+    grow, opt_name, mlp, data, train, optimizers
+):
+    model = mlp()
+    opt = optimizers[opt_name](model.parameters())
+    X, y = data()
+    sparse = DynamicSparsity(
+        model, opt, density=0.3, grow=grow, distribution="uniform", update_every=3,
+        drop_fraction=0.5, total_steps=60, end=None,
+    )  # fmt: skip
+    counts = {k: int(m.sum()) for k, m in sparse.masks.items()}
+    assert counts == {k: round(0.3 * p.numel()) for k, p in sparse.params.items()}
+    rates = [sparse.itop_rate]
+    for step in range(1, 31):
+        before = {k: m.clone() for k, m in sparse.masks.items()}
+        train(model, opt, X, y, 1)
+        changed = False
+        for k, m in sparse.masks.items():
+            assert int(m.sum()) == counts[k], f"count of {k} drifted at step {step}"
+            p = sparse.params[k]
+            assert torch.all(p[~m] == 0)
+            grown = m & ~before[k]
+            changed |= bool(grown.any())
+            for v in opt.state[p].values():
+                if torch.is_tensor(v) and v.shape == p.shape:
+                    assert torch.all(v[~m] == 0), "optimizer state outside the mask"
+                    if step % 3 == 0:
+                        assert torch.all(v[grown] == 0), "state of grown weights not reset"
+            if step % 3 == 0:
+                assert torch.all(p[grown] == 0), "grown weights must start at 0"
+        if step % 3 == 0:
+            assert changed, "an update must move weights"
+        rates.append(sparse.itop_rate)
+    assert all(b >= a for a, b in pairwise(rates))
+    assert rates[-1] > 0.3
+    assert len(sparse.history) == 10
+    assert all(r["moved"] > 0 for r in sparse.history)
+    frac = [r["drop_fraction"] for r in sparse.history]
+    assert all(b < a for a, b in pairwise(frac))  # cosine decay
+
+
+def test_momentum_growth_explores_beyond_the_static_mask(mlp, data, train):
+    """The ITOP-code defect: reading zeroed optimizer momenta regrows what was dropped."""
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    X, y = data()
+    sparse = DynamicSparsity(
+        model, opt, density=0.2, grow="momentum", update_every=5, total_steps=50
+    )
+    train(model, opt, X, y, 50)
+    assert sparse.itop_rate > 0.21
+
+
+def test_rigl_grows_the_largest_dense_gradients(mlp, data):
+    model = mlp(widths=(30,))
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)  # weights fixed: only the masks move
+    X, y = data()
+    sparse = DynamicSparsity(
+        model, opt, 0.2, distribution="uniform", update_every=1, drop_fraction=0.25,
+        decay="constant", end=None,
+    )  # fmt: skip
+    before = {k: m.clone() for k, m in sparse.masks.items()}
+    opt.zero_grad()
+    nn.functional.cross_entropy(model(X), y).backward()
+    dense = {k: p.grad.abs().clone() for k, p in sparse.params.items()}
+    opt.step()
+    for k, m in sparse.masks.items():
+        grown = m & ~before[k]
+        inactive = ~before[k]
+        # every grown weight has a dense gradient at least as large as any inactive one left out
+        assert dense[k][grown].min() >= dense[k][inactive & ~m].max()
+
+
+def test_density_one_is_a_no_op(mlp, data, train):
+    model = mlp()
+    ref = copy.deepcopy(model)
+    opt, opt_ref = (torch.optim.SGD(m.parameters(), lr=0.1) for m in (model, ref))
+    DynamicSparsity(model, opt, density=1.0, update_every=2, total_steps=10)
+    X, y = data()
+    train(model, opt, X, y, 6)
+    train(ref, opt_ref, X, y, 6)
+    for a, b in zip(model.parameters(), ref.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("fused", [False, True])  # fused: the step runs and skips itself
+def test_skipped_amp_steps_are_not_counted(fused, mlp, data):
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, fused=fused)
+    sparse = DynamicSparsity(model, opt, 0.3, update_every=2, total_steps=10)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    X, y = data()
+    for poison in (False, True, False):
+        opt.zero_grad()
+        scaler.scale(nn.functional.cross_entropy(model(X), y)).backward()
+        if poison:
+            model[0].weight.grad[0, 0] = float("inf")
+        scaler.step(opt)
+        scaler.update()
+    assert sparse.step_count == 2
+    assert len(sparse.history) == 1
+
+
+def test_torch_compile_and_line_search_optimizers(mlp, data):
+    model = mlp()
+    opt = AdaSLS(model.parameters(), n_batches_per_epoch=4)
+    sparse = DynamicSparsity(model, opt, 0.3, update_every=2, total_steps=8)
+    compiled = torch.compile(model, backend="eager")
+    X, y = data()
+    for _ in range(8):
+
+        def closure():
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(compiled(X), y)
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+    for k, m in sparse.masks.items():
+        p = sparse.params[k]
+        assert torch.all(p[~m] == 0)
+        for v in opt.state[p].values():  # the closure's own gradients were masked
+            if torch.is_tensor(v) and v.shape == p.shape:
+                assert torch.all(v[~m] == 0)
+    assert sparse.step_count == 8
+    assert [h["step"] for h in sparse.history] == [2, 4, 6]  # end = 0.75 * total_steps
+
+
+def test_momentum_growth_under_grad_scaler_with_a_fused_optimizer(mlp, data, steps_with_scaler):
+    # the controller's EMA sees unscaled gradients and skips the step GradScaler skips
+    X, y = data()
+    runs = []
+    for fused, scaler in ((False, None), (True, torch.amp.GradScaler("cpu", init_scale=2.0**10))):
+        model = mlp()
+        opt = torch.optim.SGD(model.parameters(), lr=0.05, fused=fused)
+        sparse = DynamicSparsity(
+            model, opt, 0.3, grow="momentum", update_every=3, end=None, decay="constant"
+        )
+        steps_with_scaler(model, opt, X, y, 7 if fused else 6, scaler, (2,) if fused else ())
+        assert sparse.step_count == 6 and len(sparse.history) == 2
+        runs.append(sparse)
+    ema = [run.state_dict()["ema"] for run in runs]
+    for k in runs[0].masks:
+        assert torch.isfinite(ema[1][k]).all()
+        torch.testing.assert_close(ema[1][k], ema[0][k])
+        assert torch.equal(runs[1].masks[k], runs[0].masks[k])
