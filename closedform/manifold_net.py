@@ -14,317 +14,40 @@ of the project's notes (section 3.7):
    the decision layer's objective, so ``objective_curve_`` is non-increasing;
    the first sweep that does not ends the fit. With ``early_stopping`` the
    weights with the best validation score are kept.
+
+The loop and prediction are in :mod:`closedform._base`, ``partial_fit``'s
+streamed statistics in :mod:`closedform._streaming`; this module holds the
+two estimators, which differ in their decision layer (``_head_settings``),
+their targets and their score.
 """
 
 from __future__ import annotations
 
-import time
-from numbers import Integral
+from typing import ClassVar
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.model_selection import train_test_split
+from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from closedform.activations import get_activation
-from closedform.backward import BACKWARD_MODES
+from closedform._base import DTYPES as DTYPES
+from closedform._base import (
+    _BaseManifoldNet,
+    check_weights,
+    select_rows,
+    training_weights,
+)
 from closedform.margins import (
     MarginClassifierMixin,
     encode_labels,
     fit_temperature,
     one_vs_rest_codes,
-    restore_on_error,
 )
-from closedform.network import INITS, backward_sweep, forward, init_network
-from closedform.svm_head import AUTO_ALPHAS, HEADS, fit_svm_head
-from solvers.backend import (
-    check_same_namespace,
-    get_namespace_and_device,
-    resolve_memory_budget,
-    rows_per_block,
-    take_rows,
-    to_namespace,
-    to_numpy,
-)
-from solvers.linalg import cho_solve, cholesky, generalized_procrustes, stiefel_quadratic
-from solvers.ridge import GramStatistics, ridge_gcv
-from solvers.step_size import check_int, check_positive
+from closedform.svm_head import HEADS, HeadSettings
+from solvers._estimator import fit_context
+from solvers._validation import Integral, Real, StrOptions, interval
+from solvers.backend import get_namespace_and_device, to_namespace, to_numpy
 
 __all__ = ["ManifoldNetClassifier", "ManifoldNetRegressor"]
-
-DTYPES = (None, "float32", "float64")
-
-
-class _BaseManifoldNet(BaseEstimator):
-    """The outer loop shared by the classifier and the regressor."""
-
-    _head_loss = "squared"
-
-    # -- validation ----------------------------------------------------------------------
-    def _check_params(self):
-        sizes = self.hidden_layer_sizes
-        if isinstance(sizes, Integral) and not isinstance(sizes, bool):
-            sizes = (sizes,)
-        try:
-            sizes = tuple(sizes)
-        except TypeError:
-            raise ValueError(
-                f"hidden_layer_sizes must be a sequence of positive ints; got {sizes!r}."
-            ) from None
-        if not sizes:
-            raise ValueError("hidden_layer_sizes must name at least one hidden layer.")
-        for size in sizes:
-            check_int("hidden_layer_sizes entries", size)
-        self._activation = get_activation(self.activation)
-        if self._head not in HEADS:
-            raise ValueError(f"head must be one of {HEADS}; got {self._head!r}.")
-        if not (isinstance(self.alpha, str) and self.alpha == "auto"):
-            check_positive("alpha", self.alpha, strict=False)
-        check_positive("alpha_hidden", self.alpha_hidden)
-        if self.backward not in BACKWARD_MODES:
-            raise ValueError(f"backward must be one of {BACKWARD_MODES}; got {self.backward!r}.")
-        check_positive("mu", self.mu)
-        check_positive("squash_eps", self.squash_eps, upper=0.5)
-        check_int("max_iter", self.max_iter)
-        check_int("head_max_iter", self._head_max_iter)
-        check_positive("tol", self.tol, strict=False)
-        if self.init not in INITS:
-            raise ValueError(f"init must be one of {INITS}; got {self.init!r}.")
-        check_positive("init_scale", self.init_scale)
-        check_positive("validation_fraction", self.validation_fraction, upper=1.0)
-        check_int("n_iter_no_change", self.n_iter_no_change)
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {DTYPES}; got {self.dtype!r}.")
-        check_int("verbose", self.verbose, minimum=0)
-        if self.callback is not None and not callable(self.callback):
-            raise ValueError(f"callback must be callable or None; got {self.callback!r}.")
-        return sizes
-
-    def _prepare(self, X, y, reset):
-        """Validate; returns X (compute dtype), targets (n, k) float64, weights, namespace."""
-        X, y = validate_data(
-            self,
-            X,
-            y,
-            reset=reset,
-            dtype="numeric",
-            y_numeric=self._head_loss == "squared",
-            multi_output=self._head_loss == "squared",
-        )
-        xp, device = get_namespace_and_device(X)
-        if self.dtype is not None:
-            X = xp.astype(X, getattr(xp, self.dtype))
-        elif X.dtype != xp.float32:
-            X = xp.astype(X, xp.float64)
-        return X, y, xp, device
-
-    # -- the outer loop --------------------------------------------------------------------
-    def _fit_network(self, X, Y, weights, xp, device, sizes, rng, validation):
-        """Run the outer loop; ``Y`` (n, k) float64 targets; ``weights`` normalised or None."""
-        activation = self._activation
-        widths = (X.shape[1], *sizes)
-        if self._head != "ridge" and widths[-1] < Y.shape[1]:
-            constraint = "W^T G W = I" if self._head == "stiefel" else "W^T W = I"
-            raise ValueError(
-                f"head={self._head!r} constrains {constraint}, which needs the last hidden layer "
-                f"to be at least as wide as the outputs (n_classes, or 1 for two classes); got "
-                f"{widths[-1]} units for {Y.shape[1]} outputs. Use head='ridge' or a wider layer."
-            )
-        budget = resolve_memory_budget(self.memory_budget, xp, device)
-        block = rows_per_block(max(widths), 8, budget, n_buffers=3, min_rows=64, max_rows=8192)
-        start = time.perf_counter()
-        layers, hidden = init_network(
-            rng, X, sizes, activation, init=self.init, init_scale=self.init_scale, weights=weights
-        )
-        head = self._fit_head(hidden[-1], Y, weights, block, None)
-        curve = [head["objective_curve"][-1]]
-        history = []
-        best = (layers, head)
-        best_score = no_change = None
-        if validation is not None:
-            best_score, no_change = self._validation_score(validation, layers, head), 0
-        self._report(0, curve[-1], best_score, start, history)
-        n_iter, first_factor, stopped = 1, None, None
-        for it in range(1, self.max_iter):
-            if self.tol > 0 and len(curve) > 1 and curve[-2] - curve[-1] <= self.tol * curve[-2]:
-                stopped = "converged"
-                break
-            new_layers, first_factor = backward_sweep(
-                X, hidden, layers, head["W"], head["b"], head["targets"], activation,
-                backward=self.backward, mu=self.mu, squash_eps=self.squash_eps,
-                alpha_hidden=self.alpha_hidden, weights=weights, block_rows=block,
-                first_factor=first_factor,
-            )  # fmt: skip
-            new_hidden = forward(X, new_layers, activation)
-            new_head = self._fit_head(new_hidden[-1], Y, weights, block, head["targets"])
-            J = new_head["objective_curve"][-1]
-            if not J <= curve[-1]:
-                stopped = f"sweep {it} raised the objective ({J:.6g} > {curve[-1]:.6g})"
-                break
-            layers, hidden, head = new_layers, new_hidden, new_head
-            curve.append(J)
-            n_iter = it + 1
-            score = None
-            if validation is not None:
-                score = self._validation_score(validation, layers, head)
-                if score > best_score:
-                    best, best_score, no_change = (layers, head), score, 0
-                else:
-                    no_change += 1
-            else:
-                best = (layers, head)
-            try:
-                self._report(it, J, score, start, history)
-            except StopIteration:
-                stopped = "callback"
-                break
-            if validation is not None and no_change >= self.n_iter_no_change:
-                stopped = "no validation improvement"
-                break
-        if self.verbose and stopped:
-            print(f"[{type(self).__name__}] stopped: {stopped}")
-        layers, head = best
-        self.coefs_ = [W for W, _ in layers] + [head["W"]]
-        self.intercepts_ = [b for _, b in layers] + [head["b"]]
-        self.n_iter_ = n_iter
-        self.objective_curve_ = curve
-        self.history_ = history
-        self.alpha_ = head["alpha"]
-        self.best_validation_score_ = best_score
-        return head
-
-    def _fit_head(self, H, Y, weights, block, targets):
-        return fit_svm_head(
-            H, Y, weights, head=self._head, alpha=self.alpha, max_iter=self._head_max_iter,
-            tol=self.tol, adaptive_weights=self._adaptive_weights, keep_ratio=self._keep_ratio,
-            loss=self._head_loss, targets=targets, block_rows=block,
-        )  # fmt: skip
-
-    def _validation_score(self, validation, layers, head):
-        X_val, y_val = validation
-        F = self._outputs(X_val, layers, head["W"], head["b"])
-        return self._score_outputs(F, y_val)
-
-    def _report(self, iteration, objective, score, start, history):
-        info = {
-            "iteration": iteration,
-            "objective": objective,
-            "validation_score": score,
-            "seconds": time.perf_counter() - start,
-        }
-        history.append(info)
-        if self.verbose:
-            val = "" if score is None else f", validation score {score:.4f}"
-            print(
-                f"[{type(self).__name__}] iteration {iteration}: objective {objective:.6g}"
-                f"{val} ({info['seconds']:.1f} s)"
-            )
-        if self.callback is not None:
-            self.callback(info)
-
-    # -- prediction --------------------------------------------------------------------------
-    def _outputs(self, X, layers, W, b):
-        """Decision-layer outputs (n, k) float64, computed in row blocks."""
-        xp, device = get_namespace_and_device(X)
-        widest = max(int(Wl.shape[1]) for Wl, _ in layers)
-        budget = resolve_memory_budget(self.memory_budget, xp, device)
-        block = rows_per_block(widest, 8, budget, n_buffers=2, min_rows=64, max_rows=16384)
-        parts = []
-        for start in range(0, X.shape[0], block):
-            stop = min(start + block, X.shape[0])
-            H = forward(X[start:stop, :], layers, self._activation)[-1]
-            parts.append(xp.astype(H @ xp.astype(W, H.dtype), xp.float64) + b)
-        return parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)
-
-    def _decision(self, X, method):
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype="numeric")
-        check_same_namespace(self, method, X, self.coefs_[0])
-        xp, _ = get_namespace_and_device(X)
-        X = xp.astype(X, self.coefs_[0].dtype)
-        layers = list(zip(self.coefs_[:-1], self.intercepts_[:-1], strict=True))
-        return self._outputs(X, layers, self.coefs_[-1], self.intercepts_[-1])
-
-    # -- streaming ---------------------------------------------------------------------------
-    def _partial_fit_head(self, X, Y, weights, xp, device, sizes):
-        """Accumulate the last hidden layer's statistics and re-solve the decision layer."""
-        fitted = hasattr(self, "coefs_")
-        if not fitted:
-            rng = check_random_state(self.random_state)
-            widths = (X.shape[1], *sizes)
-            if self._head != "ridge" and widths[-1] < Y.shape[1]:
-                raise ValueError(
-                    f"head={self._head!r} needs the last hidden layer to be at least as wide "
-                    f"as the outputs; got {widths[-1]} units for {Y.shape[1]} outputs."
-                )
-            layers, _ = init_network(
-                rng, X, sizes, self._activation, init=self.init, init_scale=self.init_scale,
-                weights=None if weights is None else weights / xp.sum(weights),
-            )  # fmt: skip
-        else:  # after fit: keep its hidden layers, stream the decision layer's statistics afresh
-            layers = list(zip(self.coefs_[:-1], self.intercepts_[:-1], strict=True))
-            if X.dtype != layers[0][0].dtype:
-                X = xp.astype(X, layers[0][0].dtype)
-        stream = getattr(self, "_stream", None) or GramStatistics()
-        budget = resolve_memory_budget(self.memory_budget, xp, device)
-        block = rows_per_block(max(sizes), 8, budget, n_buffers=3, min_rows=64, max_rows=8192)
-        H = forward(X, layers, self._activation)[-1]
-        stream.update(H, Y, weights, block_rows=block)
-        if stream.weight_sum <= 0.0:
-            raise ValueError("partial_fit has seen no sample with positive weight yet.")
-        W, b, J, alpha = _solve_from_statistics(
-            stream, self._head, self.alpha, self.coefs_[-1] if fitted else None
-        )
-        self._stream = stream
-        self.coefs_ = [Wl for Wl, _ in layers] + [W]
-        self.intercepts_ = [bl for _, bl in layers] + [b]
-        self.alpha_ = alpha
-        self.n_iter_ = 1
-        self.objective_curve_ = [J]
-        return H, W, b
-
-
-def _solve_from_statistics(stats, head, alpha, W_prev):
-    """The one-pass decision layer (targets = codes) from streamed statistics.
-
-    Returns ``W``, ``b``, the objective ``J`` and the relative penalty used.
-    """
-    xp, device = get_namespace_and_device(stats.scatter)
-    s = stats.weight_sum
-    cov = stats.covariance()
-    p = cov.shape[0]
-    scale = float(xp.sum(xp.linalg.diagonal(cov))) / p
-    scale = scale if scale > 0.0 else 1.0
-    C = stats.cross / s
-    if isinstance(alpha, str):
-        scores, _ = ridge_gcv(
-            stats.scatter, stats.cross, stats.target_scatter, stats.n_samples,
-            [s * a * scale for a in AUTO_ALPHAS],
-        )  # fmt: skip
-        alpha = AUTO_ALPHAS[min(range(len(scores)), key=scores.__getitem__)]
-    gamma = alpha * scale
-    G = cov + gamma * xp.eye(p, dtype=xp.float64, device=device)
-    L = cholesky(G)
-    if head == "ridge":
-        W = cho_solve(L, C)
-    elif head == "stiefel":
-        W = generalized_procrustes(L, C)
-    else:
-        W = stiefel_quadratic(G, C, W_prev, tol=1e-12)[0]
-    b = stats.target_mean - stats.mean @ W
-    # sum_i w_i ||W^T (h_i - h) - (t_i - t)||^2 / s + gamma ||W||^2
-    J = (
-        float(xp.sum(W * (cov @ W)))
-        - 2.0 * float(xp.sum(W * C))
-        + float(xp.sum(stats.target_scatter)) / s
-        + gamma * float(xp.sum(W * W))
-    )
-    return W, b, J, alpha
-
-
-def _normalised(weights):
-    return None if weights is None else weights / weights.sum()
 
 
 _PARAMS_DOC = """
@@ -487,7 +210,13 @@ class ManifoldNetClassifier(MarginClassifierMixin, ClassifierMixin, _BaseManifol
     """
     )
 
-    _head_loss = "squared_hinge"
+    _parameter_constraints: ClassVar[dict] = {
+        **_BaseManifoldNet._parameter_constraints,
+        "head": [StrOptions(set(HEADS))],
+        "head_max_iter": [interval(Integral, 1, None, closed="left")],
+        "adaptive_weights": ["boolean"],
+        "keep_ratio": [interval(Real, 0.0, 1.0, closed="right")],
+    }
 
     def __init__(
         self,
@@ -582,29 +311,19 @@ class ManifoldNetClassifier(MarginClassifierMixin, ClassifierMixin, _BaseManifol
         params.update(overrides)
         return cls(**params)
 
-    @property
-    def _head(self):
-        return self.head
+    def _head_settings(self):
+        """The decision layer the parameters describe: a squared-hinge SVM."""
+        return HeadSettings(
+            head=self.head,
+            alpha=self.alpha,
+            max_iter=self.head_max_iter,
+            tol=self.tol,
+            adaptive_weights=self.adaptive_weights,
+            keep_ratio=self.keep_ratio,
+            loss="squared_hinge",
+        )
 
-    @property
-    def _head_max_iter(self):
-        return self.head_max_iter
-
-    @property
-    def _adaptive_weights(self):
-        return self.adaptive_weights
-
-    @property
-    def _keep_ratio(self):
-        return self.keep_ratio
-
-    def _check_params(self):
-        sizes = super()._check_params()
-        if not isinstance(self.adaptive_weights, (bool, np.bool_)):
-            raise ValueError(f"adaptive_weights must be a bool; got {self.adaptive_weights!r}.")
-        check_positive("keep_ratio", self.keep_ratio, upper=1.0, upper_open=False)
-        return sizes
-
+    @fit_context
     def fit(self, X, y, sample_weight=None):
         """Fit the network.
 
@@ -622,36 +341,22 @@ class ManifoldNetClassifier(MarginClassifierMixin, ClassifierMixin, _BaseManifol
         self : object
             Fitted estimator.
         """
-        with restore_on_error(self):  # a failed fit leaves a previous fit intact
-            return self._fit(X, y, sample_weight)
-
-    def _fit(self, X, y, sample_weight):
-        sizes = self._check_params()
-        self.__dict__.pop("_stream", None)
-        self.__dict__.pop("coefs_", None)
-        X, y, xp, device = self._prepare(X, y, reset=True)
+        sizes = self._architecture()
+        X, y = self._prepare(X, y, reset=True)
+        xp, device = get_namespace_and_device(X)
         classes, indices, codes, w_host = encode_labels(y, sample_weight)
         rng = check_random_state(self.random_state)
-        train = np.arange(X.shape[0])
-        validation = None
-        if self.early_stopping:
-            train, val = train_test_split(
-                train, test_size=self.validation_fraction, stratify=indices,
-                random_state=rng.randint(np.iinfo(np.int32).max),
-            )  # fmt: skip
-            val_idx = to_namespace(val, xp, device)
-            validation = (take_rows(xp, X, val_idx), indices[val])
-        train_idx = to_namespace(train, xp, device)
-        X_train = X if validation is None else take_rows(xp, X, train_idx)
+        train, val = self._hold_out(X.shape[0], rng, stratify=indices)
+        validation = None if val is None else (select_rows(X, val), indices[val])
+        X_train = X if val is None else select_rows(X, train)
         Y = to_namespace(codes[train], xp, device)
-        weights = None
-        if w_host is not None:
-            weights = to_namespace(_normalised(w_host[train]), xp, device)
         self._set_classes(classes, xp, device)
-        head = self._fit_network(X_train, Y, weights, xp, device, sizes, rng, validation)
+        head = self._fit_network(
+            X_train, Y, training_weights(w_host, train, X), sizes, rng, validation
+        )
         w_train = None if w_host is None else w_host[train]
-        self.temperature_ = fit_temperature(to_numpy(head["outputs"]), indices[train], w_train)
-        self.sample_weight_ = head["weights"]
+        self.temperature_ = fit_temperature(to_numpy(head.outputs), indices[train], w_train)
+        self.sample_weight_ = head.weights
         return self
 
     def _score_outputs(self, F, indices):
@@ -659,6 +364,7 @@ class ManifoldNetClassifier(MarginClassifierMixin, ClassifierMixin, _BaseManifol
         winners = (F[:, 0] > 0).astype(np.int64) if F.shape[1] == 1 else F.argmax(axis=1)
         return float(np.mean(winners == indices))
 
+    @fit_context
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """Add a mini-batch to the streamed statistics and re-solve the decision layer.
 
@@ -680,49 +386,37 @@ class ManifoldNetClassifier(MarginClassifierMixin, ClassifierMixin, _BaseManifol
         self : object
         """
         first = not hasattr(self, "coefs_")
-        saved = dict(self.__dict__)
-        try:
-            sizes = self._check_params()
-            X, y, xp, device = self._prepare(X, y, reset=first)
-            if first:
-                if classes is None:
-                    raise ValueError("classes must be passed on the first call to partial_fit.")
-                all_classes = np.unique(to_numpy(classes))
-                if all_classes.shape[0] < 2:
-                    raise ValueError("classes must name at least 2 classes.")
-                self._set_classes(all_classes, xp, device)
-            elif classes is not None and not np.array_equal(
-                np.unique(to_numpy(classes)), self.classes_
-            ):
-                raise ValueError(f"classes {classes!r} differ from the fitted classes_.")
-            y_host = to_numpy(y)
-            unseen = np.setdiff1d(np.unique(y_host), self.classes_)
-            if unseen.size:
-                raise ValueError(f"y has labels not in classes: {unseen.tolist()!r}.")
-            indices = np.searchsorted(self.classes_, y_host)
-            codes = one_vs_rest_codes(indices, self.classes_.shape[0])
-            w = None
-            if sample_weight is not None:
-                w_host = _check_sample_weight(to_numpy(sample_weight), y_host, dtype=np.float64)
-                if not np.all(w_host >= 0):
-                    raise ValueError("sample_weight must be non-negative.")
-                w = to_namespace(w_host, xp, device)
-            H, W, b = self._partial_fit_head(
-                X, to_namespace(codes, xp, device), w, xp, device, sizes
-            )
-            F = xp.astype(H @ xp.astype(W, H.dtype), xp.float64) + b
-            self.temperature_ = fit_temperature(to_numpy(F), indices)
-            self.sample_weight_ = None
-            return self
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(saved)
-            raise
+        sizes = self._architecture()
+        X, y = self._prepare(X, y, reset=first)
+        xp, device = get_namespace_and_device(X)
+        if first:
+            if classes is None:
+                raise ValueError("classes must be passed on the first call to partial_fit.")
+            all_classes = np.unique(to_numpy(classes))
+            if all_classes.shape[0] < 2:
+                raise ValueError("classes must name at least 2 classes.")
+            self._set_classes(all_classes, xp, device)
+        elif classes is not None and not np.array_equal(
+            np.unique(to_numpy(classes)), self.classes_
+        ):
+            raise ValueError(f"classes {classes!r} differ from the fitted classes_.")
+        y_host = to_numpy(y)
+        unseen = np.setdiff1d(np.unique(y_host), self.classes_)
+        if unseen.size:
+            raise ValueError(f"y has labels not in classes: {unseen.tolist()!r}.")
+        indices = np.searchsorted(self.classes_, y_host)
+        codes = to_namespace(one_vs_rest_codes(indices, self.classes_.shape[0]), xp, device)
+        w = None
+        if sample_weight is not None:
+            w = to_namespace(check_weights(sample_weight, y_host, positive_sum=False), xp, device)
+        H, W, b = self._partial_fit_head(X, codes, w, sizes)
+        F = xp.astype(H @ xp.astype(W, H.dtype), xp.float64) + b
+        self.temperature_ = fit_temperature(to_numpy(F), indices)
+        self.sample_weight_ = None
+        return self
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.array_api_support = True
-        tags.input_tags.sparse = False
         tags.classifier_tags.multi_class = True
         return tags
 
@@ -766,10 +460,7 @@ class ManifoldNetRegressor(RegressorMixin, _BaseManifoldNet):
     """
     )
 
-    _head = "ridge"
-    _head_max_iter = 1
-    _adaptive_weights = False
-    _keep_ratio = 1.0
+    _parameter_constraints: ClassVar[dict] = _BaseManifoldNet._parameter_constraints
 
     def __init__(
         self,
@@ -814,6 +505,13 @@ class ManifoldNetRegressor(RegressorMixin, _BaseManifoldNet):
         self.verbose = verbose
         self.callback = callback
 
+    def _head_settings(self):
+        """The regressor's decision layer: one ridge solve onto the targets."""
+        return HeadSettings(
+            head="ridge", alpha=self.alpha, max_iter=1, tol=self.tol, loss="squared"
+        )
+
+    @fit_context
     def fit(self, X, y, sample_weight=None):
         """Fit the network.
 
@@ -828,41 +526,20 @@ class ManifoldNetRegressor(RegressorMixin, _BaseManifoldNet):
         self : object
             Fitted estimator.
         """
-        with restore_on_error(self):  # a failed fit leaves a previous fit intact
-            return self._fit(X, y, sample_weight)
-
-    def _targets(self, y, xp, device):
-        Y = xp.astype(to_namespace(y, xp, device), xp.float64)
-        return Y[:, None] if Y.ndim == 1 else Y
-
-    def _fit(self, X, y, sample_weight):
-        sizes = self._check_params()
-        self.__dict__.pop("_stream", None)
-        self.__dict__.pop("coefs_", None)
-        X, y, xp, device = self._prepare(X, y, reset=True)
+        sizes = self._architecture()
+        X, y = self._prepare(X, y, reset=True)
         self._y_ndim = y.ndim
-        Y = self._targets(y, xp, device)
+        Y = _as_targets(y, X)
         w_host = None
         if sample_weight is not None:
-            w_host = _check_sample_weight(to_numpy(sample_weight), to_numpy(y), dtype=np.float64)
-            if not np.all(w_host >= 0) or not np.sum(w_host) > 0:
-                raise ValueError("sample_weight must be non-negative with a positive sum.")
+            w_host = check_weights(sample_weight, y, positive_sum=True)
         rng = check_random_state(self.random_state)
-        train = np.arange(X.shape[0])
+        train, val = self._hold_out(X.shape[0], rng)
         validation = None
-        if self.early_stopping:
-            train, val = train_test_split(
-                train, test_size=self.validation_fraction,
-                random_state=rng.randint(np.iinfo(np.int32).max),
-            )  # fmt: skip
-            val_idx = to_namespace(val, xp, device)
-            validation = (take_rows(xp, X, val_idx), take_rows(xp, Y, val_idx))
-            train_idx = to_namespace(train, xp, device)
-            X, Y = take_rows(xp, X, train_idx), take_rows(xp, Y, train_idx)
-        weights = None
-        if w_host is not None:
-            weights = to_namespace(_normalised(w_host[train]), xp, device)
-        self._fit_network(X, Y, weights, xp, device, sizes, rng, validation)
+        if val is not None:
+            validation = (select_rows(X, val), select_rows(Y, val))
+            X, Y = select_rows(X, train), select_rows(Y, train)
+        self._fit_network(X, Y, training_weights(w_host, train, X), sizes, rng, validation)
         return self
 
     def _score_outputs(self, F, Y):
@@ -886,6 +563,7 @@ class ManifoldNetRegressor(RegressorMixin, _BaseManifoldNet):
         F = self._decision(X, "predict")
         return F[:, 0] if self._y_ndim == 1 else F
 
+    @fit_context
     def partial_fit(self, X, y, sample_weight=None):
         """Add a mini-batch to the streamed statistics and re-solve the ridge decision layer.
 
@@ -900,35 +578,30 @@ class ManifoldNetRegressor(RegressorMixin, _BaseManifoldNet):
         self : object
         """
         first = not hasattr(self, "coefs_")
-        saved = dict(self.__dict__)
-        try:
-            sizes = self._check_params()
-            X, y, xp, device = self._prepare(X, y, reset=first)
-            if first:
-                self._y_ndim = y.ndim
-            Y = self._targets(y, xp, device)
-            if not first and Y.shape[1] != self.coefs_[-1].shape[1]:
-                raise ValueError(
-                    f"y has {Y.shape[1]} targets; earlier batches had {self.coefs_[-1].shape[1]}."
-                )
-            w = None
-            if sample_weight is not None:
-                w_host = _check_sample_weight(
-                    to_numpy(sample_weight), to_numpy(y), dtype=np.float64
-                )
-                if not np.all(w_host >= 0):
-                    raise ValueError("sample_weight must be non-negative.")
-                w = to_namespace(w_host, xp, device)
-            self._partial_fit_head(X, Y, w, xp, device, sizes)
-            return self
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(saved)
-            raise
+        sizes = self._architecture()
+        X, y = self._prepare(X, y, reset=first)
+        if first:
+            self._y_ndim = y.ndim
+        Y = _as_targets(y, X)
+        if not first and Y.shape[1] != self.coefs_[-1].shape[1]:
+            raise ValueError(
+                f"y has {Y.shape[1]} targets; earlier batches had {self.coefs_[-1].shape[1]}."
+            )
+        w = None
+        if sample_weight is not None:
+            xp, device = get_namespace_and_device(X)
+            w = to_namespace(check_weights(sample_weight, y, positive_sum=False), xp, device)
+        self._partial_fit_head(X, Y, w, sizes)
+        return self
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.array_api_support = True
-        tags.input_tags.sparse = False
         tags.target_tags.multi_output = True
         return tags
+
+
+def _as_targets(y, like):
+    """The regression targets as a 2-D float64 array in the namespace of ``like``."""
+    xp, device = get_namespace_and_device(like)
+    Y = xp.astype(to_namespace(y, xp, device), xp.float64)
+    return Y[:, None] if Y.ndim == 1 else Y

@@ -9,28 +9,16 @@ divided by one temperature fitted on the training data by maximum likelihood
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import numpy as np
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import _check_sample_weight
 
+from closedform._base import check_weights
+from solvers._estimator import restore_on_error  # re-exported: its home before the redesign
 from solvers.backend import get_namespace_and_device, to_namespace, to_numpy
 
 __all__ = ["MarginClassifierMixin", "encode_labels", "fit_temperature", "restore_on_error"]
-
-
-@contextlib.contextmanager
-def restore_on_error(estimator):
-    """Restore ``estimator.__dict__`` if the block raises: a failed fit keeps a previous fit."""
-    saved = dict(estimator.__dict__)
-    try:
-        yield
-    except BaseException:
-        estimator.__dict__.clear()
-        estimator.__dict__.update(saved)
-        raise
 
 
 def encode_labels(y, sample_weight=None):
@@ -59,9 +47,7 @@ def encode_labels(y, sample_weight=None):
         )
     weights = None
     if sample_weight is not None:
-        weights = _check_sample_weight(to_numpy(sample_weight), y_host, dtype=np.float64)
-        if not np.all(weights >= 0) or not np.sum(weights) > 0:
-            raise ValueError("sample_weight must be non-negative with a positive sum.")
+        weights = check_weights(sample_weight, y_host, positive_sum=True)
         if np.unique(indices[weights > 0]).shape[0] < 2:
             raise ValueError(
                 "sample_weight leaves samples of only 1 class with positive weight; "

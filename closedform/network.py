@@ -17,9 +17,12 @@ change during a fit, so its Cholesky factor is computed once (:class:`RidgeLayer
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from closedform.backward import backward_target
+from closedform.svm_head import relative_scale
 from solvers.backend import (
     get_namespace_and_device,
     map_row_chunks_,
@@ -30,7 +33,14 @@ from solvers.backend import (
 from solvers.linalg import cho_solve, cholesky
 from solvers.ridge import GramStatistics
 
-__all__ = ["INITS", "RidgeLayerFactor", "backward_sweep", "forward", "init_network"]
+__all__ = [
+    "INITS",
+    "RidgeLayerFactor",
+    "SweepSettings",
+    "backward_sweep",
+    "forward",
+    "init_network",
+]
 
 
 INITS = ("samples", "gaussian")
@@ -153,11 +163,10 @@ class RidgeLayerFactor:
         xp, device = get_namespace_and_device(H)
         stats = GramStatistics().update(H, sample_weight=weights, block_rows=block_rows)
         cov = stats.covariance()
-        d = cov.shape[0]
-        scale = float(xp.sum(xp.linalg.diagonal(cov))) / d
-        self.gamma = alpha * (scale if scale > 0.0 else 1.0)
+        self.gamma = alpha * relative_scale(cov)
         self.mean = stats.mean
-        self.factor = cholesky(cov + self.gamma * xp.eye(d, dtype=xp.float64, device=device))
+        eye = xp.eye(cov.shape[0], dtype=xp.float64, device=device)
+        self.factor = cholesky(cov + self.gamma * eye)
         self.weights = weights
         self.block_rows = block_rows
 
@@ -187,22 +196,35 @@ class RidgeLayerFactor:
         return W, t_mean - self.mean @ W
 
 
+@dataclass(frozen=True)
+class SweepSettings:
+    """What a backward sweep needs besides the arrays; built once per fit.
+
+    Attributes
+    ----------
+    activation : closedform.activations.Activation
+    backward : {"proximal", "pinv", "adjoint"}
+        How targets are pulled back through a layer (:func:`closedform.backward.backward_target`).
+    mu : float
+        Relative proximal weight (``backward="proximal"``).
+    squash_eps : float
+        How far inside the activation's range targets are clipped before inversion.
+    alpha_hidden : float
+        Relative ridge penalty of the hidden layers' fits.
+    block_rows : int
+        Rows per block of the Gram and cross-moment accumulations.
+    """
+
+    activation: object
+    backward: str
+    mu: float
+    squash_eps: float
+    alpha_hidden: float
+    block_rows: int
+
+
 def backward_sweep(
-    X,
-    hidden,
-    layers,
-    head_W,
-    head_b,
-    targets,
-    activation,
-    *,
-    backward,
-    mu,
-    squash_eps,
-    alpha_hidden,
-    weights,
-    block_rows,
-    first_factor=None,
+    X, hidden, layers, head_W, head_b, targets, settings, *, weights=None, first_factor=None
 ):
     """One top-down sweep; returns the new layers and the first layer's (cached) factor.
 
@@ -216,12 +238,9 @@ def backward_sweep(
         The decision layer (float64).
     targets : array of shape (n, c)
         The decision layer's targets (the retargeted codes).
-    activation : closedform.activations.Activation
-    backward : {"proximal", "pinv", "adjoint"}
-    mu, squash_eps, alpha_hidden : float
-    weights : array of shape (n,) or None
-        Normalised sample weights for the hidden ridge fits.
-    block_rows : int
+    settings : SweepSettings
+    weights : array of shape (n,), default=None
+        Normalised sample weights for the hidden ridge fits (uniform when None).
     first_factor : RidgeLayerFactor, default=None
         The first layer's factor from an earlier sweep of the same fit.
 
@@ -235,16 +254,16 @@ def backward_sweep(
     new_layers = list(layers)
     T, W_up, b_up = targets, head_W, head_b
     for k in range(len(layers) - 1, -1, -1):
-        H_star = backward_target(backward, T, W_up, b_up, hidden[k], mu=mu)
-        Z_star = pull_back(activation, H_star, squash_eps)
+        H_star = backward_target(settings.backward, T, W_up, b_up, hidden[k], mu=settings.mu)
+        Z_star = pull_back(settings.activation, H_star, settings.squash_eps)
         del H_star
         below = X if k == 0 else hidden[k - 1]
-        if k == 0:
-            if first_factor is None:
-                first_factor = RidgeLayerFactor(below, weights, alpha_hidden, block_rows)
-            factor = first_factor
+        if k == 0 and first_factor is not None:
+            factor = first_factor  # the inputs do not change during a fit
         else:
-            factor = RidgeLayerFactor(below, weights, alpha_hidden, block_rows)
+            factor = RidgeLayerFactor(below, weights, settings.alpha_hidden, settings.block_rows)
+        if k == 0:
+            first_factor = factor
         W, b = factor.solve(below, Z_star)
         new_layers[k] = (xp.astype(W, dtype), xp.astype(b, dtype))
         T, W_up, b_up = Z_star, W, b

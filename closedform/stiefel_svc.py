@@ -3,17 +3,17 @@
 
 from __future__ import annotations
 
-import numpy as np
+from numbers import Integral, Real
+from typing import ClassVar
+
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from closedform.margins import (
-    MarginClassifierMixin,
-    encode_labels,
-    fit_temperature,
-    restore_on_error,
-)
-from closedform.svm_head import HEADS, fit_svm_head
+from closedform._base import AT_LEAST_ONE, MEMORY_BUDGET, NON_NEGATIVE
+from closedform.margins import MarginClassifierMixin, encode_labels, fit_temperature
+from closedform.svm_head import HEADS, HeadSettings, check_head_width, fit_svm_head
+from solvers._estimator import ValidatedEstimatorMixin, fit_context
+from solvers._validation import StrOptions, interval
 from solvers.backend import (
     check_same_namespace,
     floating_dtype,
@@ -23,12 +23,11 @@ from solvers.backend import (
     to_namespace,
     to_numpy,
 )
-from solvers.step_size import check_int, check_positive
 
 __all__ = ["StiefelSVC"]
 
 
-class StiefelSVC(MarginClassifierMixin, ClassifierMixin, BaseEstimator):
+class StiefelSVC(MarginClassifierMixin, ClassifierMixin, ValidatedEstimatorMixin, BaseEstimator):
     """One-vs-rest squared-hinge SVM fitted by closed-form retargeting steps.
 
     The decision layer of the manifold neural network (Zhang, Jiao, Zhang, Li,
@@ -119,6 +118,19 @@ class StiefelSVC(MarginClassifierMixin, ClassifierMixin, BaseEstimator):
     True
     """
 
+    _parameter_constraints: ClassVar[dict] = {
+        "head": [StrOptions(set(HEADS))],
+        "alpha": [NON_NEGATIVE],
+        "max_iter": [AT_LEAST_ONE],
+        "tol": [NON_NEGATIVE],
+        "adaptive_weights": ["boolean"],
+        "keep_ratio": [interval(Real, 0.0, 1.0, closed="right")],
+        "gpi_max_iter": [AT_LEAST_ONE],
+        "memory_budget": MEMORY_BUDGET,
+        "verbose": [interval(Integral, 0, None, closed="left")],
+        "callback": [callable, None],
+    }
+
     def __init__(
         self,
         head="stiefel",
@@ -144,20 +156,7 @@ class StiefelSVC(MarginClassifierMixin, ClassifierMixin, BaseEstimator):
         self.verbose = verbose
         self.callback = callback
 
-    def _check_params(self):
-        if self.head not in HEADS:
-            raise ValueError(f"head must be one of {HEADS}; got {self.head!r}.")
-        check_positive("alpha", self.alpha, strict=False)
-        check_int("max_iter", self.max_iter)
-        check_positive("tol", self.tol, strict=False)
-        if not isinstance(self.adaptive_weights, (bool, np.bool_)):
-            raise ValueError(f"adaptive_weights must be a bool; got {self.adaptive_weights!r}.")
-        check_positive("keep_ratio", self.keep_ratio, upper=1.0, upper_open=False)
-        check_int("gpi_max_iter", self.gpi_max_iter)
-        check_int("verbose", self.verbose, minimum=0)
-        if self.callback is not None and not callable(self.callback):
-            raise ValueError(f"callback must be callable or None; got {self.callback!r}.")
-
+    @fit_context
     def fit(self, X, y, sample_weight=None):
         """Fit the decision layer.
 
@@ -175,32 +174,16 @@ class StiefelSVC(MarginClassifierMixin, ClassifierMixin, BaseEstimator):
         self : object
             Fitted estimator.
         """
-        with restore_on_error(self):  # a failed fit leaves a previous fit intact
-            return self._fit(X, y, sample_weight)
-
-    def _fit(self, X, y, sample_weight):
-        self._check_params()
         X, y = validate_data(self, X, y, dtype="numeric")
         xp, device = get_namespace_and_device(X)
         X = xp.astype(X, floating_dtype(xp, X, device))
         classes, indices, Y, w_host = encode_labels(y, sample_weight)
         weights = None if w_host is None else to_namespace(w_host, xp, device)
-        n_outputs = Y.shape[1]
-        if self.head != "ridge" and X.shape[1] < n_outputs:
-            constraint = "W^T G W = I" if self.head == "stiefel" else "W^T W = I"
-            raise ValueError(
-                f"head={self.head!r} constrains {constraint}, which needs at least as many "
-                f"features as outputs (n_classes, or 1 for two classes); got {X.shape[1]} "
-                f"features for {n_outputs} outputs. Use head='ridge' or more features."
-            )
+        check_head_width(self.head, X.shape[1], Y.shape[1])
         Y = to_namespace(Y, xp, device)
-
         budget = resolve_memory_budget(self.memory_budget, xp, device)
         block = rows_per_block(X.shape[1], 8, budget, n_buffers=2, min_rows=64)
-        out = fit_svm_head(
-            X,
-            Y,
-            weights,
+        settings = HeadSettings(
             head=self.head,
             alpha=self.alpha,
             max_iter=self.max_iter,
@@ -208,16 +191,15 @@ class StiefelSVC(MarginClassifierMixin, ClassifierMixin, BaseEstimator):
             adaptive_weights=self.adaptive_weights,
             keep_ratio=self.keep_ratio,
             gpi_max_iter=self.gpi_max_iter,
-            block_rows=block,
-            callback=self._progress,
         )
-        self.temperature_ = fit_temperature(to_numpy(out["outputs"]), indices, w_host)
+        fit = fit_svm_head(X, Y, weights, settings, block_rows=block, callback=self._progress)
+        self.temperature_ = fit_temperature(to_numpy(fit.outputs), indices, w_host)
         self._set_classes(classes, xp, device)
-        self.coef_ = out["W"].T
-        self.intercept_ = out["b"]
-        self.sample_weight_ = out["weights"]
-        self.objective_curve_ = out["objective_curve"]
-        self.n_iter_ = out["n_iter"]
+        self.coef_ = fit.W.T
+        self.intercept_ = fit.b
+        self.sample_weight_ = fit.weights
+        self.objective_curve_ = fit.objective_curve
+        self.n_iter_ = fit.n_iter
         return self
 
     def _progress(self, info):

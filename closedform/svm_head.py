@@ -41,6 +41,7 @@ sample weights ``a`` on the simplex it minimises, by alternating exact steps,
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 from solvers.backend import get_namespace_and_device
 from solvers.linalg import (
@@ -52,9 +53,116 @@ from solvers.linalg import (
 )
 from solvers.ridge import ridge_gcv
 
-__all__ = ["AUTO_ALPHAS", "HEADS", "fit_svm_head", "simplex_weights"]
+__all__ = [
+    "AUTO_ALPHAS",
+    "HEADS",
+    "HeadFit",
+    "HeadSettings",
+    "check_head_width",
+    "fit_svm_head",
+    "pick_alpha",
+    "relative_scale",
+    "simplex_weights",
+    "solve_head",
+]
 
 HEADS = ("stiefel", "gpi", "ridge")
+
+#: Relative penalties ``alpha="auto"`` chooses from: 1e-8 ... 1, half a decade apart.
+AUTO_ALPHAS = tuple(10.0 ** (e / 2) for e in range(-16, 1))
+
+
+class HeadSettings(NamedTuple):
+    """The decision layer's hyperparameters (:func:`fit_svm_head`), fixed for a fit.
+
+    ``head``: the (W, b) step, one of :data:`HEADS`; ``alpha``: the relative
+    ridge penalty, or ``"auto"``; ``max_iter``: retargeting iterations;
+    ``tol``: stop when ``J`` decreases by less than ``tol * J``;
+    ``adaptive_weights``, ``keep_ratio``: the simplex weights keeping a fraction
+    ``rho`` of the samples; ``gpi_max_iter``: GPI iterations per step for
+    ``head="gpi"``; ``loss``: ``"squared_hinge"`` retargets the codes,
+    ``"squared"`` keeps ``Z = Y`` (ridge regression onto real targets).
+    """
+
+    head: str = "stiefel"
+    alpha: float | str = 1e-5
+    max_iter: int = 10
+    tol: float = 1e-4
+    adaptive_weights: bool = False
+    keep_ratio: float = 1.0
+    gpi_max_iter: int = 100
+    loss: str = "squared_hinge"
+
+
+class HeadFit(NamedTuple):
+    """The result of :func:`fit_svm_head`.
+
+    ``W`` (p, c) and ``b`` (c,) in float64; ``weights`` (n,): the final sample
+    weights; ``outputs`` (n, c): ``H W + b`` of the last iteration, float64;
+    ``targets`` (n, c): the retargeted ``Z`` after the last iteration;
+    ``objective_curve``: ``J`` after each retargeting (plus ``lambda ||a||^2``
+    with adaptive weights); ``n_iter``; ``gamma``: the absolute penalty;
+    ``alpha``: the relative penalty used (the chosen one for ``"auto"``).
+
+    ``fit["W"]`` still reads a field by name, as the dict this replaces did.
+    """
+
+    W: object
+    b: object
+    weights: object
+    outputs: object
+    targets: object
+    objective_curve: list
+    n_iter: int
+    gamma: float
+    alpha: float
+
+    def __getitem__(self, key):
+        return getattr(self, key) if isinstance(key, str) else tuple.__getitem__(self, key)
+
+
+def relative_scale(cov):
+    """``trace(cov) / p`` (1 for a zero matrix): the unit of the relative penalties.
+
+    A penalty ``alpha`` means ``gamma = alpha * relative_scale(cov)``, so that
+    it does not depend on the features' scale.
+    """
+    xp, _ = get_namespace_and_device(cov)
+    scale = float(xp.sum(xp.linalg.diagonal(cov))) / cov.shape[0]
+    return scale if scale > 0.0 else 1.0
+
+
+def pick_alpha(scatter, cross, target_scatter, n_samples, weight_sum, scale):
+    """The relative penalty in :data:`AUTO_ALPHAS` with the lowest GCV score.
+
+    ``scatter``, ``cross`` and ``target_scatter`` are sums over the samples
+    (:func:`solvers.ridge.ridge_gcv`), whose total weight is ``weight_sum``:
+    ``alpha`` means ``gamma = weight_sum * alpha * scale`` in their units.
+    """
+    gammas = [weight_sum * a * scale for a in AUTO_ALPHAS]
+    scores, _ = ridge_gcv(scatter, cross, target_scatter, n_samples, gammas)
+    return AUTO_ALPHAS[min(range(len(scores)), key=scores.__getitem__)]
+
+
+def solve_head(head, L, G, C, W_prev, gpi_max_iter):
+    """The (W, b) step's ``W`` for ``G = L L^T`` and the cross-moment ``C``, by ``head``."""
+    if head == "ridge":
+        return cho_solve(L, C)
+    if head == "stiefel":
+        return generalized_procrustes(L, C)
+    return stiefel_quadratic(G, C, W_prev, max_iter=gpi_max_iter, tol=1e-12)[0]
+
+
+def check_head_width(head, width, n_outputs, what="features"):
+    """Raise unless ``head``'s orthogonality constraint fits ``width`` columns and ``n_outputs``."""
+    if head == "ridge" or width >= n_outputs:
+        return
+    constraint = "W^T G W = I" if head == "stiefel" else "W^T W = I"
+    raise ValueError(
+        f"head={head!r} constrains {constraint}, which needs at least as many {what} as outputs "
+        f"(n_classes, or 1 for two classes); got {width} {what} for {n_outputs} outputs. "
+        f"Use head='ridge' or more {what}."
+    )
 
 
 def simplex_weights(losses, k):
@@ -92,30 +200,25 @@ def simplex_weights(losses, k):
     return weights, 0.5 * denom
 
 
-def _solve(head, L, G, C, W_prev, gpi_max_iter):
-    if head == "ridge":
-        return cho_solve(L, C)
-    if head == "stiefel":
-        return generalized_procrustes(L, C)
-    return stiefel_quadratic(G, C, W_prev, max_iter=gpi_max_iter, tol=1e-12)[0]
+class _Problem(NamedTuple):
+    """The weighted least-squares problem of the (W, b) step (fixed between reweightings)."""
+
+    weights: object  # (n,) on the simplex
+    mean: object  # (p,) weighted mean of the features
+    G: object  # (p, p) weighted covariance + gamma I
+    L: object  # its Cholesky factor
 
 
 def fit_svm_head(
     H,
     Y,
     sample_weight=None,
+    settings=None,
     *,
-    head="stiefel",
-    alpha=1e-5,
-    max_iter=10,
-    tol=1e-4,
-    adaptive_weights=False,
-    keep_ratio=1.0,
-    gpi_max_iter=100,
-    loss="squared_hinge",
     targets=None,
     block_rows=None,
     callback=None,
+    **fields,
 ):
     """Fit the decision layer by alternating its closed-form steps (module docstring).
 
@@ -124,29 +227,16 @@ def fit_svm_head(
     H : array of shape (n, p)
         Features (float32 or float64; statistics are accumulated in float64).
     Y : array of shape (n, c)
-        One-vs-rest codes in {-1, +1}.
+        One-vs-rest codes in {-1, +1} (real targets for ``loss="squared"``).
     sample_weight : array of shape (n,), default=None
         Non-negative base weights (normalised to sum one); uniform when None.
         Adaptive weights multiply them.
-    head : {"stiefel", "gpi", "ridge"}
-    alpha : float or "auto"
-        Relative ridge penalty: ``gamma = alpha * trace(G_0) / p``. ``"auto"``
-        picks it from :data:`AUTO_ALPHAS` by generalised cross-validation of the
-        least-squares fit to ``Y``, all from one eigendecomposition of ``G_0``
-        (:func:`solvers.ridge.ridge_gcv`).
-    max_iter : int
-        Retargeting iterations (each one (W, b) solve).
-    tol : float
-        Stop when ``J`` decreases by less than ``tol * J``.
-    adaptive_weights : bool
-    keep_ratio : float in (0, 1]
-        Fraction ``rho`` of samples kept by the adaptive weights:
-        ``k = clip(round(rho n) - 1, 1, n - 1)``.
-    gpi_max_iter : int
-        GPI iterations per (W, b) step for ``head="gpi"``.
-    loss : {"squared_hinge", "squared"}
-        ``"squared"`` keeps the targets ``Z = Y`` (ridge regression onto real
-        targets; iterations only update adaptive weights).
+    settings : HeadSettings, default=None
+        The hyperparameters (:class:`HeadSettings`' defaults when None);
+        keyword ``**fields`` (``head=``, ``alpha=``, ...) replace some of them.
+        ``alpha="auto"`` picks the relative penalty by generalised
+        cross-validation of the least-squares fit to ``Y`` (:func:`pick_alpha`);
+        ``keep_ratio=rho`` keeps ``k = clip(round(rho n) - 1, 1, n - 1)`` samples.
     targets : array of shape (n, c), default=None
         Warm start for the retargeted codes ``Z`` (default ``Y``): the previous
         fit's targets when the features have changed a little.
@@ -158,106 +248,111 @@ def fit_svm_head(
 
     Returns
     -------
-    dict
-        ``W`` (p, c) and ``b`` (c,) in float64, ``weights`` (n,), ``outputs``
-        (n, c): ``H W + b`` of the last iteration, float64,
-        ``targets`` (n, c): the retargeted ``Z`` after the last iteration,
-        ``objective_curve`` (list of float: ``J`` after each retargeting,
-        plus ``lambda ||a||^2`` with adaptive weights), ``n_iter``, ``gamma``,
-        ``alpha`` (the relative penalty used).
+    HeadFit
     """
-    xp, device = get_namespace_and_device(H)
-    n, p = H.shape
-    f64 = xp.float64
-    Y64 = xp.astype(Y, f64)
-    if sample_weight is None:
-        base = xp.full((n,), 1.0 / n, dtype=f64, device=device)
-    else:
-        base = xp.astype(sample_weight, f64)
-        base = base / xp.sum(base)
-    k = min(max(round(keep_ratio * n) - 1, 1), n - 1) if n > 1 else 1
-
-    weights = base
-    mean, G0 = weighted_moments(
-        H, None if sample_weight is None else weights, block_rows=block_rows
-    )
-    scale = float(xp.sum(xp.linalg.diagonal(G0))) / p
-    scale = scale if scale > 0.0 else 1.0
+    settings = HeadSettings(**fields) if settings is None else settings._replace(**fields)
+    xp, _ = get_namespace_and_device(H)
+    n = H.shape[0]
+    Y64 = xp.astype(Y, xp.float64)
+    base = _base_weights(H, sample_weight)
+    mean, G0 = weighted_moments(H, None if sample_weight is None else base, block_rows=block_rows)
+    scale = relative_scale(G0)
+    alpha = settings.alpha
     if isinstance(alpha, str):  # "auto": GCV of the least-squares fit, one eigh for all
-        alpha = _gcv_alpha(H, Y64, weights, mean, G0, scale)
+        alpha = _gcv_alpha(H, Y64, base, mean, G0, scale)
     gamma = alpha * scale
-    eye = xp.eye(p, dtype=f64, device=device)
-    G = G0 + gamma * eye
-    L = cholesky(G)
-    squared = loss == "squared"
-    if squared and not adaptive_weights:
-        max_iter = 1
-    Z = Y64 if targets is None else xp.astype(targets, f64)
+    problem = _Problem(base, mean, *_penalised(G0, gamma))
+    adaptive = settings.adaptive_weights
+    max_iter = 1 if settings.loss == "squared" and not adaptive else settings.max_iter
+    k = min(max(round(settings.keep_ratio * n) - 1, 1), n - 1) if n > 1 else 1
+    Z = Y64 if targets is None else xp.astype(targets, xp.float64)
     W, curve, lam, losses = None, [], 0.0, None
-    n_iter = 0
     for it in range(max_iter):
-        if it > 0 and adaptive_weights and n > 1:
-            alpha_w, lam = simplex_weights(losses, k)  # the previous pass's losses
-            weights = alpha_w * base
-            weights = weights / xp.sum(weights)
-            mean, G0 = weighted_moments(H, weights, block_rows=block_rows)
-            G = G0 + gamma * eye
-            L = cholesky(G)
-        z_mean = weights @ Z
-        # C = sum_i a_i h_i z_i^T - h z^T, the product in the features' precision (no
-        # float64 copy of H), the centring in float64
-        C = xp.astype(H.T @ xp.astype(weights[:, None] * Z, H.dtype), f64)
-        C = C - mean[:, None] * z_mean[None, :]
-        W = _solve(head, L, G, C, W, gpi_max_iter)
-        b = z_mean - mean @ W
-        F = xp.astype(H @ xp.astype(W, H.dtype), f64) + b
-        if squared:
-            losses = xp.sum((F - Y64) ** 2, axis=1)
-        else:  # retarget: z = y max(1, y f); the residual is then the squared hinge
-            margins = Y64 * F
-            Z = Y64 * xp.clip(margins, min=1.0)
-            losses = xp.sum(xp.clip(1.0 - margins, min=0.0) ** 2, axis=1)
+        if it > 0 and adaptive and n > 1:  # reweight by the previous pass's losses
+            problem, lam = _reweight(H, base, losses, k, gamma, block_rows)
+        W, b, F = _weights_step(H, Z, problem, W, settings)
+        Z, losses = _retarget(F, Y64, Z, settings.loss)
+        weights = problem.weights
         J = float(weights @ losses) + gamma * float(xp.sum(W * W))
-        if adaptive_weights:
+        if adaptive:
             J += lam * float(xp.sum(weights * weights))
         if not math.isfinite(J):
             raise FloatingPointError(
                 "The SVM head's objective is not finite; check the features for NaN/inf."
             )
         curve.append(J)
-        n_iter = it + 1
         if callback is not None:
             try:
-                callback({"iteration": n_iter, "objective": J})
+                callback({"iteration": it + 1, "objective": J})
             except StopIteration:
                 break
-        if len(curve) > 1 and curve[-2] - J <= tol * abs(curve[-2]):
+        if len(curve) > 1 and curve[-2] - J <= settings.tol * abs(curve[-2]):
             break
-    return {
-        "W": W,
-        "b": b,
-        "weights": weights,
-        "outputs": F,
-        "targets": Z,
-        "objective_curve": curve,
-        "n_iter": n_iter,
-        "gamma": gamma,
-        "alpha": alpha,
-    }
+    return HeadFit(W, b, problem.weights, F, Z, curve, len(curve), gamma, alpha)
 
 
-#: Relative penalties ``alpha="auto"`` chooses from: 1e-8 ... 1, half a decade apart.
-AUTO_ALPHAS = tuple(10.0 ** (e / 2) for e in range(-16, 1))
+def _base_weights(H, sample_weight):
+    """The base sample weights, normalised to sum one (uniform when None), float64."""
+    xp, device = get_namespace_and_device(H)
+    n = H.shape[0]
+    if sample_weight is None:
+        return xp.full((n,), 1.0 / n, dtype=xp.float64, device=device)
+    base = xp.astype(sample_weight, xp.float64)
+    return base / xp.sum(base)
+
+
+def _penalised(G0, gamma):
+    """``G = G0 + gamma I`` and its Cholesky factor."""
+    xp, device = get_namespace_and_device(G0)
+    G = G0 + gamma * xp.eye(G0.shape[0], dtype=xp.float64, device=device)
+    return G, cholesky(G)
+
+
+def _cross_moment(H, weights, mean, Z):
+    """``C = sum_i a_i (h_i - h) z_i^T`` (p, c) and the targets' weighted mean ``z`` (c,).
+
+    The product runs in the features' precision (no float64 copy of ``H``), the
+    centring in float64.
+    """
+    xp, _ = get_namespace_and_device(H)
+    z_mean = weights @ Z
+    C = xp.astype(H.T @ xp.astype(weights[:, None] * Z, H.dtype), xp.float64)
+    return C - mean[:, None] * z_mean[None, :], z_mean
+
+
+def _weights_step(H, Z, problem, W_prev, settings):
+    """The (W, b) step for fixed targets ``Z``; returns ``W``, ``b`` and the outputs ``H W + b``."""
+    xp, _ = get_namespace_and_device(H)
+    C, z_mean = _cross_moment(H, problem.weights, problem.mean, Z)
+    W = solve_head(settings.head, problem.L, problem.G, C, W_prev, settings.gpi_max_iter)
+    b = z_mean - problem.mean @ W
+    return W, b, xp.astype(H @ xp.astype(W, H.dtype), xp.float64) + b
+
+
+def _retarget(F, Y, Z, loss):
+    """The retargeting step: new targets ``Z`` and per-sample losses for the outputs ``F``."""
+    xp, _ = get_namespace_and_device(F)
+    if loss == "squared":  # the targets stay the codes
+        return Z, xp.sum((F - Y) ** 2, axis=1)
+    # z = y max(1, y f); the residual is then the squared hinge
+    margins = Y * F
+    return Y * xp.clip(margins, min=1.0), xp.sum(xp.clip(1.0 - margins, min=0.0) ** 2, axis=1)
+
+
+def _reweight(H, base, losses, k, gamma, block_rows):
+    """Adaptive weights from the losses (:func:`simplex_weights`) and their problem."""
+    xp, _ = get_namespace_and_device(H)
+    simplex, lam = simplex_weights(losses, k)
+    weights = simplex * base
+    weights = weights / xp.sum(weights)
+    mean, G0 = weighted_moments(H, weights, block_rows=block_rows)
+    return _Problem(weights, mean, *_penalised(G0, gamma)), lam
 
 
 def _gcv_alpha(H, Y, weights, mean, G0, scale):
     """The relative penalty in :data:`AUTO_ALPHAS` with the lowest GCV score."""
-    xp, _ = get_namespace_and_device(H)
     n = H.shape[0]
-    y_mean = weights @ Y
-    C = xp.astype(H.T @ xp.astype(weights[:, None] * Y, H.dtype), xp.float64)
-    C = C - mean[:, None] * y_mean[None, :]
+    C, y_mean = _cross_moment(H, weights, mean, Y)
     t = weights @ ((Y - y_mean) ** 2)
     # the statistics are weighted means; GCV wants sums over the n samples
-    scores, _ = ridge_gcv(n * G0, n * C, n * t, n, [n * a * scale for a in AUTO_ALPHAS])
-    return AUTO_ALPHAS[min(range(len(scores)), key=scores.__getitem__)]
+    return pick_alpha(n * G0, n * C, n * t, n, n, scale)
