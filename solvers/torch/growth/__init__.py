@@ -14,13 +14,14 @@ A grown model has new parameter shapes: build a new optimizer for it.
 from solvers.torch.growth.expand import ExpandedConv2d, ExpandedLinear, contract, expand
 from solvers.torch.growth.split_eigen import SplitEigen
 from solvers.torch.growth.splittable import splittable_layers
-from solvers.torch.growth.splitting import NeuronSplitting
+from solvers.torch.growth.splitting import NeuronSplitting, SplitPick
 
 __all__ = [
     "ExpandedConv2d",
     "ExpandedLinear",
     "NeuronSplitting",
     "SplitEigen",
+    "SplitPick",
     "contract",
     "expand",
     "splittable_layers",

@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -66,7 +67,15 @@ from solvers.torch.growth.split_eigen import eigen_of, exact_eigen, lanczos_eige
 from solvers.torch.growth.splittable import check_splittable
 from solvers.torch.growth.splitting_matrix import collect_splitting_terms
 
-__all__ = ["NeuronSplitting"]
+__all__ = ["NeuronSplitting", "SplitPick"]
+
+
+class SplitPick(NamedTuple):
+    """One neuron to split: its layer (index in the ``Sequential``), row and scheme."""
+
+    layer: int
+    neuron: int
+    kind: str  # "s2d" (along v_min) or "signed" (along v_max)
 
 
 def _block(layer):
@@ -186,7 +195,9 @@ class NeuronSplitting:
 
         Returns
         -------
-        list of (layer index, neuron index, "s2d" or "signed")
+        list of SplitPick
+            ``(layer, neuron, kind)`` with ``kind`` ``"s2d"`` or ``"signed"``,
+            most negative change first.
         """
         n_new = check_int("n_new", n_new, minimum=0)
         if not hasattr(self, "eigen_"):
@@ -199,7 +210,7 @@ class NeuronSplitting:
                     kind = "s2d" if c == float(e.lambda_min[j]) else "signed"
                     cands.append((c, i, j, kind))
         cands.sort(key=lambda t: (t[0], t[1], t[2]))
-        return [(i, j, kind) for _, i, j, kind in cands[:n_new]]
+        return [SplitPick(i, j, kind) for _, i, j, kind in cands[:n_new]]
 
     @torch.no_grad()
     def split(self, n_new, eps=1e-2, warn=True):

@@ -31,6 +31,17 @@ def test_splitting_keeps_the_function_and_lowers_the_loss_as_predicted(
     assert loss_of(net, X, y) > loss_of(grown, X, y)
 
 
+def test_select_names_its_picks(smooth_net, split_data):
+    X, y = split_data()
+    splitter = NeuronSplitting(smooth_net(), signed=True)
+    splitter.score([(X, y)])
+    picks = splitter.select(3)
+    change = splitter.predicted_change()
+    values = [float(change[p.layer][p.neuron]) for p in picks]
+    assert values == sorted(values) and all(v < 0 for v in values)
+    assert {p.kind for p in picks} <= {"s2d", "signed"}
+
+
 def test_signed_split_uses_lambda_max(smooth_net, split_data):
     net = smooth_net()
     X, y = split_data()
