@@ -6,11 +6,13 @@
   budgets and block sizes, in-place element-wise helpers.
 - :mod:`solvers.linalg`: linear algebra shared by the solvers (top eigensystem
   of a symmetric PSD matrix, blocked matrix products).
-- :mod:`solvers.step_size`, :mod:`solvers.adaptive`, :mod:`solvers.glm`,
-  :mod:`solvers.stochastic`: step-size rules (fixed, Armijo, Goldstein,
-  Polyak), diagonal preconditioners (AdaGrad, AMSGrad) and momentum, GLM
-  minibatch objectives, and :func:`minimize` for stochastic objectives on arrays.
-- :mod:`solvers.torch`: the same optimizers as ``torch.optim`` optimizers.
+- :mod:`solvers.linesearch`: step-size rules (fixed, Armijo, Goldstein,
+  Polyak), the search settings, diagonal preconditioners (AdaGrad, AMSGrad)
+  and momentum, and :func:`minimize` for stochastic objectives on arrays
+  (the old modules ``step_size``, ``adaptive``, ``stochastic`` re-export them);
+  :mod:`solvers.glm`: GLM minibatch objectives with a cheap line restriction.
+- :mod:`solvers.torch`: the same optimizers as ``torch.optim`` optimizers
+  (:mod:`solvers.torch.optim`).
 
 CuPy and torch are imported lazily: importing :mod:`solvers` needs neither.
 """
@@ -25,7 +27,7 @@ from solvers.backend import (
 )
 from solvers.glm import GLMObjective
 from solvers.linalg import blocked_matmul, top_eigensystem
-from solvers.stochastic import minimize
+from solvers.linesearch.minimize import minimize
 
 __all__ = [
     "GLMObjective",

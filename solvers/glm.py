@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import array_api_compat
 
-from solvers.step_size import check_positive
+from solvers._validation import check_positive
 
 LOSSES = ("logistic", "squared")
 

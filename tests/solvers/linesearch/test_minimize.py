@@ -1,13 +1,11 @@
 # SPDX-License-Identifier: BSD-3-Clause
-"""Step-size rules and the array-level stochastic minimiser."""
-
-import math
+"""solvers.linesearch.minimize: the array-level stochastic minimiser."""
 
 import numpy as np
 import pytest
 
 from solvers import GLMObjective, minimize
-from solvers.step_size import Armijo, Goldstein, Polyak, initial_step, make_step_rule
+from solvers.linesearch.minimize import _Iterate, _make_method, _one_step, _Problem
 
 COMBOS = [
     ("amsgrad", "armijo"),
@@ -20,26 +18,10 @@ COMBOS = [
 ]
 
 
-def least_squares(n=200, p=10, seed=0):
-    rng = np.random.default_rng(seed)
-    A = rng.normal(size=(n, p))
-    x_star = rng.normal(size=p)
-    return A, A @ x_star, x_star
-
-
-def separable(n=1000, p=20, margin=0.1, seed=0):
-    rng = np.random.default_rng(seed)
-    w = rng.normal(size=p)
-    w /= np.linalg.norm(w)
-    X = rng.normal(size=(n, p))
-    s = X @ w
-    X += np.outer(np.sign(s) * margin, w)  # push every point at least `margin` away
-    y = np.sign(X @ w)
-    return X, y
-
-
 @pytest.mark.parametrize("preconditioner, rule", COMBOS)
-def test_converges_to_the_minimiser_of_a_strongly_convex_quadratic(preconditioner, rule):
+def test_converges_to_the_minimiser_of_a_strongly_convex_quadratic(
+    preconditioner, rule, least_squares
+):
     A, b, x_star = least_squares()
     c = 0.25 if rule == "goldstein" else 0.5
     res = minimize(
@@ -47,7 +29,7 @@ def test_converges_to_the_minimiser_of_a_strongly_convex_quadratic(preconditione
         np.zeros(10),
         (A, b),
         preconditioner=preconditioner,
-        step_rule=rule,
+        line_search=rule,
         c=c,
         epochs=60,
         batch_size=20,
@@ -57,7 +39,7 @@ def test_converges_to_the_minimiser_of_a_strongly_convex_quadratic(preconditione
 
 
 @pytest.mark.parametrize("preconditioner, rule", COMBOS)
-def test_separable_logistic_regression_loss_goes_to_zero(preconditioner, rule):
+def test_separable_logistic_regression_loss_goes_to_zero(preconditioner, rule, separable):
     X, y = separable()
     obj = GLMObjective("logistic")
     c = 0.25 if rule == "goldstein" else 0.5
@@ -66,7 +48,7 @@ def test_separable_logistic_regression_loss_goes_to_zero(preconditioner, rule):
         np.zeros(20),
         (X, y),
         preconditioner=preconditioner,
-        step_rule=rule,
+        line_search=rule,
         c=c,
         epochs=40,
         random_state=0,
@@ -77,7 +59,7 @@ def test_separable_logistic_regression_loss_goes_to_zero(preconditioner, rule):
     assert np.all(np.sign(X @ res.x) == y)
 
 
-def test_glm_fast_path_gives_the_same_iterates_as_the_generic_path():
+def test_glm_fast_path_gives_the_same_iterates_as_the_generic_path(separable):
     X, y = separable(n=300, p=8)
     obj = GLMObjective("logistic", alpha=1e-3)
     kw = dict(epochs=5, batch_size=50, random_state=3)
@@ -105,83 +87,28 @@ def test_glm_gradient_matches_finite_differences():
         assert phi(0.7) == pytest.approx(obj.value(w - 0.7 * d, X, y), rel=1e-12)
 
 
-def test_armijo_accepts_only_sufficient_decrease():
-    rng = np.random.default_rng(0)
-    for _ in range(50):
-        L = rng.uniform(0.1, 100.0)
-        x0 = rng.normal()
-        f = lambda x: 0.5 * L * x * x + 1.0  # noqa: E731
-        g = L * x0
-        rule = Armijo(c=0.5, beta_b=0.7)
-        out = rule.search(
-            f(x0), 10.0, lambda eta: eta * g * g, lambda eta: f(x0 - eta * g), 0.0, 10.0
-        )
-        assert out.status == "accepted"
-        eta = out.step_size
-        assert f(x0 - eta * g) <= f(x0) - 0.5 * eta * g * g
-        # the step before the accepted one (eta / beta_b) was rejected
-        if out.n_backtracks:
-            prev = eta / 0.7
-            assert f(x0 - prev * g) > f(x0) - 0.5 * prev * g * g
-
-
-def test_goldstein_accepts_inside_both_bounds():
-    L, x0 = 3.0, 2.0
-    f = lambda x: 0.5 * L * x * x  # noqa: E731
-    g = L * x0
-    for eta0 in (1e-4, 0.3, 5.0):
-        out = Goldstein(c=0.25).search(
-            f(x0), eta0, lambda e: e * g * g, lambda e: f(x0 - e * g), 0.0, 10.0
-        )
-        eta = out.step_size
-        assert out.status == "accepted"
-        assert f(x0) - 0.75 * eta * g * g <= f(x0 - eta * g) <= f(x0) - 0.25 * eta * g * g
-
-
-def test_max_backtracks_takes_no_step_and_starts_lower_next_time():
-    out = Armijo(c=0.5, beta_b=0.5, max_backtracks=3).search(
-        1.0, 8.0, lambda e: e, lambda e: 2.0, 0.0, 8.0
-    )
-    assert out.status == "max_backtracks" and out.step_size == 0.0
-    assert out.n_evals == 4 and out.next_step == 0.5
-
-
-def test_polyak_cap_never_excludes_an_acceptable_step():
-    # f >= 0, so any Armijo step satisfies eta <= f / (c <g, d>)
-    rule = Armijo(c=0.3)
-    f0, pp = 2.0, 4.0
-    assert rule.polyak_cap(f0, 0.0, pp) == pytest.approx(f0 / (0.3 * pp))
-
-
-def test_reset_rules():
-    assert initial_step("conservative", 0.5, 10.0, 2.0) == 0.5
-    assert initial_step("grow", 0.5, 10.0, 2.0) == 1.0
-    assert initial_step("grow", 8.0, 10.0, 2.0) == 10.0
-    assert initial_step("max", 0.5, 10.0, 2.0) == 10.0
-
-
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(step_rule="armijo", c=1.5), r"c must be a float in the range \(0.0, 1.0\)"),
-        (dict(step_rule="armijo", c=0.0), r"c must be a float in the range \(0.0, 1.0\)"),
-        (dict(step_rule="goldstein", c=0.6), r"c must be a float in the range \(0.0, 0.5\)"),
+        (dict(line_search="armijo", c=1.5), r"c must be a float in the range \(0.0, 1.0\)"),
+        (dict(line_search="armijo", c=0.0), r"c must be a float in the range \(0.0, 1.0\)"),
+        (dict(line_search="goldstein", c=0.6), r"c must be a float in the range \(0.0, 0.5\)"),
         (dict(lr=-1.0), "lr must be"),
         (dict(beta_b=1.0), "beta_b"),
-        (dict(reset="sometimes"), "reset must be"),
-        (dict(step_rule="newton"), "step rule must be"),
+        (dict(reset="sometimes"), "'reset' parameter of minimize"),
+        (dict(line_search="newton"), "'line_search' parameter of minimize"),
         (dict(preconditioner="adam"), "preconditioner must be"),
         (dict(betas=(0.9, 1.0)), "beta2"),
         (dict(batch_size=0), "batch_size"),
     ],
 )
-def test_bad_hyperparameters_raise(kwargs, match):
+def test_bad_hyperparameters_raise(kwargs, match, separable):
     X, y = separable(n=20, p=3)
     with pytest.raises(ValueError, match=match):
         minimize(GLMObjective(), np.zeros(3), (X, y), **kwargs)
 
 
-def test_bad_data_raise():
+def test_bad_data_raise(separable):
     X, y = separable(n=20, p=3)
     with pytest.raises(ValueError, match="different lengths"):
         minimize(GLMObjective(), np.zeros(3), (X, y[:-1]))
@@ -195,7 +122,7 @@ def test_bad_data_raise():
         minimize(GLMObjective(), np.zeros(3), (Xn, y), batch_size=20)
 
 
-def test_callback_history_and_stop():
+def test_callback_history_and_stop(separable):
     X, y = separable(n=100, p=4)
     seen = []
 
@@ -212,14 +139,14 @@ def test_callback_history_and_stop():
     assert res.history["seconds"] == sorted(res.history["seconds"])
 
 
-def test_fixed_step_is_plain_sgd():
+def test_fixed_step_is_plain_sgd(least_squares):
     A, b, _ = least_squares(n=40, p=3)
     res = minimize(
         GLMObjective("squared"),
         np.zeros(3),
         (A, b),
         preconditioner="identity",
-        step_rule="fixed",
+        line_search="fixed",
         lr=0.01,
         epochs=1,
         batch_size=40,
@@ -230,7 +157,7 @@ def test_fixed_step_is_plain_sgd():
     assert res.nfev == 1
 
 
-def test_float_noise_guard_keeps_a_fitted_batch_cheap():
+def test_float_noise_guard_keeps_a_fitted_batch_cheap(separable):
     # one batch, trained to its rounding floor in float32: without the guard the
     # Armijo test fails at random and eta collapses (reference defect)
     X, y = separable(n=128, p=20, margin=0.5)
@@ -244,6 +171,42 @@ def test_float_noise_guard_keeps_a_fitted_batch_cheap():
     assert res.step_size > 1e-3
 
 
-def test_make_step_rule_passes_only_known_settings():
-    assert isinstance(make_step_rule("polyak", c=0.2, beta_b=0.9), Polyak)
-    assert math.isclose(make_step_rule("armijo", c=0.3).c, 0.3)
+def test_step_rule_is_a_deprecated_alias_of_line_search(separable):
+    X, y = separable(n=100, p=4)
+    kw = dict(epochs=2, batch_size=20, random_state=0)
+    new = minimize(GLMObjective(), np.zeros(4), (X, y), line_search="goldstein", c=0.2, **kw)
+    with pytest.warns(DeprecationWarning, match="line_search"):
+        old = minimize(GLMObjective(), np.zeros(4), (X, y), step_rule="goldstein", c=0.2, **kw)
+    assert np.array_equal(new.x, old.x) and new.nfev == old.nfev
+
+
+def test_heavy_ball_coefficient_is_a_keyword(separable):
+    X, y = separable(n=100, p=4)
+    kw = dict(momentum="heavy_ball", epochs=2, batch_size=20, random_state=0)
+    default = minimize(GLMObjective(), np.zeros(4), (X, y), **kw)
+    same = minimize(GLMObjective(), np.zeros(4), (X, y), heavy_ball=0.25, **kw)
+    other = minimize(GLMObjective(), np.zeros(4), (X, y), heavy_ball=0.5, **kw)
+    assert np.array_equal(default.x, same.x)
+    assert not np.array_equal(default.x, other.x)
+
+
+def test_one_step_updates_the_iterate_and_counts(separable):
+    X, y = separable(n=40, p=3)
+    method = _make_method(
+        1,
+        preconditioner="identity",
+        momentum="none",
+        lr=100.0,
+        betas=(0.9, 0.99),
+        eps=1e-8,
+        heavy_ball=0.25,
+        line_search="armijo",
+        c=0.5,
+    )
+    problem = _Problem(GLMObjective(), None, (X, y), np, True, float(np.finfo(float).eps))
+    it = _Iterate(np.zeros(3), {}, {}, 100.0)
+    report = _one_step(problem, method, it, (X, y), epoch=1)
+    assert it.nit == 1 and it.njev == 1 and it.nfev == 1 + report.n_evals
+    assert report.step_size > 0 and report.step_size == it.step_size
+    f1, _ = GLMObjective()(it.x, X, y)
+    assert f1 < report.loss

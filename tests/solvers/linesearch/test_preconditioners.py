@@ -1,0 +1,99 @@
+# SPDX-License-Identifier: BSD-3-Clause
+"""solvers.linesearch.preconditioners: the array and ``_foreach`` halves agree."""
+
+import numpy as np
+import pytest
+import torch
+
+from solvers.linesearch.preconditioners import (
+    AdaGrad,
+    AMSGrad,
+    EMAMomentum,
+    HeavyBall,
+    Identity,
+    NoMomentum,
+    default_momentum,
+    make_momentum,
+    make_preconditioner,
+)
+from solvers.torch.optim._functional import GroupStep
+
+
+def _array_steps(precond, mom, grads, eta):
+    x = np.zeros(grads[0].shape)
+    p_state, m_state = precond.init(x, np), mom.init(x, np)
+    for k, g in enumerate(grads, start=1):
+        p_state, inverse = precond.update(p_state, g, k, np)
+        m_state = mom.update(m_state, g, k, np)
+        m_state, delta = mom.displacement(m_state, g, inverse, eta, k, np)
+        x = x + delta
+    return x
+
+
+def _foreach_steps(precond, mom, grads, eta):
+    params = [torch.zeros(grads[0].shape, dtype=torch.float64)]
+    state = {}
+    for k, g in enumerate(grads, start=1):
+        gt = [torch.as_tensor(g)]
+        states = [state.get(0, {})]
+        new, d, denom = precond.update_foreach(params, gt, states, [k])
+        st = state.setdefault(0, {})
+        if not st:
+            st.update(mom.init_foreach(params[0]))
+        st["step"] = k
+        st.update(new[0])
+        mom.update_foreach_([st], gt)
+        mom.finish_foreach_(GroupStep({}, params, gt, [k], new, d, denom), [st], eta)
+    return params[0].numpy()
+
+
+@pytest.mark.parametrize("precond", [Identity(), AdaGrad(), AMSGrad(beta2=0.9)])
+@pytest.mark.parametrize("mom", [NoMomentum(), EMAMomentum(0.8), HeavyBall(0.3)])
+def test_array_and_foreach_updates_agree(precond, mom):
+    rng = np.random.default_rng(0)
+    grads = [rng.normal(size=7) for _ in range(6)]
+    np.testing.assert_allclose(
+        _array_steps(precond, mom, grads, 0.1),
+        _foreach_steps(precond, mom, grads, 0.1),
+        rtol=1e-12,
+        atol=1e-15,
+    )
+
+
+def test_the_foreach_update_is_out_of_place():
+    p = [torch.ones(3, dtype=torch.float64)]
+    states = [{"step": 1, "exp_avg_sq": torch.ones(3), "max_exp_avg_sq": torch.ones(3)}]
+    before = {k: v.clone() if torch.is_tensor(v) else v for k, v in states[0].items()}
+    AMSGrad().update_foreach(p, [torch.full((3,), 2.0)], states, [2])
+    for k, v in before.items():
+        assert torch.equal(torch.as_tensor(states[0][k]), torch.as_tensor(v))
+
+
+def test_sums_of_squares_start_at_the_smallest_normal():
+    state = AdaGrad().init(np.zeros(2, np.float32), np)
+    assert state["sum_sq"][0] == np.finfo(np.float32).smallest_normal
+    new, _, _ = AdaGrad().update_foreach([torch.zeros(2)], [torch.zeros(2)], [{}], [1])
+    assert new[0]["sum_sq"][0] == torch.finfo(torch.float32).tiny
+
+
+def test_heavy_ball_gamma_is_deprecated():
+    with pytest.warns(DeprecationWarning, match="heavy_ball"):
+        hb = HeavyBall(gamma=0.4)
+    assert hb.heavy_ball == 0.4
+    with pytest.warns(DeprecationWarning, match="heavy_ball"):
+        assert make_momentum("heavy_ball", gamma=0.3).heavy_ball == 0.3
+    assert make_momentum("heavy_ball", heavy_ball=0.2).heavy_ball == 0.2
+    assert HeavyBall(0.1).heavy_ball == 0.1
+
+
+def test_factories():
+    assert isinstance(make_preconditioner("adagrad"), AdaGrad)
+    assert make_preconditioner(ams := AMSGrad()) is ams
+    assert isinstance(make_momentum(None), NoMomentum)
+    assert default_momentum("amsgrad") == "ema" and default_momentum(AdaGrad()) == "none"
+    with pytest.raises(ValueError, match="preconditioner must be"):
+        make_preconditioner("adam")
+    with pytest.raises(ValueError, match="momentum"):
+        make_momentum("nesterov")
+    with pytest.raises(ValueError, match="heavy_ball"):
+        HeavyBall(1.0)
