@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-import math
-import numbers
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, MultiOutputMixin, RegressorMixin
@@ -12,9 +11,12 @@ from sklearn.metrics import r2_score
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
+from eigenpro._iteration import SOLVER_CONSTRAINTS
 from eigenpro.kernels import make_kernel
 from eigenpro.operator import KernelOperator
 from eigenpro.solver import eigenpro_solve
+from solvers._estimator import ValidatedEstimatorMixin, fit_context
+from solvers._validation import StrOptions
 from solvers.backend import (
     check_same_namespace,
     floating_dtype,
@@ -132,8 +134,30 @@ _ATTRS_DOC = """
 """
 
 
-class _BaseEigenPro(BaseEstimator):
+class EncodedTargets(NamedTuple):
+    """Targets as the solver takes them, and what the estimator keeps of them."""
+
+    #: Shape (n_samples, n_outputs), in the compute namespace and X's dtype.
+    Y: Any
+    #: Stored as ``_target_info``: ``"1d"``, ``("2d", n_outputs)`` or
+    #: ``("classes", labels)``; a warm start needs the same.
+    info: Any
+    #: The classifier's labels (NumPy), or None.
+    classes: Any = None
+    #: The labels in the compute namespace when they are numeric, or None.
+    classes_compute: Any = None
+
+
+class _BaseEigenPro(ValidatedEstimatorMixin, BaseEstimator):
     """Shared fit/predict machinery of the EigenPro estimators."""
+
+    _parameter_constraints: ClassVar[dict] = {
+        **{name: c for name, c in SOLVER_CONSTRAINTS.items() if name != "damping"},
+        "bandwidth": [*SOLVER_CONSTRAINTS["bandwidth"], StrOptions({"auto"})],
+        # a string or a torch.device, checked by solvers.backend.resolve_device
+        "device": "no_validation",
+        "warm_start": ["boolean"],
+    }
 
     def __init__(
         self,
@@ -172,39 +196,6 @@ class _BaseEigenPro(BaseEstimator):
         self.callback = callback
         self.warm_start = warm_start
 
-    # ------------------------------------------------------------------ #
-    def _check_params(self):
-        bw = None if self.bandwidth in (None, "auto") else self.bandwidth
-        if bw is not None and (
-            isinstance(bw, (bool, str))
-            or not isinstance(bw, numbers.Real)
-            or not math.isfinite(bw)
-            or bw <= 0
-        ):
-            raise ValueError(f"bandwidth must be 'auto' or a positive number; got {bw!r}.")
-        kernel = make_kernel(self.kernel, bw)
-        _check_number(self.alpha, "alpha", low=0.0, inclusive=True)
-        _check_int(self.n_epochs, "n_epochs", low=1)
-        _check_auto_int(self.subsample_size, "subsample_size", low=1)
-        _check_auto_int(self.n_components, "n_components", low=0)
-        _check_auto_int(self.batch_size, "batch_size", low=1)
-        if self.step_size != "auto":
-            _check_number(self.step_size, "step_size", low=0.0, inclusive=False)
-        if self.tol is not None:
-            _check_number(self.tol, "tol", low=0.0, inclusive=False)
-        if self.memory_budget != "auto":
-            _check_number(self.memory_budget, "memory_budget", low=0.0, inclusive=False)
-        if self.precompute_kernel not in ("auto", True, False):
-            raise ValueError(
-                f"precompute_kernel must be 'auto', True or False; got {self.precompute_kernel!r}."
-            )
-        _check_int(self.verbose, "verbose", low=0)
-        if self.callback is not None and not callable(self.callback):
-            raise ValueError(f"callback must be callable or None; got {self.callback!r}.")
-        if not isinstance(self.warm_start, (bool, np.bool_)):
-            raise ValueError(f"warm_start must be a bool; got {self.warm_start!r}.")
-        return kernel
-
     def _compute_namespace(self, X):
         """Namespace/device to compute in: the ``device`` option's, else X's."""
         if self.device is not None:
@@ -212,7 +203,7 @@ class _BaseEigenPro(BaseEstimator):
         return get_namespace_and_device(X)
 
     def _fit(self, X, y, X_val, y_val):
-        kernel = self._check_params()
+        """Fit; ``fit`` wraps it in :func:`solvers._estimator.fit_context`."""
         is_classifier = isinstance(self, ClassifierMixin)
         X, y = validate_data(
             self,
@@ -224,36 +215,24 @@ class _BaseEigenPro(BaseEstimator):
         )
         xp, device = self._compute_namespace(X)
         X = _as_float(to_namespace(X, xp, device))
-        Y, target_info = self._encode_targets(y, xp, device, X.dtype)
+        targets = self._encode_targets(y, xp, device, X.dtype)
+        kernel = make_kernel(self.kernel, None if self.bandwidth == "auto" else self.bandwidth)
         if getattr(kernel, "bandwidth", 0.0) is None:
             kernel = kernel.with_bandwidth(kernel.default_bandwidth(X))
-
-        coef0 = None
         fingerprint = _fingerprint(X)
-        if self.warm_start and hasattr(self, "coef_"):
-            coef0 = to_namespace(self.coef_, xp, device)
-            coef0 = coef0[:, None] if coef0.ndim == 1 else coef0
-            if (
-                tuple(coef0.shape) != tuple(Y.shape)
-                or target_info != self._target_info
-                or not _same_fingerprint(fingerprint, self._fingerprint)
-            ):
-                raise ValueError(
-                    "warm_start=True continues training on the same data: X must be that of the "
-                    "previous fit (same samples, same order), with targets of the same shape."
-                )
+        coef0 = self._warm_start_coef(targets, fingerprint, xp, device)
 
         history_val = []
         callback = self.callback
         if X_val is not None or y_val is not None:
             if X_val is None or y_val is None:
                 raise ValueError("Pass both X_val and y_val, or neither.")
-            callback = self._validation_callback(kernel, X, X_val, y_val, history_val)
+            callback = self._validation_callback(kernel, X, X_val, y_val, history_val, targets)
 
         result = eigenpro_solve(
             kernel,
             X,
-            Y,
+            targets.Y,
             alpha=float(self.alpha),
             n_epochs=int(self.n_epochs),
             subsample_size=self.subsample_size,
@@ -271,11 +250,32 @@ class _BaseEigenPro(BaseEstimator):
         history = {key: list(values) for key, values in result.history.items()}
         if history_val:
             history["val_score"] = [None, *history_val]
+        self._store_fit(result, X, targets, fingerprint, history)
+        return self
+
+    def _warm_start_coef(self, targets, fingerprint, xp, device):
+        """The previous ``coef_`` (2-D) for a warm start, or None; checks the data is the same."""
+        if not (self.warm_start and hasattr(self, "coef_")):
+            return None
+        coef0 = to_namespace(self.coef_, xp, device)
+        coef0 = coef0[:, None] if coef0.ndim == 1 else coef0
+        if (
+            tuple(coef0.shape) != tuple(targets.Y.shape)
+            or targets.info != self._target_info
+            or not _same_fingerprint(fingerprint, self._fingerprint)
+        ):
+            raise ValueError(
+                "warm_start=True continues training on the same data: X must be that of the "
+                "previous fit (same samples, same order), with targets of the same shape."
+            )
+        return coef0
+
+    def _store_fit(self, result, X, targets, fingerprint, history):
+        """Write the fitted state (the attribute names old pickles hold)."""
         precond = result.preconditioner
-        # Only now, after everything succeeded, is the fitted state written.
-        self._target_info = target_info
+        self._target_info = targets.info
         self._fingerprint = fingerprint
-        self.coef_ = result.x[:, 0] if target_info == "1d" else result.x
+        self.coef_ = result.x[:, 0] if targets.info == "1d" else result.x
         self.centers_ = X
         self.kernel_ = result.kernel
         self.bandwidth_ = result.bandwidth
@@ -289,9 +289,11 @@ class _BaseEigenPro(BaseEstimator):
         self.n_iter_ = result.nit
         self.history_ = history
         self.timings_ = dict(result.timings)
-        return self
+        if targets.classes is not None:
+            self.classes_ = targets.classes
+            self._classes_compute = targets.classes_compute
 
-    def _validation_callback(self, kernel, X, X_val, y_val, history_val):
+    def _validation_callback(self, kernel, X, X_val, y_val, history_val, targets):
         xp, device = get_namespace_and_device(X)
         X_val = check_array(X_val, dtype="numeric")
         if X_val.shape[1] != X.shape[1]:
@@ -315,7 +317,7 @@ class _BaseEigenPro(BaseEstimator):
                 budget = max(budget, 2**26)
                 state["operator"] = KernelOperator(kernel, X_val, X, memory_budget=budget)
             F = state["operator"].matmul(result.x[:, None] if result.x.ndim == 1 else result.x)
-            score = self._score_outputs(F, y_val)
+            score = self._score_outputs(F, y_val, targets)
             history_val.append(score)
             result["val_score"] = score
             if user_callback is not None:
@@ -383,6 +385,7 @@ class EigenProRegressor(MultiOutputMixin, RegressorMixin, _BaseEigenPro):
     True
     """
 
+    @fit_context
     def fit(self, X, y, X_val=None, y_val=None):
         """Fit the kernel regression.
 
@@ -401,7 +404,7 @@ class EigenProRegressor(MultiOutputMixin, RegressorMixin, _BaseEigenPro):
         self : object
             Fitted estimator.
         """
-        return _fit_atomically(self, X, y, X_val, y_val)
+        return self._fit(X, y, X_val, y_val)
 
     def predict(self, X):
         """Predict with the kernel expansion ``sum_j coef_[j] k(x, centers_[j])``.
@@ -424,9 +427,9 @@ class EigenProRegressor(MultiOutputMixin, RegressorMixin, _BaseEigenPro):
         y = to_namespace(y, xp, device)
         info = "1d" if y.ndim == 1 else ("2d", int(y.shape[1]))
         Y = y[:, None] if y.ndim == 1 else y
-        return xp.astype(Y, dtype), info
+        return EncodedTargets(xp.astype(Y, dtype), info)
 
-    def _score_outputs(self, F, y_val):
+    def _score_outputs(self, F, y_val, targets):
         y_true = to_numpy(y_val).astype(np.float64)
         pred = to_numpy(F).astype(np.float64)
         pred = pred[:, 0] if y_true.ndim == 1 else pred
@@ -472,6 +475,7 @@ class EigenProClassifier(ClassifierMixin, _BaseEigenPro):
     True
     """
 
+    @fit_context
     def fit(self, X, y, X_val=None, y_val=None):
         """Fit the classifier.
 
@@ -490,7 +494,7 @@ class EigenProClassifier(ClassifierMixin, _BaseEigenPro):
         self : object
             Fitted estimator.
         """
-        return _fit_atomically(self, X, y, X_val, y_val)
+        return self._fit(X, y, X_val, y_val)
 
     def decision_function(self, X):
         """Kernel-regression outputs per class.
@@ -537,17 +541,20 @@ class EigenProClassifier(ClassifierMixin, _BaseEigenPro):
             raise ValueError(
                 f"The classifier needs samples of at least 2 classes; got 1 class ({classes[0]!r})."
             )
-        self._pending_classes = classes
         numeric = classes.dtype.kind in "biuf"
-        self._pending_classes_compute = to_namespace(classes, xp, device) if numeric else None
         Y = np.zeros((codes.shape[0], classes.shape[0]), dtype=np.float64)
         Y[np.arange(codes.shape[0]), codes] = 1.0
         Y = xp.astype(to_namespace(Y, xp, device), dtype)
-        return Y, ("classes", tuple(classes.tolist()))
+        return EncodedTargets(
+            Y,
+            ("classes", tuple(classes.tolist())),
+            classes=classes,
+            classes_compute=to_namespace(classes, xp, device) if numeric else None,
+        )
 
-    def _score_outputs(self, F, y_val):
+    def _score_outputs(self, F, y_val, targets):
         winners = to_numpy(F).argmax(axis=1)
-        return float(np.mean(self._pending_classes[winners] == to_numpy(y_val)))
+        return float(np.mean(targets.classes[winners] == to_numpy(y_val)))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -557,22 +564,6 @@ class EigenProClassifier(ClassifierMixin, _BaseEigenPro):
 
 for _cls in (EigenProRegressor, EigenProClassifier):
     _cls.__doc__ = _cls.__doc__ % {"params": _PARAMS_DOC, "attrs": _ATTRS_DOC}
-
-
-def _fit_atomically(estimator, X, y, X_val, y_val):
-    """Run ``_fit``; on any error restore the estimator's previous state."""
-    saved = dict(estimator.__dict__)
-    try:
-        estimator._fit(X, y, X_val, y_val)
-        if isinstance(estimator, ClassifierMixin):
-            estimator.classes_ = estimator._pending_classes
-            estimator._classes_compute = estimator._pending_classes_compute
-            del estimator._pending_classes, estimator._pending_classes_compute
-    except BaseException:
-        estimator.__dict__.clear()
-        estimator.__dict__.update(saved)
-        raise
-    return estimator
 
 
 def _fingerprint(X):
@@ -585,7 +576,7 @@ def _fingerprint(X):
 def _same_fingerprint(a, b):
     # sums may differ in the last bits between (threaded, GPU) reductions
     return a[0] == b[0] and all(
-        abs(x - y) <= 1e-6 * max(abs(x), abs(y), 1.0) for x, y in zip(a[1:], b[1:])
+        abs(x - y) <= 1e-6 * max(abs(x), abs(y), 1.0) for x, y in zip(a[1:], b[1:], strict=True)
     )
 
 
@@ -594,27 +585,3 @@ def _as_float(X):
     xp, device = get_namespace_and_device(X)
     dtype = floating_dtype(xp, X, device)
     return X if dtype == X.dtype else xp.astype(X, dtype)
-
-
-def _check_number(value, name, *, low, inclusive):
-    ok = (
-        isinstance(value, numbers.Real)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and (value >= low if inclusive else value > low)
-    )
-    if not ok:
-        bound = ">=" if inclusive else ">"
-        raise ValueError(f"{name} must be a finite number {bound} {low}; got {value!r}.")
-
-
-def _check_int(value, name, *, low):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}; got {value!r}.")
-
-
-def _check_auto_int(value, name, *, low):
-    if value != "auto":
-        if isinstance(value, str):
-            raise ValueError(f"{name} must be 'auto' or an integer >= {low}; got {value!r}.")
-        _check_int(value, name, low=low)

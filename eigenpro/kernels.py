@@ -29,8 +29,9 @@ in [0, 1], ``r`` is about 10.3, so the defaults are ``s`` = 5.1 (Gaussian) and
 from __future__ import annotations
 
 import math
-import numbers
+from numbers import Real
 
+from solvers._validation import Options, check_positive, validate_params
 from solvers.backend import (
     get_namespace_and_device,
     inplace,
@@ -180,14 +181,13 @@ class RadialKernel(Kernel):
 
     def __init__(self, bandwidth=None):
         if bandwidth is not None:
-            _check_bandwidth(bandwidth)
-        self.bandwidth = None if bandwidth is None else float(bandwidth)
+            bandwidth = check_positive("bandwidth", bandwidth, owner=type(self).__name__)
+        self.bandwidth = bandwidth
 
     def with_bandwidth(self, bandwidth):
         clone = type(self).__new__(type(self))
         clone.__dict__.update(self.__dict__)
-        _check_bandwidth(bandwidth)
-        clone.bandwidth = float(bandwidth)
+        clone.bandwidth = check_positive("bandwidth", bandwidth, owner=type(self).__name__)
         return clone
 
     def default_bandwidth(self, X):
@@ -299,8 +299,7 @@ class Matern(RadialKernel):
 
     def __init__(self, bandwidth=None, nu=1.5):
         super().__init__(bandwidth)
-        if nu not in (0.5, 1.5, 2.5):
-            raise ValueError(f"Matern nu must be 0.5, 1.5 or 2.5; got {nu!r}.")
+        validate_params({"nu": [Options(Real, {0.5, 1.5, 2.5})]}, {"nu": nu}, "Matern")
         self.nu = float(nu)
 
     @property
@@ -337,8 +336,7 @@ class CallableKernel(Kernel):
     _params = ("function",)
 
     def __init__(self, function):
-        if not callable(function):
-            raise ValueError(f"kernel function must be callable; got {function!r}.")
+        validate_params({"function": [callable]}, {"function": function}, "CallableKernel")
         self.function = function
 
     def block(self, X, Z, *, x_state=None, z_state=None, out=None):
@@ -368,6 +366,10 @@ _KERNELS = {
 }
 
 KERNEL_NAMES = tuple(sorted(_KERNELS))
+
+#: What a ``kernel`` parameter accepts (names are checked by :func:`make_kernel`,
+#: case-insensitively, with the list of names in its message).
+KERNEL_CONSTRAINT = [str, Kernel, callable]
 
 
 def make_kernel(kernel, bandwidth=None):
@@ -405,13 +407,3 @@ def make_kernel(kernel, bandwidth=None):
         f"kernel must be a name ({', '.join(KERNEL_NAMES)}), a Kernel or a callable; "
         f"got {kernel!r}."
     )
-
-
-def _check_bandwidth(bandwidth):
-    if (
-        isinstance(bandwidth, bool)
-        or not isinstance(bandwidth, numbers.Real)
-        or not math.isfinite(bandwidth)
-        or bandwidth <= 0
-    ):
-        raise ValueError(f"bandwidth must be a positive finite number; got {bandwidth!r}.")

@@ -36,7 +36,9 @@ operator's spectrum by ``alpha / n`` and the kernel's diagonal by ``alpha``.
 from __future__ import annotations
 
 import math
+from numbers import Integral, Real
 
+from solvers._validation import Interval, StrOptions, validate_params
 from solvers.backend import get_namespace_and_device
 from solvers.linalg import top_eigensystem
 
@@ -125,21 +127,22 @@ class NystromPreconditioner:
         -------
         self
         """
-        if not 0.0 < self.damping <= 1.0:
-            raise ValueError(f"damping must be in (0, 1]; got {self.damping!r}.")
         xp, _ = get_namespace_and_device(K_ss)
         s = K_ss.shape[0]
+        validate_params(
+            {
+                "n_components": [StrOptions({"auto"}), Interval(Integral, 0, s - 1, closed="both")],
+                "damping": [Interval(Real, 0.0, 1.0, closed="right")],
+            },
+            {"n_components": self.n_components, "damping": self.damping},
+            "NystromPreconditioner",
+        )
         dtype = K_ss.dtype if dtype is None else dtype
         diag = xp.linalg.diagonal(K_ss)
         self.beta_ = float(xp.max(diag)) + alpha
         k_cap = int(MAX_COMPONENT_FRACTION * s)
         if self.n_components != "auto":
             k_cap = int(self.n_components)
-            if not 0 <= k_cap < s:
-                raise ValueError(
-                    f"n_components must be in [0, subsample_size - 1] = [0, {s - 1}]; "
-                    f"got {self.n_components}."
-                )
         values, vectors = top_eigensystem(K_ss / s, k_cap + 1)
         values = values + alpha / n_train
         host = [float(v) for v in values]

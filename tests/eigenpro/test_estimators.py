@@ -141,7 +141,7 @@ def test_stop_iteration_from_callback():
         (np.array([[np.inf, 1.0], [1.0, 2.0]]), [0, 1], "infinity"),
         (np.empty((0, 3)), [], "0 sample"),
         (np.ones((5, 3)), [0, 1, 0], "inconsistent numbers of samples"),
-        (np.random.rand(6, 2), [1] * 6, "at least 2 classes"),
+        (np.random.default_rng(0).random((6, 2)), [1] * 6, "at least 2 classes"),
     ],
 )
 def test_bad_input_errors(X, y, match):
@@ -153,13 +153,19 @@ def test_bad_input_errors(X, y, match):
     ("params", "match"),
     [
         ({"kernel": "sigmoid"}, "Unknown kernel 'sigmoid'"),
-        ({"bandwidth": 0.0}, "bandwidth must be"),
-        ({"bandwidth": -2.0}, "bandwidth must be"),
-        ({"n_epochs": 0}, "n_epochs"),
-        ({"alpha": -1}, "alpha"),
-        ({"batch_size": "big"}, "batch_size"),
-        ({"memory_budget": -5}, "memory_budget"),
-        ({"precompute_kernel": "yes"}, "precompute_kernel"),
+        ({"bandwidth": 0.0}, "The 'bandwidth' parameter of EigenProClassifier must be"),
+        ({"bandwidth": -2.0}, "The 'bandwidth' parameter of EigenProClassifier must be"),
+        ({"bandwidth": True}, "The 'bandwidth' parameter of EigenProClassifier must be"),
+        ({"n_epochs": 0}, "'n_epochs' parameter"),
+        ({"alpha": -1}, "'alpha' parameter"),
+        ({"batch_size": "big"}, "'batch_size' parameter"),
+        ({"memory_budget": -5}, "'memory_budget' parameter"),
+        ({"precompute_kernel": "yes"}, "'precompute_kernel' parameter"),
+        ({"warm_start": 1}, "'warm_start' parameter"),
+        ({"callback": 3}, "'callback' parameter"),
+        ({"tol": 0.0}, "'tol' parameter"),
+        ({"n_components": -1}, "'n_components' parameter"),
+        ({"kernel": 2.0}, "'kernel' parameter"),
         ({"device": "tpu"}, "Unknown device"),
     ],
 )
@@ -243,3 +249,46 @@ def test_warm_start_refuses_other_data():
     est = EigenProRegressor(n_epochs=1, warm_start=True, random_state=0).fit(X, y)
     with pytest.raises(ValueError, match="same data"):
         est.fit(X[::-1], y[::-1])
+
+
+def test_fitted_attributes_keep_their_names():
+    # pickles of the previous version hold these; predict reads them
+    clf = EigenProClassifier(n_epochs=1, random_state=0).fit(digits_X[:200], digits_y[:200])
+    private = {k for k in vars(clf) if k.startswith("_")}
+    assert private == {"_target_info", "_fingerprint", "_classes_compute"}
+    np.testing.assert_array_equal(clf.classes_, np.arange(10))
+    reg = EigenProRegressor(n_epochs=1, random_state=0).fit(digits_X[:200], digits_y[:200] * 1.0)
+    assert {k for k in vars(reg) if k.startswith("_")} == {"_target_info", "_fingerprint"}
+    assert not hasattr(reg, "classes_")
+    fitted = {
+        "coef_",
+        "centers_",
+        "kernel_",
+        "bandwidth_",
+        "batch_size_",
+        "step_size_",
+        "subsample_size_",
+        "n_components_",
+        "beta_",
+        "top_eigenvalue_",
+        "preconditioned_eigenvalue_",
+        "n_iter_",
+        "history_",
+        "timings_",
+        "n_features_in_",
+    }
+    assert {k for k in vars(reg) if k.endswith("_") and not k.startswith("_")} == fitted
+
+
+def test_failing_callback_leaves_the_previous_fit():
+    X, y = digits_X[:200], digits_y[:200]
+    est = EigenProClassifier(n_epochs=2, random_state=0).fit(X, y)
+    coef = est.coef_
+
+    def fail(result):
+        raise RuntimeError("stop here")
+
+    est.set_params(callback=fail)
+    with pytest.raises(RuntimeError, match="stop here"):
+        est.fit(X[:150], y[:150] % 2)
+    assert est.coef_ is coef and list(est.classes_) == list(range(10))

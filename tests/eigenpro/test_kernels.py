@@ -35,7 +35,7 @@ def reference(name):
 
 @pytest.mark.parametrize("name", ["gaussian", "laplacian", "cauchy", "matern32", "matern52"])
 def test_kernels_match_references(backend, name):
-    xp, device, to_xp = backend
+    *_, to_xp = backend
     K = make_kernel(name, S)(to_xp(X), to_xp(Z))
     np.testing.assert_allclose(to_numpy(K), reference(name), rtol=1e-9, atol=1e-12)
 
@@ -79,9 +79,11 @@ def test_make_kernel_errors_and_callables():
     with pytest.raises(ValueError, match="kernel must be"):
         make_kernel(3.5)
     for bad in (0, -1.0, float("inf"), float("nan"), True):
-        with pytest.raises(ValueError, match="bandwidth must be a positive"):
+        with pytest.raises(ValueError, match="bandwidth of Gaussian must be a float in the range"):
             Gaussian(bad)
-    with pytest.raises(ValueError, match="nu must be"):
+        with pytest.raises(ValueError, match="bandwidth of Laplacian must be"):
+            Laplacian().with_bandwidth(bad)
+    with pytest.raises(ValueError, match="'nu' parameter of Matern must be"):
         Matern(1.0, nu=3)
     k = make_kernel(lambda A, B: (A @ B.T + 1.0) ** 2)
     assert isinstance(k, Kernel)

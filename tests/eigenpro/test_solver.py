@@ -6,7 +6,6 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning
 
 from eigenpro.kernels import Gaussian, make_kernel
-from eigenpro.preconditioner import NystromPreconditioner, step_size_for_batch
 from eigenpro.solver import eigenpro_solve
 from solvers.backend import to_numpy
 
@@ -121,27 +120,6 @@ def test_plain_sgd_is_n_components_zero():
     assert p.preconditioned_eigenvalue_ >= p.top_eigenvalue_ * 0.999
 
 
-def test_preconditioner_flattens_the_spectrum():
-    K = Gaussian(0.3)(X)
-    p = NystromPreconditioner(n_components=20).fit(K, n_train=len(X))
-    lam = np.linalg.eigvalsh(K / len(X))[::-1]
-    np.testing.assert_allclose(to_numpy(p.eigenvalues_), lam[:21], rtol=1e-8)
-    # on the full data the preconditioned operator's top eigenvalue is lambda~_1
-    V, VD = p._V, p._VD
-    M = (K - K @ VD @ V.T @ K) / len(X)
-    top = np.linalg.eigvalsh((M + M.T) / 2)[-1]
-    assert top == pytest.approx(lam[0] ** 0.05 * lam[20] ** 0.95, rel=1e-6)
-    assert p.preconditioned_eigenvalue_ == pytest.approx(top, rel=1e-6)
-
-
-def test_step_size_rule():
-    beta, lam = 1.0, 1e-3
-    assert step_size_for_batch(100, beta, lam) == 100.0  # linear regime, m / beta
-    m = 5000  # beyond the critical batch 1000
-    assert step_size_for_batch(m, beta, lam) == pytest.approx(0.99 * 2 * m / (beta + (m - 1) * lam))
-    assert step_size_for_batch(m, beta, lam) < 2 / lam
-
-
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
@@ -172,7 +150,7 @@ def test_bad_shapes():
 
 
 def test_same_iterates_on_every_backend(backend):
-    xp, device, to_xp = backend
+    *_, to_xp = backend
     kw = dict(bandwidth=0.6, n_epochs=3, random_state=1, subsample_size=120)
     ref = eigenpro_solve("gaussian", X, Y, **kw)
     got = eigenpro_solve("gaussian", to_xp(X), to_xp(Y), **kw)
