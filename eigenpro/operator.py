@@ -3,7 +3,7 @@
 
 Used for predictions (``X`` new points, ``Z`` the centers) and validation
 scores. The training matrix, which EigenPro reads one batch of rows at a time,
-lives in :mod:`eigenpro.training_kernel`.
+lives in :mod:`eigenpro.training_matrix`.
 """
 
 from __future__ import annotations

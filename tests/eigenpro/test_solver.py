@@ -234,3 +234,21 @@ def test_memory_stays_within_the_budget_when_streaming():
     # the n x n float64 matrix alone would be 72 MB; blocks, the subsample
     # eigenproblem and the data stay within a few budgets
     assert peak < 3 * budget, peak / 2**20
+
+
+def test_warnings_point_at_the_caller():
+    with pytest.warns(ConvergenceWarning) as record:
+        eigenpro_solve(
+            "gaussian", X, Y, bandwidth=0.6, step_size=1e4, n_epochs=1, tol=1e-12, random_state=0
+        )
+    messages = " ".join(str(w.message) for w in record)
+    assert "halved" in messages and "did not reach tol" in messages
+    assert all(w.filename == __file__ for w in record)
+
+
+def test_names_of_the_module_before_the_phases_moved():
+    from eigenpro import solver
+
+    assert solver.LOSS_SAMPLES == 4096 and solver.MAX_STEP_HALVINGS == 30
+    assert solver.default_subsample_size(500) == 500
+    assert solver.__all__ == ["eigenpro_solve"]
