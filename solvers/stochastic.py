@@ -6,7 +6,8 @@
 'solvers.linesearch.minimize'
 """
 
+from solvers.glm import GLMObjective
 from solvers.linesearch.minimize import *  # noqa: F403
 from solvers.linesearch.minimize import _batches, _take, minimize
 
-__all__ = ["_batches", "_take", "minimize"]
+__all__ = ["GLMObjective", "_batches", "_take", "minimize"]

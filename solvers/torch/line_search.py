@@ -6,7 +6,7 @@
 'solvers.torch.optim.line_search'
 """
 
-from solvers.linesearch.preconditioners import MOMENTA
+from solvers.linesearch.preconditioners import MOMENTA, PRECONDITIONERS
 from solvers.torch.optim.line_search import *  # noqa: F403
 from solvers.torch.optim.line_search import (
     LINE_SEARCHES,
@@ -18,15 +18,20 @@ from solvers.torch.optim.line_search import (
     _check_group,
     _rule,
 )
+from solvers.torch.optim.trial import TrialEvaluator, average_over_ranks, distributed_group
 
 __all__ = [
     "LINE_SEARCHES",
     "MOMENTA",
+    "PRECONDITIONERS",
     "SEARCH_KEYS",
     "SLS",
     "SPS",
     "AdaSLS",
     "LineSearchOptimizer",
+    "TrialEvaluator",
     "_check_group",
     "_rule",
+    "average_over_ranks",
+    "distributed_group",
 ]
