@@ -127,6 +127,19 @@ def accuracy(model, X, y):
         return float((model(X).argmax(1) == y).float().mean())
 
 
+def train_epoch(model, opt, X, y, perm, batch, scheduler=None):
+    """One epoch of cross-entropy steps on the full batches of ``perm``; the scheduler steps too."""
+    import torch
+
+    for i in range(X.shape[0] // batch):
+        idx = perm[i * batch : (i + 1) * batch]
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(X[idx]), y[idx]).backward()
+        opt.step()
+        if scheduler is not None:
+            scheduler.step()
+
+
 def make_controller(method, model, opt, density, total_steps, steps_per_epoch, X, y, seed):
     """The method's controller (None for dense); a dict of post-epoch actions."""
     import torch
@@ -209,12 +222,7 @@ def train_run(method, density, seed, epochs, threads=1):
     for epoch in range(1, epochs + 1):
         perm = torch.randperm(n, generator=g)
         t0 = time.perf_counter()
-        for i in range(steps_per_epoch):
-            idx = perm[i * batch : (i + 1) * batch]
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(model(X[idx]), y[idx]).backward()
-            opt.step()
-            sched.step()
+        train_epoch(model, opt, X, y, perm, batch, sched)
         seconds = time.perf_counter() - t0
         if epoch == ssgd_epoch:  # pre-trained dense: SSGD from here
             ctl = controller("ssgd")
@@ -268,11 +276,7 @@ def timing(methods, density, rounds):
         for m in methods[k:] + methods[:k]:
             model, opt, _ = setups[m]
             t0 = time.perf_counter()
-            for i in range(steps):
-                idx = perm[i * batch : (i + 1) * batch]
-                opt.zero_grad()
-                torch.nn.functional.cross_entropy(model(X[idx]), y[idx]).backward()
-                opt.step()
+            train_epoch(model, opt, X, y, perm, batch)
             times[m].append(time.perf_counter() - t0)
     med = {m: float(np.median(v)) for m, v in times.items()}
     dense = np.asarray(times["dense"])
@@ -315,12 +319,7 @@ def _adam_epochs(model, epochs, seed, X, y, X_te, y_te, points, offset):
     g = torch.Generator().manual_seed(2000 + seed + offset)
     n, batch = X.shape[0], 100
     for e in range(1, epochs + 1):
-        perm = torch.randperm(n, generator=g)
-        for i in range(n // batch):
-            idx = perm[i * batch : (i + 1) * batch]
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(model(X[idx]), y[idx]).backward()
-            opt.step()
+        train_epoch(model, opt, X, y, torch.randperm(n, generator=g), batch)
         with torch.no_grad():
             loss = float(torch.nn.functional.cross_entropy(model(X), y))
         points.append(
@@ -505,8 +504,11 @@ def _splitting_panel(split):
 
 @dataclass(frozen=True)
 class Plan:
-    """The runs of the suite: accuracy runs ``(method, density, seed, epochs)`` and
-    splitting runs ``(widths, epochs_per_stage, seed, scheme, eps)``."""
+    """The runs of the suite, as the arguments of :func:`train_run` and :func:`splitting_run`.
+
+    ``tasks``: accuracy runs ``(method, density, seed, epochs)``; ``split_tasks``:
+    splitting runs ``(widths, epochs_per_stage, seed, scheme, eps)``.
+    """
 
     epochs: int
     densities: list[float]
