@@ -104,7 +104,7 @@ class HeadFit(NamedTuple):
     with adaptive weights); ``n_iter``; ``gamma``: the absolute penalty;
     ``alpha``: the relative penalty used (the chosen one for ``"auto"``).
 
-    ``fit["W"]`` still reads a field by name, as the dict this replaces did.
+    ``fit["W"]`` and ``fit.keys()`` still work, as on the dict this replaces.
     """
 
     W: object
@@ -119,6 +119,10 @@ class HeadFit(NamedTuple):
 
     def __getitem__(self, key):
         return getattr(self, key) if isinstance(key, str) else tuple.__getitem__(self, key)
+
+    def keys(self):
+        """The field names, as the dict this replaces listed them."""
+        return self._fields
 
 
 def relative_scale(cov):

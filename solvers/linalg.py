@@ -7,7 +7,6 @@ import logging
 
 from solvers.backend import (
     get_namespace_and_device,
-    inplace,
     namespace_kind,
     to_namespace,
     to_numpy,

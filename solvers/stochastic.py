@@ -10,4 +10,6 @@ from solvers.glm import GLMObjective
 from solvers.linesearch.minimize import *  # noqa: F403
 from solvers.linesearch.minimize import _batches, _take, minimize
 
-__all__ = ["GLMObjective", "_batches", "_take", "minimize"]
+# Private names kept importable for code written against the previous layout (not in __all__):
+# _batches, _take
+__all__ = ["GLMObjective", "minimize"]

@@ -64,10 +64,14 @@ SEARCH_CONSTRAINTS = {
 }
 
 
-def resolve_line_search(line_search, step_rule, owner="minimize"):
+def resolve_line_search(line_search, step_rule, owner="minimize", default="armijo"):
     """The rule choice from ``line_search``, or from the deprecated ``step_rule`` keyword."""
     if step_rule is None:
         return line_search
+    if line_search != default:
+        raise TypeError(
+            f"{owner} got both line_search and its deprecated name step_rule; pass line_search."
+        )
     warnings.warn(
         f"{owner}(step_rule=...) is deprecated; use line_search=... (the name the torch "
         "optimizers use).",

@@ -234,9 +234,14 @@ class EMAMomentum:
             torch._foreach_add_(move.params, torch._foreach_mul(m, scales))
 
 
-def _heavy_ball_coefficient(coefficient, gamma, owner):
+def _heavy_ball_coefficient(coefficient, gamma, owner, default=0.25):
+    """``coefficient``, or the deprecated ``gamma`` when only that one was given."""
     if gamma is None:
         return coefficient
+    if coefficient != default:
+        raise TypeError(
+            f"{owner} got both heavy_ball and its deprecated name gamma; pass heavy_ball."
+        )
     warnings.warn(
         f"{owner}(gamma=...) is deprecated: gamma names the step growth factor elsewhere; "
         "use heavy_ball=... for the heavy-ball coefficient.",
@@ -262,6 +267,21 @@ class HeavyBall:
     def __init__(self, heavy_ball=0.25, *, gamma=None):
         heavy_ball = _heavy_ball_coefficient(heavy_ball, gamma, "HeavyBall")
         self.heavy_ball = check_positive("heavy_ball", heavy_ball, strict=False, upper=1.0)
+
+    @property
+    def gamma(self):
+        """Deprecated name of :attr:`heavy_ball`."""
+        warnings.warn(
+            "HeavyBall.gamma is deprecated; read HeavyBall.heavy_ball.", DeprecationWarning, 2
+        )
+        return self.heavy_ball
+
+    def __setstate__(self, state):
+        # objects pickled before the rename stored the coefficient as ``gamma``
+        if "gamma" in state:
+            state = dict(state)
+            state["heavy_ball"] = state.pop("gamma")
+        self.__dict__.update(state)
 
     def init(self, x, xp):
         return {"displacement": xp.zeros_like(x)}

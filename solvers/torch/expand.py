@@ -9,4 +9,6 @@ from solvers.torch.growth.expand import (
     expand,
 )
 
-__all__ = ["ExpandedConv2d", "ExpandedLinear", "_expandable_conv", "contract", "expand"]
+# Private names kept importable for code written against the previous layout (not in __all__):
+# _expandable_conv
+__all__ = ["ExpandedConv2d", "ExpandedLinear", "contract", "expand"]

@@ -20,6 +20,8 @@ from solvers.torch.optim.line_search import (
 )
 from solvers.torch.optim.trial import TrialEvaluator, average_over_ranks, distributed_group
 
+# Private names kept importable for code written against the previous layout (not in __all__):
+# _check_group, _rule
 __all__ = [
     "LINE_SEARCHES",
     "MOMENTA",
@@ -30,8 +32,6 @@ __all__ = [
     "AdaSLS",
     "LineSearchOptimizer",
     "TrialEvaluator",
-    "_check_group",
-    "_rule",
     "average_over_ranks",
     "distributed_group",
 ]

@@ -30,14 +30,13 @@ from solvers.torch.sparse.topk import (
     top_k_mask,
 )
 
+# Private names kept importable for code written against the previous layout (not in __all__):
+# _NEVER, _SYNC_CHUNK, _generator
 __all__ = [
     "DEFAULT_LAYER_TYPES",
     "ZERO_PRESERVING",
-    "_NEVER",
-    "_SYNC_CHUNK",
     "MaskedTraining",
     "StaticSparsity",
-    "_generator",
     "active_count",
     "amp_grad_scale",
     "amp_step_skipped",

@@ -23,14 +23,12 @@ from solvers.torch.sparse.pruning import (
     synflow_scores,
 )
 
+# Private names kept importable for code written against the previous layout (not in __all__):
+# _as_matrix, _batches, _copy_selected, _selection
 __all__ = [
     "CRITERIA",
     "GradualMagnitudePruning",
     "LotteryTicket",
-    "_as_matrix",
-    "_batches",
-    "_copy_selected",
-    "_selection",
     "approximate_isometry_",
     "grasp_scores",
     "magnitude_masks",

@@ -27,24 +27,8 @@ from solvers.torch.growth.splitting_matrix import collect_splitting_terms as _co
 from solvers.torch.growth.splitting_matrix import conv_padding as _conv_padding
 from solvers.torch.growth.splitting_matrix import conv_patches as _patches
 
-__all__ = [
-    "_CHANNEL_PASS_THROUGH",
-    "_MAX_CONV_MATRIX_BYTES",
-    "_PASS_THROUGH",
-    "_REQUIREMENT",
-    "_WEIGHTED",
-    "NeuronSplitting",
-    "SplitEigen",
-    "_block",
-    "_check_splittable",
-    "_collect",
-    "_conv_padding",
-    "_eigen_of",
-    "_exact_eigen",
-    "_lanczos_eigen",
-    "_next_layer",
-    "_patches",
-    "_resized",
-    "_second_derivative",
-    "splittable_layers",
-]
+# Private names kept importable for code written against the previous layout (not in __all__):
+# _CHANNEL_PASS_THROUGH, _MAX_CONV_MATRIX_BYTES, _PASS_THROUGH, _REQUIREMENT, _WEIGHTED, _block,
+# _check_splittable, _collect, _conv_padding, _eigen_of, _exact_eigen, _lanczos_eigen,
+# _next_layer, _patches, _resized, _second_derivative
+__all__ = ["NeuronSplitting", "SplitEigen", "splittable_layers"]

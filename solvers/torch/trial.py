@@ -12,12 +12,6 @@ from solvers.torch.optim.trial import (
     distributed_group,
 )
 
-__all__ = [
-    "_DISABLED",
-    "TrialEvaluator",
-    "_backward_disabled",
-    "_buffers_frozen",
-    "_noop_backward",
-    "average_over_ranks",
-    "distributed_group",
-]
+# Private names kept importable for code written against the previous layout (not in __all__):
+# _DISABLED, _backward_disabled, _buffers_frozen, _noop_backward
+__all__ = ["TrialEvaluator", "average_over_ranks", "distributed_group"]

@@ -187,6 +187,17 @@ def test_settings_and_keywords_give_the_same_fit(make_problem):
     assert replaced.n_iter == 1 and isinstance(replaced, HeadFit)
     # the fields still read by name, as from the dict this result replaced
     assert replaced["W"] is replaced.W and replaced["n_iter"] == 1 and replaced[0] is replaced.W
+    assert set(replaced.keys()) == {
+        "W",
+        "b",
+        "weights",
+        "outputs",
+        "targets",
+        "objective_curve",
+        "n_iter",
+        "gamma",
+        "alpha",
+    }
     with pytest.raises(TypeError):
         fit_svm_head(X, codes(y), heads="gpi")
 

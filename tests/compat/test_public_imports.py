@@ -3,7 +3,8 @@
 
 ``previous/public_api.json`` lists, for each module of the last version
 before the issue-14 redesign, its ``__all__`` (or, without one, the public
-names it defined). Modules that moved are kept as re-export shims, so user
+names it defined); ``previous/module_names.json`` every public function,
+class and constant defined at a module's top level. Modules that moved are kept as re-export shims, so user
 code and pickles that name the old paths keep working.
 """
 
@@ -15,7 +16,10 @@ from pathlib import Path
 
 import pytest
 
-API = json.loads((Path(__file__).parent / "previous" / "public_api.json").read_text())
+PREVIOUS = Path(__file__).parent / "previous"
+API = json.loads((PREVIOUS / "public_api.json").read_text())
+#: every public function, class and constant each module defined at its top level
+DEFINED = json.loads((PREVIOUS / "module_names.json").read_text())
 PACKAGES = ("solvers", "eigenpro", "closedform")
 
 
@@ -23,6 +27,14 @@ PACKAGES = ("solvers", "eigenpro", "closedform")
 def test_previous_names_import(module):
     mod = importlib.import_module(module)
     missing = [name for name in API[module] if not hasattr(mod, name)]
+    assert not missing, f"{module} lost {missing}"
+
+
+@pytest.mark.parametrize("module", sorted(DEFINED))
+def test_previous_module_level_names_import(module):
+    """Beyond ``__all__``: what a user could have imported from the module it was defined in."""
+    mod = importlib.import_module(module)
+    missing = [name for name in DEFINED[module] if not hasattr(mod, name)]
     assert not missing, f"{module} lost {missing}"
 
 

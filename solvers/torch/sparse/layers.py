@@ -26,7 +26,7 @@ _DENSE_MODULES = nn.modules.batchnorm._NormBase | nn.LayerNorm | nn.GroupNorm | 
 
 _CONSTRAINTS = {
     "model": [nn.Module],
-    "exclude": [str, None],
+    "exclude": [str, re.Pattern, None],
     "min_numel": [interval(Real, 0, None, closed="left")],
 }
 
@@ -49,7 +49,7 @@ def select_layers(model, include=DEFAULT_LAYER_TYPES, exclude=None, min_numel=0)
     include : tuple of type, str or callable, default (Linear, Conv1d, Conv2d, Conv3d)
         Module types, a regular expression on the parameter's qualified name
         (``"features.*weight"``), or a predicate ``f(name, module) -> bool``.
-    exclude : str or None
+    exclude : str, re.Pattern or None
         A regular expression; matching parameter names are left dense.
     min_numel : int, default 0
         Smaller weights are left dense.

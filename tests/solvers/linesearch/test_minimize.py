@@ -178,6 +178,9 @@ def test_step_rule_is_a_deprecated_alias_of_line_search(separable):
     with pytest.warns(DeprecationWarning, match="line_search"):
         old = minimize(GLMObjective(), np.zeros(4), (X, y), step_rule="goldstein", c=0.2, **kw)
     assert np.array_equal(new.x, old.x) and new.nfev == old.nfev
+    # both names at once is ambiguous: refused, not silently resolved
+    with pytest.raises(TypeError, match="both line_search and"):
+        minimize(GLMObjective(), np.zeros(4), (X, y), line_search="polyak", step_rule="armijo")
 
 
 def test_heavy_ball_coefficient_is_a_keyword(separable):

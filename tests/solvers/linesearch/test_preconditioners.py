@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: BSD-3-Clause
 """solvers.linesearch.preconditioners: the array and ``_foreach`` halves agree."""
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -84,6 +86,19 @@ def test_heavy_ball_gamma_is_deprecated():
         assert make_momentum("heavy_ball", gamma=0.3).heavy_ball == 0.3
     assert make_momentum("heavy_ball", heavy_ball=0.2).heavy_ball == 0.2
     assert HeavyBall(0.1).heavy_ball == 0.1
+    with pytest.warns(DeprecationWarning, match="heavy_ball"):
+        assert HeavyBall(0.1).gamma == 0.1
+    with pytest.raises(TypeError, match="both heavy_ball and"):
+        HeavyBall(0.3, gamma=0.5)
+    with pytest.raises(TypeError, match="both heavy_ball and"):
+        make_momentum("heavy_ball", heavy_ball=0.3, gamma=0.5)
+
+
+def test_heavy_ball_pickled_before_the_rename_loads():
+    old = HeavyBall.__new__(HeavyBall)
+    old.__dict__["gamma"] = 0.4  # the attribute name of the previous version
+    loaded = pickle.loads(pickle.dumps(old))
+    assert loaded.heavy_ball == 0.4 and "gamma" not in vars(loaded)
 
 
 def test_factories():

@@ -88,8 +88,9 @@ def test_state_dict_resume_is_bit_for_bit(kind, tmp_path, mlp, data, train):
         opt = torch.optim.Adam(model.parameters(), lr=1e-2)
         return model, opt, CONTROLLERS[kind](model, opt, 0)
 
+    # 24 steps, saved at 8: five mask updates and the end of the drop schedule after resuming
     model, opt, sparse = make()
-    train(model, opt, X, y, 20)
+    train(model, opt, X, y, 24)
     model2, opt2, sparse2 = make()
     train(model2, opt2, X, y, 8)
     path = tmp_path / "ckpt.pt"
@@ -100,12 +101,12 @@ def test_state_dict_resume_is_bit_for_bit(kind, tmp_path, mlp, data, train):
     model3.load_state_dict(ckpt["model"])
     opt3.load_state_dict(ckpt["opt"])
     sparse3.load_state_dict(ckpt["sparse"])
-    train(model3, opt3, X, y, 12, start=8)  # the batches the uninterrupted run saw
+    train(model3, opt3, X, y, 16, start=8)  # the batches the uninterrupted run saw
     for a, b in zip(model.parameters(), model3.parameters(), strict=True):
         assert torch.equal(a, b)
     full, resumed = sparse.state_dict(), sparse3.state_dict()
     assert full.keys() == resumed.keys()
-    assert full["step_count"] == resumed["step_count"] == 20
+    assert full["step_count"] == resumed["step_count"] == 24
     assert full["history"] == resumed["history"]
     for key in ("masks", "fired", "ema"):
         for k, v in full.get(key, {}).items():

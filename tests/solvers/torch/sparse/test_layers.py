@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: BSD-3-Clause
 """solvers.torch.sparse.layers: which weights are sparse."""
 
+import re
+
 import pytest
 from torch import nn
 
@@ -11,6 +13,7 @@ def test_select_layers_skips_biases_norms_and_filters():
     model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 2), nn.LayerNorm(2))
     assert list(select_layers(model)) == ["0.weight", "2.weight"]
     assert list(select_layers(model, exclude=r"^2\.")) == ["0.weight"]
+    assert list(select_layers(model, exclude=re.compile(r"^2\."))) == ["0.weight"]
     assert list(select_layers(model, min_numel=20)) == ["0.weight"]
     assert list(select_layers(model, include=r"^2")) == ["2.weight"]
     with pytest.raises(ValueError, match="no layer to sparsify"):
