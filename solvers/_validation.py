@@ -117,21 +117,21 @@ def validate_params(constraints, params, owner):
     for name, value in params.items():
         allowed = constraints.get(name, "no_validation")
         if allowed != "no_validation" and _rejects_bool(allowed, value):
-            raise InvalidParameterError(
-                f"The {name!r} parameter of {owner} must be {describe(allowed)}. "
-                f"Got {value!r} instead."
-            )
+            raise InvalidParameterError(_message(name, owner, allowed, value))
     validate_parameter_constraints(constraints, params, caller_name=owner)
+
+
+def _message(name, owner, allowed, value):
+    """scikit-learn's wording, for every entry point of the vocabulary."""
+    where = f" of {owner}" if owner else ""
+    return f"The {name!r} parameter{where} must be {describe(allowed)}. Got {value!r} instead."
 
 
 def _check_one(name, value, constraint, owner):
     try:
         validate_params({name: [constraint]}, {name: value}, owner or "")
     except InvalidParameterError:
-        where = f" of {owner}" if owner else ""
-        raise InvalidParameterError(
-            f"{name}{where} must be {describe([constraint])}; got {value!r}."
-        ) from None
+        raise InvalidParameterError(_message(name, owner, [constraint], value)) from None
 
 
 def check_positive(name, value, *, strict=True, upper=None, upper_open=True, owner=None):

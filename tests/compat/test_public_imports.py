@@ -4,8 +4,9 @@
 ``previous/public_api.json`` lists, for each module of the last version
 before the issue-14 redesign, its ``__all__`` (or, without one, the public
 names it defined); ``previous/module_names.json`` every public function,
-class and constant defined at a module's top level. Modules that moved are kept as re-export shims, so user
-code and pickles that name the old paths keep working.
+class and constant defined at a module's top level. Modules that moved are
+kept as re-export shims, so user code and pickles that name the old paths
+keep working.
 """
 
 from __future__ import annotations

@@ -79,9 +79,11 @@ def test_make_kernel_errors_and_callables():
     with pytest.raises(ValueError, match="kernel must be"):
         make_kernel(3.5)
     for bad in (0, -1.0, float("inf"), float("nan"), True):
-        with pytest.raises(ValueError, match="bandwidth of Gaussian must be a float in the range"):
+        with pytest.raises(
+            ValueError, match="'bandwidth' parameter of Gaussian must be a float in the range"
+        ):
             Gaussian(bad)
-        with pytest.raises(ValueError, match="bandwidth of Laplacian must be"):
+        with pytest.raises(ValueError, match="'bandwidth' parameter of Laplacian must be"):
             Laplacian().with_bandwidth(bad)
     with pytest.raises(ValueError, match="'nu' parameter of Matern must be"):
         Matern(1.0, nu=3)

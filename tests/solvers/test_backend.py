@@ -18,7 +18,7 @@ from solvers.backend import (
 
 
 def test_namespace_round_trip(backend):
-    xp, device, to_xp = backend
+    _xp, _device, to_xp = backend
     a = np.arange(12, dtype=np.float64).reshape(3, 4)
     x = to_xp(a)
     got_xp, got_device = get_namespace_and_device(x)
@@ -30,7 +30,7 @@ def test_namespace_round_trip(backend):
 
 
 def test_inplace_ops_and_gathers(backend):
-    xp, device, to_xp = backend
+    xp, _device, to_xp = backend
     rng = np.random.default_rng(0)
     a = rng.standard_normal((7, 5))
     b = rng.standard_normal((5, 3))
@@ -80,13 +80,13 @@ def test_rows_per_block():
 
 
 def test_resolve_device_errors():
-    xp, dev = resolve_device("cpu")
+    xp, _ = resolve_device("cpu")
     assert backend.namespace_kind(xp) == "numpy"
     with pytest.raises(ValueError, match="Unknown device"):
         resolve_device("tpu:3")
     with pytest.raises(ValueError, match="device must be a string"):
         resolve_device(3)
-    xp, dev = resolve_device("torch:cpu")
+    xp, _dev = resolve_device("torch:cpu")
     assert backend.namespace_kind(xp) == "torch"
 
 

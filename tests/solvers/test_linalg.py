@@ -13,7 +13,7 @@ def _psd(n, rank=None, seed=0):
 
 
 def test_top_eigensystem_matches_numpy(backend):
-    xp, device, to_xp = backend
+    _xp, _device, to_xp = backend
     A = _psd(30)
     values, vectors = top_eigensystem(to_xp(A), 5)
     values, vectors = to_numpy(values), to_numpy(vectors)
@@ -26,7 +26,7 @@ def test_top_eigensystem_matches_numpy(backend):
 
 
 def test_top_eigensystem_float32_input_is_solved_in_float64(backend):
-    xp, device, to_xp = backend
+    _xp, _device, to_xp = backend
     A = _psd(40, rank=5).astype(np.float32)  # rank-deficient: tail is ~0
     values, _ = top_eigensystem(to_xp(A), 40)
     values = to_numpy(values)
@@ -46,7 +46,7 @@ def test_top_eigensystem_rejects_bad_input():
 
 @pytest.mark.parametrize("block_rows", [1, 3, 7, 100])
 def test_blocked_matmul_equals_dense(backend, block_rows):
-    xp, device, to_xp = backend
+    _xp, _device, to_xp = backend
     rng = np.random.default_rng(1)
     M = rng.standard_normal((17, 6))
     V = rng.standard_normal((6, 2))

@@ -36,14 +36,14 @@ _CONSTRAINTS = {
 }
 
 
-def check_density(density, name="density"):
+def check_density(density, name="density", owner=None):
     """A density in (0, 1] (a sparsity in [0, 1)), returned as a float.
 
     A density of 0 leaves no weights to train; NaN, booleans and non-numbers
     are refused (:class:`~solvers._validation.InvalidParameterError`, both a
     ``ValueError`` and a ``TypeError``).
     """
-    return check_positive(name, density, upper=1.0, upper_open=False)
+    return check_positive(name, density, upper=1.0, upper_open=False, owner=owner)
 
 
 def erk_densities(shapes, density, power=1.0, dense=(), include_kernel=True):
@@ -100,7 +100,7 @@ def _densities_by_pattern(shapes, density):
         hit = [d for pat, d in density.items() if re.search(pat, name)]
         if not hit:
             raise ValueError(f"no density given for layer {name!r} (patterns {list(density)})")
-        out[name] = check_density(hit[0], f"density of {name}")
+        out[name] = check_density(hit[0], owner=f"layer {name}")
     return out
 
 
@@ -128,7 +128,7 @@ def layer_densities(shapes, density, distribution="uniform"):
     validate_params(_CONSTRAINTS, {"distribution": distribution}, "layer_densities")
     if callable(distribution):
         out = distribution(shapes, density)
-        return {k: check_density(out[k], f"density of {k}") for k in shapes}
+        return {k: check_density(out[k], owner=f"layer {k}") for k in shapes}
     if distribution == "uniform":
         return dict.fromkeys(shapes, density)
     return erk_densities(shapes, density, include_kernel=distribution == "erk")

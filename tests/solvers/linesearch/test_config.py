@@ -83,7 +83,7 @@ def test_plan_step_is_first_trial():
         (dict(polyak_init=1), "'polyak_init' parameter"),
         (dict(f_star=math.inf), "'f_star' parameter"),
         (dict(line_search="newton"), "'line_search' parameter"),
-        (dict(c=1.5), r"c must be a float in the range \(0.0, 1.0\)"),
+        (dict(c=1.5), r"'c' parameter.* must be a float in the range \(0.0, 1.0\)"),
     ],
 )
 def test_from_settings_validates(settings, match):

@@ -90,10 +90,19 @@ def test_glm_gradient_matches_finite_differences():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(line_search="armijo", c=1.5), r"c must be a float in the range \(0.0, 1.0\)"),
-        (dict(line_search="armijo", c=0.0), r"c must be a float in the range \(0.0, 1.0\)"),
-        (dict(line_search="goldstein", c=0.6), r"c must be a float in the range \(0.0, 0.5\)"),
-        (dict(lr=-1.0), "lr must be"),
+        (
+            dict(line_search="armijo", c=1.5),
+            r"'c' parameter.* must be a float in the range \(0.0, 1.0\)",
+        ),
+        (
+            dict(line_search="armijo", c=0.0),
+            r"'c' parameter.* must be a float in the range \(0.0, 1.0\)",
+        ),
+        (
+            dict(line_search="goldstein", c=0.6),
+            r"'c' parameter.* must be a float in the range \(0.0, 0.5\)",
+        ),
+        (dict(lr=-1.0), "'lr' parameter.* must be"),
         (dict(beta_b=1.0), "beta_b"),
         (dict(reset="sometimes"), "'reset' parameter of minimize"),
         (dict(line_search="newton"), "'line_search' parameter of minimize"),

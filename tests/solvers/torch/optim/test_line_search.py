@@ -231,8 +231,8 @@ def test_sps_takes_one_forward_per_step_and_accepts_loss_keyword(mlp, data):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(c=1.2), r"c must be a float in the range \(0.0, 1.0\)"),
-        (dict(c=0.0), r"c must be a float in the range \(0.0, 1.0\)"),
+        (dict(c=1.2), r"'c' parameter.* must be a float in the range \(0.0, 1.0\)"),
+        (dict(c=0.0), r"'c' parameter.* must be a float in the range \(0.0, 1.0\)"),
         (dict(lr=-1.0), "'lr' parameter of AdaSLS"),
         (dict(line_search="goldstein", c=0.7), r"\(0.0, 0.5\)"),
         (dict(beta_b=0.0), "beta_b"),

@@ -45,8 +45,10 @@ def test_er_uses_fan_in_and_fan_out_only():
 def test_density_outside_range_is_rejected(bad, mlp):
     model = mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    with pytest.raises(ValueError, match=r"density must be a float in the range \(0\.0, 1\.0\]"):
+    with pytest.raises(
+        ValueError, match=r"'density' parameter must be a float in the range \(0\.0, 1\.0\]"
+    ):
         DynamicSparsity(model, opt, density=bad, total_steps=10)
-    with pytest.raises(TypeError, match=r"density of fc1 must be"):
-        check_density(bad, "density of fc1")
+    with pytest.raises(TypeError, match=r"'density' parameter of layer fc1 must be"):
+        check_density(bad, owner="layer fc1")
     assert check_density(1) == 1.0 and isinstance(check_density(1), float)
