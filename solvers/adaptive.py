@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: BSD-3-Clause
 """Moved to :mod:`solvers.linesearch.preconditioners`; this module re-exports it."""
 
-from solvers._validation import check_positive
+from solvers._validation import check_positive  # imported here by the previous version
 from solvers.linesearch.preconditioners import *  # noqa: F403
 from solvers.linesearch.preconditioners import (
     MOMENTA,
@@ -26,7 +26,6 @@ __all__ = [
     "HeavyBall",
     "Identity",
     "NoMomentum",
-    "check_positive",
     "default_momentum",
     "make_momentum",
     "make_preconditioner",
