@@ -6,11 +6,13 @@ import itertools
 import numpy as np
 import pytest
 import sklearn
-from sklearn.datasets import make_regression
+from sklearn.datasets import make_friedman1, make_regression
 from sklearn.linear_model import LinearRegression
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from closedform import ManifoldNetClassifier, ManifoldNetRegressor
+from closedform.activations import get_activation
+from closedform.network import forward
 from closedform.svm_head import AUTO_ALPHAS
 
 
@@ -60,6 +62,56 @@ def test_a_sweep_that_raises_the_objective_is_rejected(digits):
     # the rank-c targets collapse the hidden layer: the first sweep is rejected, the fit ends
     assert clf.n_iter_ == 1 and len(clf.objective_curve_) == 1
     for a, b in zip(clf.coefs_, ref.coefs_, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def _objective_of_the_kept_weights(est, X, Y):
+    """The decision layer's ``J`` recomputed from ``coefs_``/``intercepts_`` alone."""
+    layers = list(zip(est.coefs_[:-1], est.intercepts_[:-1], strict=True))
+    H = forward(X.astype(np.float64), layers, get_activation(est.activation))[-1]
+    W, b = est.coefs_[-1], est.intercepts_[-1]
+    F = H @ W + b
+    if isinstance(est, ManifoldNetClassifier):
+        losses = np.sum(np.clip(1.0 - Y * F, 0.0, None) ** 2, axis=1)  # squared hinge
+    else:
+        losses = np.sum((F - Y) ** 2, axis=1)
+    gamma = est.alpha_ * np.trace(np.cov(H, rowvar=False, bias=True)) / H.shape[1]
+    return float(np.mean(losses) + gamma * np.sum(W * W)), F
+
+
+@pytest.mark.parametrize(
+    "case, max_iter, rejected",
+    [
+        ("classifier", 4, True),  # sweep 1 accepted, sweep 2 raises the objective
+        ("classifier-gpi", 4, False),  # every sweep accepted: the fit ends at max_iter
+        ("regressor", 6, True),  # sweeps 1-3 accepted, sweep 4 raises the objective
+    ],
+)
+def test_backward_sweeps_keep_the_last_accepted_weights(make_problem, case, max_iter, rejected):
+    # without early stopping the fitted weights are those of the last accepted sweep:
+    # objective_curve_[-1] (recorded apart from the weights) is the kept weights' objective,
+    # and stopping the fit right after that sweep (max_iter = n_iter_) gives the same weights
+    if case == "regressor":
+        X, y = make_friedman1(n_samples=300, n_features=6, noise=0.1, random_state=0)
+        Y = y[:, None]
+        make = lambda m: ManifoldNetRegressor((20,), alpha_hidden=1.0, max_iter=m, tol=0.0)  # noqa: E731
+    else:
+        X, y = make_problem(n=300, classes=3)
+        Y = np.where(y[:, None] == np.arange(3), 1.0, -1.0)
+        head = "gpi" if case == "classifier-gpi" else "ridge"
+        make = lambda m: ManifoldNetClassifier((20,), head=head, max_iter=m, tol=0.0)  # noqa: E731
+    est = make(max_iter).set_params(random_state=0).fit(X, y)
+    assert est.n_iter_ >= 2  # at least one sweep was accepted
+    assert (est.n_iter_ < max_iter) == rejected  # the path under test is the one taken
+    J, F = _objective_of_the_kept_weights(est, X, Y)
+    assert J == pytest.approx(est.objective_curve_[-1], rel=1e-13)  # measured: 1e-16
+    outputs = est.decision_function(X) if case != "regressor" else est.predict(X)[:, None]
+    np.testing.assert_allclose(outputs, F, rtol=1e-13, atol=1e-13)  # measured: 0
+    stopped_there = make(est.n_iter_).set_params(random_state=0).fit(X, y)
+    assert stopped_there.objective_curve_ == est.objective_curve_
+    for a, b in zip(
+        est.coefs_ + est.intercepts_, stopped_there.coefs_ + stopped_there.intercepts_, strict=True
+    ):
         np.testing.assert_array_equal(a, b)
 
 

@@ -93,7 +93,31 @@ def test_gpi_is_monotone_and_solves_the_isotropic_case():
     B = rng.normal(size=(10, 4))
     W, objectives = stiefel_quadratic(A, B, max_iter=300, tol=0.0)
     np.testing.assert_allclose(W.T @ W, np.eye(4), atol=1e-10)
+    # tol=0 stops at the first step that does not lower the objective: all 300 must
+    assert len(objectives) == 300
     assert all(b <= a + 1e-9 * abs(a) for a, b in itertools.pairwise(objectives))
+    # one step from a random point: with A~ = lambda_max I - A (PSD) the step maximises the
+    # linearisation of the convex tr(W^T A~ W) + 2 tr(W^T B), so the objective falls by at
+    # least the curvature term tr(D^T A~ D), D the step (strictly, unless the step is zero)
+    objective = lambda W: np.sum(W * (A @ W)) - 2.0 * np.sum(W * B)  # noqa: E731
+    W0 = np.linalg.qr(rng.normal(size=(10, 4)))[0]
+    W1, (J1,) = stiefel_quadratic(A, B, W0, max_iter=1)
+    A_tilde = np.linalg.eigvalsh(A).max() * np.eye(10) - A
+    np.testing.assert_allclose(W1, polar(2.0 * A_tilde @ W0 + 2.0 * B), atol=1e-12)
+    D = W1 - W0
+    curvature = np.sum(D * (A_tilde @ D))
+    assert curvature > 1.0  # a real step (measured: 19.6 against a decrease of 47.8)
+    assert objective(W0) - J1 >= curvature
+    assert J1 == pytest.approx(objective(W1), rel=1e-12)
+    # run to the end: a stationary point of the constrained problem (Riemannian gradient
+    # (I - W W^T) G + W skew(W^T G) ~ 0 with G = A W - B), the best of 20 random starts
+    W, objectives = stiefel_quadratic(A, B, W0, max_iter=3000, tol=0.0)
+    G = A @ W - B
+    S = W.T @ G
+    np.testing.assert_allclose(G, W @ (S + S.T) / 2, atol=1e-5)  # measured: 5e-7
+    starts = [np.linalg.qr(rng.normal(size=(10, 4)))[0] for _ in range(20)]
+    best = min(stiefel_quadratic(A, B, S0, max_iter=3000, tol=0.0)[1][-1] for S0 in starts)
+    assert objectives[-1] == pytest.approx(best, rel=1e-12)  # measured: 4e-15
     # A = a I: the objective is a c - 2 tr(W^T B), minimised by polar(B)
     W_iso, _ = stiefel_quadratic(3.0 * np.eye(10), B, W0=np.linalg.qr(rng.normal(size=(10, 4)))[0])
     np.testing.assert_allclose(W_iso, polar(B), atol=1e-8)
