@@ -86,4 +86,7 @@ def test_top_eigensystem_recovers_from_a_failed_lapack_run(monkeypatch):
     monkeypatch.setattr(cnp.linalg, "eigh", broken)
     values, vectors = top_eigensystem(A, 3)
     np.testing.assert_allclose(values, np.linalg.eigvalsh(A)[::-1][:3], rtol=1e-10)
-    assert np.all(np.isfinite(vectors))
+    # the recovered vectors are the eigenvectors of those values, orthonormal
+    # (measured residuals 2e-15 with eigenvalues ~1-3)
+    np.testing.assert_allclose(A @ vectors, vectors * values, atol=1e-14)
+    np.testing.assert_allclose(vectors.T @ vectors, np.eye(3), atol=1e-14)

@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: BSD-3-Clause
 """solvers.linesearch.minimize: the array-level stochastic minimiser."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -144,7 +146,12 @@ def test_callback_history_and_stop(separable):
     assert [e for e, _ in seen] == [1, 2, 3]
     assert res.n_epochs == 3 and res.status == 1 and res.nit == 30
     assert len(res.history["loss"]) == 3
-    assert all(f >= 1.0 for f in res.history["forwards_per_step"])
+    # the per-epoch series add up to the run's counters: 10 steps an epoch, each one
+    # forward at the iterate plus its trials; an accepted Armijo step's trials are its
+    # backtracks plus the accepted one
+    assert sum(res.history["skipped"]) == 0
+    assert 10 * sum(res.history["forwards_per_step"]) == pytest.approx(res.nfev, rel=1e-12)
+    assert res.nfev == res.nit + sum(res.history["backtracks"]) + res.nit
     assert res.history["seconds"] == sorted(res.history["seconds"])
 
 
@@ -222,3 +229,107 @@ def test_one_step_updates_the_iterate_and_counts(separable):
     assert report.step_size > 0 and report.step_size == it.step_size
     f1, _ = GLMObjective()(it.x, X, y)
     assert f1 < report.loss
+
+
+def _quadratic(L):
+    """``f(x) = L ||x||^2 / 2`` as ``fun(x, batch) -> (f, g)``; the data is unused."""
+
+    def fun(x, _batch):
+        return 0.5 * L * float(x @ x), L * x
+
+    return fun
+
+
+@pytest.mark.parametrize("c", [0.1, 0.3, 0.8])
+def test_armijo_constant_reaches_the_search(c):
+    # One full-batch step on L ||x||^2 / 2 along d = g: Armijo with constant c accepts the
+    # first trial lr beta_b^k with lr beta_b^k L <= 2 (1 - c); with c != 0.5 this differs
+    # from the step the constant 1 - c would accept.
+    L, lr, beta_b = 3.0, 1.9 / 3.0, 0.7
+    x0 = np.array([1.0, -2.0, 0.5])
+    res = minimize(
+        _quadratic(L),
+        x0,
+        np.zeros((1, 1)),
+        preconditioner="identity",
+        momentum="none",
+        lr=lr,
+        c=c,
+        beta_b=beta_b,
+        polyak_init=False,
+        batch_size=1,
+        epochs=1,
+        shuffle=False,
+    )
+    k = max(0, math.ceil(math.log(2.0 * (1.0 - c) / (lr * L)) / math.log(beta_b) - 1e-9))
+    eta = lr * beta_b**k
+    np.testing.assert_allclose(res.x, x0 - eta * L * x0, rtol=1e-13)
+    assert res.nfev == 1 + (k + 1) and res.step_size == pytest.approx(eta, rel=1e-13)
+
+
+@pytest.mark.parametrize("c", [0.1, 0.8])
+def test_armijo_constant_reaches_the_glm_fast_path(c, separable):
+    # the accepted step of each minibatch is the first trial that passes Armijo's test with
+    # this c, checked against the loss itself (GLM path: trials come from the margins)
+    X, y = separable(n=60, p=4)
+    obj = GLMObjective("logistic")
+    lr, beta_b = 50.0, 0.5
+    kw = dict(preconditioner="identity", momentum="none", lr=lr, c=c, beta_b=beta_b)
+    kw.update(polyak_init=False, reset="max", batch_size=60, shuffle=False)
+    x = np.zeros(4)
+    for _ in range(3):
+        f0, g = obj(x, X, y)
+        eta = lr
+        while obj.value(x - eta * g, X, y) > f0 - c * eta * (g @ g):
+            eta *= beta_b
+        res = minimize(obj, x, (X, y), epochs=1, **kw)
+        assert res.step_size == pytest.approx(eta, rel=1e-12)
+        np.testing.assert_allclose(res.x, x - eta * g, rtol=1e-12, atol=1e-15)
+        x = res.x
+
+
+@pytest.mark.parametrize("reset", ["conservative", "grow", "max"])
+def test_after_max_backtracks_no_step_and_the_next_search_starts_lower(reset):
+    # Every trial is rejected (the trial loss is always higher): the step is not taken,
+    # x is unchanged and the next step's first trial is the reset of lr beta_b^(m + 1)
+    # (the rule the torch optimizer follows, tests/solvers/torch/optim/test_line_search.py).
+    lr, beta_b, m, gamma, n_batches = 8.0, 0.5, 3, 4.0, 2
+    x0 = np.array([1.0, 2.0])
+    g = np.array([0.5, -1.0])
+    trials = []
+
+    def fun(x, _batch):
+        return 1.0, g
+
+    def value(x, _batch):
+        # d = g (identity preconditioner, no momentum): eta = (x0 - x) / g
+        trials.append(float((x0 - x)[0] / g[0]))
+        return 2.0
+
+    res = minimize(
+        fun,
+        x0,
+        np.zeros((2, 1)),
+        value=value,
+        preconditioner="identity",
+        momentum="none",
+        lr=lr,
+        beta_b=beta_b,
+        max_backtracks=m,
+        reset=reset,
+        gamma=gamma,
+        polyak_init=False,
+        batch_size=1,
+        epochs=1,
+        shuffle=False,
+    )
+    assert np.array_equal(res.x, x0)
+    assert res.nit == 2 and res.nfev == 2 * (1 + m + 1)
+    assert res.history["skipped"] == [2] and res.history["step_size"] == [0.0]
+    assert res.history["backtracks"] == [2 * (m + 1)]
+    first = [lr * beta_b**i for i in range(m + 1)]
+    after = lr * beta_b ** (m + 1)
+    start = {"conservative": after, "grow": after * gamma ** (1 / n_batches), "max": lr}[reset]
+    second = [start * beta_b**i for i in range(m + 1)]
+    np.testing.assert_allclose(trials, first + second, rtol=1e-14)
+    assert res.step_size == pytest.approx(start * beta_b**m * beta_b, rel=1e-14)

@@ -346,8 +346,21 @@ def test_zero_lr_warmup_skips_steps_and_then_searches(mlp, data, make_closure):
         assert 0.0 < opt.last_step["step_size"] <= opt.param_groups[0]["lr"]
         warmup.step()
     assert opt.param_groups[0]["step_size"] > 0.0
-    # lr=0 from the start is allowed too (torch's optimizers accept it)
-    AdaSLS(model.parameters(), lr=0.0)
+    # lr=0 from the start is allowed too (torch's optimizers accept it): steps are skipped
+    # until lr is raised, then the search starts from the new lr (not from the step size
+    # 0 the optimizer was built with)
+    torch.manual_seed(0)
+    model = mlp()
+    opt = AdaSLS(model.parameters(), lr=0.0, n_batches_per_epoch=4)
+    before = [p.detach().clone() for p in model.parameters()]
+    opt.step(make_closure(model, opt, X, y))
+    assert opt.last_step["status"] == "zero_lr" and opt.last_step["step_size"] == 0.0
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    opt.param_groups[0]["lr"] = 1.0
+    opt.step(make_closure(model, opt, X, y))
+    assert opt.last_step["status"] == "accepted"
+    assert 0.0 < opt.last_step["step_size"] <= 1.0
+    assert not all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
 
 @pytest.mark.parametrize("line_search", ["armijo", "goldstein"])

@@ -2,6 +2,7 @@
 """solvers.torch.sparse.dynamic: SET, RigL and momentum growth, ITOP rate, schedule."""
 
 import copy
+import math
 from itertools import pairwise
 
 import pytest
@@ -87,6 +88,62 @@ def test_dst_exact_counts_and_zeroed_state_after_every_update(
     assert all(r["moved"] > 0 for r in sparse.history)
     frac = [r["drop_fraction"] for r in sparse.history]
     assert all(b < a for a, b in pairwise(frac))  # cosine decay
+
+
+def _dropped(mask, weight, k):
+    """The ``k`` active positions of smallest ``|w|`` (ties to the lower flat index)."""
+    scores = torch.where(mask, weight.abs(), torch.full_like(weight, math.inf)).reshape(-1)
+    order = torch.sort(scores, stable=True).indices[:k]
+    out = torch.zeros(scores.numel(), dtype=torch.bool)
+    out[order] = True
+    return out.reshape(mask.shape)
+
+
+@pytest.mark.parametrize("grow", ["rigl", "set", "momentum"])
+@pytest.mark.parametrize("opt_name", ["sgd", "adam", "adamw"])
+def test_a_weight_dropped_and_regrown_in_one_update_restarts_at_zero(
+    grow, opt_name, mlp, data, train, optimizers
+):
+    # A position dropped (smallest |w|) and grown again in the same update is active
+    # before and after it, so "grown = active now and not before" misses it; it must
+    # restart like any grown weight: value 0, every optimizer state entry 0. Positions
+    # kept through the update keep their value and state.
+    model = mlp()
+    opt = optimizers[opt_name](model.parameters())
+    X, y = data()
+    after_step = {}
+
+    def snapshot(optimizer, args, kwargs):  # runs before the controller's post-hook
+        for name, p in model.named_parameters():
+            state = {k: v.clone() for k, v in optimizer.state[p].items() if torch.is_tensor(v)}
+            after_step[name] = (p.detach().clone(), state)
+
+    opt.register_step_post_hook(snapshot)
+    sparse = DynamicSparsity(
+        model, opt, density=0.5, grow=grow, distribution="uniform", update_every=2,
+        drop_fraction=0.5, decay="constant", end=None,
+    )  # fmt: skip
+    regrown_total = 0
+    for step in range(1, 13):
+        before = {k: m.clone() for k, m in sparse.masks.items()}
+        train(model, opt, X, y, 1)
+        if step % 2:
+            continue
+        alpha = sparse.history[-1]["drop_fraction"]
+        for name, m in sparse.masks.items():
+            p = sparse.params[name]
+            w, state = after_step[name]
+            dropped = _dropped(before[name], w, math.floor(alpha * int(before[name].sum())))
+            regrown = dropped & m
+            kept = before[name] & ~dropped
+            regrown_total += int(regrown.sum())
+            assert torch.all(p[regrown] == 0), f"{name}: a regrown weight kept its value"
+            assert torch.equal(p[kept], w[kept])
+            for key, v in opt.state[p].items():
+                if torch.is_tensor(v) and v.shape == p.shape:
+                    assert torch.all(v[regrown] == 0), f"{name}: {key} of a regrown weight"
+                    assert torch.equal(v[kept], state[key][kept])
+    assert regrown_total > 0, "no position was dropped and regrown: the test checks nothing"
 
 
 def test_momentum_growth_explores_beyond_the_static_mask(mlp, data, train):
