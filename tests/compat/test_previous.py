@@ -30,6 +30,18 @@ def _maker():
 
 
 make = _maker()
+
+#: The fixtures were computed on one machine; another CPU's BLAS kernels may sum in another
+#: order. In float64 that moves results by ~1e-16 per operation, far below these tolerances,
+#: while any change of algorithm, state layout or step decision moves them by much more.
+RTOL, ATOL = 1e-9, 1e-12
+
+
+def assert_same_parameters(params, expected):
+    for p, e in zip(params, expected, strict=True):
+        torch.testing.assert_close(p.detach(), e, rtol=RTOL, atol=ATOL)
+
+
 ESTIMATORS = [name for name, _, _ in make.estimators()]
 
 
@@ -44,7 +56,7 @@ def test_pickled_estimator_predicts_as_before(name):
         if key in outputs:
             got = np.asarray(getattr(est, method)(X_test))
             if got.dtype.kind == "f":
-                np.testing.assert_allclose(got, outputs[key], rtol=1e-12, atol=1e-12)
+                np.testing.assert_allclose(got, outputs[key], rtol=RTOL, atol=ATOL)
             else:
                 np.testing.assert_array_equal(got, outputs[key])
             compared += 1
@@ -62,7 +74,7 @@ def test_pickled_estimator_refits(name):
     target = y if kind == "labels" else np.column_stack([y / 9.0, X[:, 20]])
     fresh = clone(est).fit(X, target)
     est.fit(X, target)
-    np.testing.assert_allclose(est.predict(X_test), fresh.predict(X_test), rtol=1e-12)
+    np.testing.assert_allclose(est.predict(X_test), fresh.predict(X_test), rtol=RTOL, atol=ATOL)
 
 
 @pytest.mark.parametrize("name", sorted(make.optimizers()))
@@ -74,8 +86,7 @@ def test_optimizer_state_dict_resumes_as_before(name):
     opt.load_state_dict(saved["opt"])
     X, y = make.torch_problem()
     make.train_optimizer(model, opt, X, y, 5, 5)
-    for p, expected in zip(model.parameters(), saved["expected"], strict=True):
-        assert torch.equal(p.detach(), expected)
+    assert_same_parameters(model.parameters(), saved["expected"])
 
 
 @pytest.mark.parametrize("name", sorted(make.controllers()))
@@ -89,8 +100,7 @@ def test_controller_state_dict_resumes_as_before(name):
     ctrl.load_state_dict(saved["ctrl"])
     X, y = make.torch_problem()
     make.train_plain(model, opt, X, y, 7, 5)
-    for p, expected in zip(model.parameters(), saved["expected"], strict=True):
-        assert torch.equal(p.detach(), expected)
+    assert_same_parameters(model.parameters(), saved["expected"])
     assert saved["expected_masks"].keys() == ctrl.masks.keys()
     for key, mask in saved["expected_masks"].items():
         assert torch.equal(ctrl.masks[key], mask)
