@@ -264,18 +264,49 @@ class MaskedTraining:
         }
 
     def load_state_dict(self, state):
-        """Restore :meth:`state_dict` in place and re-apply the masks to the weights."""
-        missing = set(self.masks) ^ set(state["masks"])
-        if missing:
-            raise ValueError(f"state_dict masks do not match the controller's layers: {missing}")
+        """Restore :meth:`state_dict` in place and re-apply the masks to the weights.
+
+        All or nothing: the whole ``state`` is checked (:meth:`_check_state`)
+        before anything is restored, so a state from another model or
+        controller raises ``ValueError`` and leaves this one as it was.
+        """
+        self._check_state(state)
         for k, m in state["masks"].items():
-            if m.shape != self.masks[k].shape:
-                raise ValueError(f"mask of {k!r} has shape {tuple(m.shape)} in the state_dict")
             self.masks[k].copy_(m)
         self.step_count = int(state["step_count"])
         self.history = [dict(h) for h in state["history"]]
         self._refresh()
         self.apply_()
+
+    def _check_state(self, state):
+        """Raise ``ValueError`` unless ``state`` fits this controller (nothing is changed)."""
+        if not isinstance(state, dict):
+            raise ValueError(f"state_dict must be a dict; got {type(state).__name__}")
+        missing = {"masks", "step_count", "history"} - set(state)
+        if missing:
+            raise ValueError(
+                f"state_dict lacks {sorted(missing)} (not from {type(self).__name__}.state_dict())"
+            )
+        check_state_tensors("masks", state["masks"], self.masks)
+        count = state["step_count"]
+        if isinstance(count, bool) or not isinstance(count, (int, torch.Tensor)) or count < 0:
+            raise ValueError(f"state_dict step_count must be an int >= 0; got {count!r}")
+
+
+def check_state_tensors(what, given, expected):
+    """``given`` has the names of ``expected``, each a tensor of the same shape."""
+    if not isinstance(given, dict) or set(given) != set(expected):
+        names = sorted(given) if isinstance(given, dict) else given
+        raise ValueError(
+            f"state_dict {what} do not match the controller's layers: expected "
+            f"{sorted(expected)}, got {names!r}"
+        )
+    for k, t in given.items():
+        if not torch.is_tensor(t) or t.shape != expected[k].shape:
+            shape = tuple(t.shape) if torch.is_tensor(t) else type(t).__name__
+            raise ValueError(
+                f"state_dict {what}[{k!r}] has shape {shape}; expected {tuple(expected[k].shape)}"
+            )
 
 
 def _masked_params(model, optimizer, masks):

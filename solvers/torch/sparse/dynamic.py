@@ -40,7 +40,12 @@ import torch
 
 from solvers._validation import StrOptions, interval, validate_params
 from solvers.torch.sparse.amp import amp_grad_scale
-from solvers.torch.sparse.controller import MaskChange, MaskedTraining, MaskUpdate
+from solvers.torch.sparse.controller import (
+    MaskChange,
+    MaskedTraining,
+    MaskUpdate,
+    check_state_tensors,
+)
 from solvers.torch.sparse.densities import layer_densities
 from solvers.torch.sparse.layers import DEFAULT_LAYER_TYPES, select_layers
 from solvers.torch.sparse.seeding import step_generator
@@ -343,19 +348,24 @@ class DynamicSparsity(MaskedTraining):
         return state
 
     def load_state_dict(self, state):
-        """Restore :meth:`state_dict`; the run then continues bit-for-bit."""
-        if set(state.get("ema", {})) != set(self._ema) or state.get("seed") is None:
-            raise ValueError(
-                "state_dict is not from a DynamicSparsity with the same growth criterion "
-                f"(grow={self.grow!r}) and layers"
-            )
-        super().load_state_dict(state)
+        """Restore :meth:`state_dict`; the run then continues bit-for-bit (all or nothing)."""
+        super().load_state_dict(state)  # checks the whole state first (_check_state)
         for k, f in state["fired"].items():
             self.fired[k].copy_(f)
         for k, e in state["ema"].items():
             self._ema[k].copy_(e)
         self.seed = int(state["seed"])
         self._n_active = {k: int(m.sum()) for k, m in self.masks.items()}
+
+    def _check_state(self, state):
+        super()._check_state(state)
+        if set(state.get("ema", {})) != set(self._ema) or state.get("seed") is None:
+            raise ValueError(
+                "state_dict is not from a DynamicSparsity with the same growth criterion "
+                f"(grow={self.grow!r}) and layers"
+            )
+        check_state_tensors("fired", state.get("fired"), self.fired)
+        check_state_tensors("ema", state["ema"], self._ema)
 
 
 def _end_step(end, total_steps):

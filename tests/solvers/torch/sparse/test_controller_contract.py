@@ -113,6 +113,53 @@ def test_state_dict_resume_is_bit_for_bit(kind, tmp_path, mlp, data, train):
             assert torch.equal(v, resumed[key][k]), f"{key}/{k}"
 
 
+def _corruptions(state):
+    """Ways a state_dict can fail to fit: each is refused before anything changes."""
+    last = sorted(state["masks"])[-1]  # a later layer: the earlier ones would be copied first
+    bad_mask = copy.deepcopy(state)
+    bad_mask["masks"][last] = bad_mask["masks"][last][:-1]
+    missing_layer = copy.deepcopy(state)
+    del missing_layer["masks"][last]
+    out = {"mask shape": bad_mask, "missing layer": missing_layer}
+    if "fired" in state:
+        bad_fired = copy.deepcopy(state)
+        bad_fired["fired"][last] = bad_fired["fired"][last].flatten()
+        out["exploration record shape"] = bad_fired
+    return out
+
+
+@pytest.mark.parametrize("kind", list(CONTROLLERS))
+def test_failed_load_state_dict_changes_nothing(kind, mlp, data, train):
+    """A state that does not fit raises ValueError; masks, weights and record stay as they were."""
+    X, y = data(n=96)
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    sparse = CONTROLLERS[kind](model, opt, 0)
+    other_model = mlp(seed=3)
+    other_opt = torch.optim.SGD(other_model.parameters(), lr=0.05)
+    other = CONTROLLERS[kind](other_model, other_opt, 7)
+    train(model, opt, X, y, 7)
+    train(other_model, other_opt, X, y, 13)
+    snapshot = copy.deepcopy(sparse.state_dict())
+    weights = [p.detach().clone() for p in model.parameters()]
+    assert (
+        any(  # the other state differs, so a partial load would show
+            not torch.equal(snapshot["masks"][k], m) for k, m in other.state_dict()["masks"].items()
+        )
+        or kind == "static"
+    )
+    for what, state in _corruptions(other.state_dict()).items():
+        with pytest.raises(ValueError, match="state_dict"):
+            sparse.load_state_dict(state)
+        now = sparse.state_dict()
+        assert now["step_count"] == snapshot["step_count"] and now["history"] == snapshot["history"]
+        for key in ("masks", "fired", "ema"):
+            for k, v in snapshot.get(key, {}).items():
+                assert torch.equal(now[key][k], v), f"{what}: {key}/{k} changed"
+        for p, w in zip(model.parameters(), weights, strict=True):
+            assert torch.equal(p, w), f"{what}: weights changed"
+
+
 def _ddp_worker(rank, world, init_file, out_dir, model, data):
     import torch.distributed as dist
 
