@@ -73,6 +73,9 @@ from solvers.torch.optim.trial import TrialEvaluator, average_over_ranks, distri
 __all__ = ["SLS", "SPS", "AdaSLS", "LineSearchOptimizer"]
 
 #: settings of the (single, model-wide) step-size search; equal across groups
+#: the group settings that choose the algorithm: a state_dict must agree on them to be loaded
+ALGORITHM_KEYS = ("line_search", "preconditioner", "momentum")
+
 SEARCH_KEYS = (
     "line_search",
     "c",
@@ -234,10 +237,39 @@ class LineSearchOptimizer(Optimizer):
         return sd
 
     def load_state_dict(self, state_dict):
+        """``torch.optim``'s load, after checking the state is one this optimizer can resume.
+
+        A state from another optimizer (``torch.optim.Adam``...) or from a
+        line-search optimizer with another algorithm (``line_search``,
+        ``preconditioner`` or ``momentum``) raises ``ValueError`` and
+        changes nothing, instead of failing at the next step or silently
+        switching algorithm.
+        """
+        self._check_loadable(state_dict)
         totals = state_dict.get("line_search_totals")
         super().load_state_dict({k: v for k, v in state_dict.items() if k != "line_search_totals"})
         if totals is not None:
             self.totals = dict(totals)
+
+    def _check_loadable(self, state_dict):
+        groups = state_dict.get("param_groups") if isinstance(state_dict, dict) else None
+        if not isinstance(groups, list) or len(groups) != len(self.param_groups):
+            return  # torch.optim's own load reports these
+        owner = type(self).__name__
+        for saved, group in zip(groups, self.param_groups, strict=True):
+            missing = [k for k in (*GROUP_CONSTRAINTS, *SEARCH_KEYS, "betas") if k not in saved]
+            if missing:
+                raise ValueError(
+                    f"state_dict is not from a line-search optimizer: its param_groups lack "
+                    f"{missing}; {owner} can only resume a {owner}.state_dict()."
+                )
+            for key in ALGORITHM_KEYS:
+                if saved[key] != group[key]:
+                    raise ValueError(
+                        f"state_dict is from an optimizer with {key}={saved[key]!r}, this one has "
+                        f"{key}={group[key]!r}: build the optimizer as the saved one was."
+                    )
+            _check_group(saved, owner)
 
     def _search_config(self):
         """The model-wide :class:`SearchConfig`; every group must agree on it."""

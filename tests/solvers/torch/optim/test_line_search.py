@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: BSD-3-Clause
 """solvers.torch.optim.line_search: AdaSLS, SLS, SPS as torch.optim optimizers."""
 
+import copy
 import os
 
 import numpy as np
@@ -171,6 +172,36 @@ def test_param_groups_must_agree_on_search_settings(mlp, data, make_closure):
     X, y = data()
     with pytest.raises(ValueError, match="disagree on 'c'"):
         opt.step(make_closure(model, opt, X, y))
+
+
+@pytest.mark.parametrize(
+    "other, match",
+    [
+        (lambda params: torch.optim.Adam(params), "not from a line-search optimizer"),
+        (lambda params: SLS(params), "preconditioner='identity'"),
+        (lambda params: SPS(params), "line_search='polyak'"),
+        (lambda params: AdaSLS(params, momentum="heavy_ball"), "momentum='heavy_ball'"),
+    ],
+)
+def test_loading_another_optimizers_state_is_refused_and_changes_nothing(
+    other, match, mlp, data, make_closure
+):
+    X, y = data()
+    model = mlp()
+    opt = AdaSLS(model.parameters(), n_batches_per_epoch=4)
+    opt.step(make_closure(model, opt, X, y))
+    foreign = other(model.parameters())
+    foreign.step(make_closure(model, foreign, X, y))
+    before = copy.deepcopy(opt.state_dict())
+    with pytest.raises(ValueError, match=match):
+        opt.load_state_dict(foreign.state_dict())
+    after = opt.state_dict()
+    assert after["param_groups"] == before["param_groups"]
+    assert after["line_search_totals"] == before["line_search_totals"]
+    for k, state in before["state"].items():
+        for name, value in state.items():
+            assert torch.equal(torch.as_tensor(after["state"][k][name]), torch.as_tensor(value))
+    opt.load_state_dict(before)  # its own state still loads
 
 
 def test_amp_grad_scaler_flow(mlp, data):
