@@ -169,8 +169,9 @@ def check_inputs(X, Y, coef0=None):
     Raises
     ------
     ValueError
-        ``X`` is not a 2-D floating array of at least 2 rows, or ``Y`` or
-        ``coef0`` do not match it.
+        ``X`` is not a 2-D floating array of at least 2 rows, ``Y`` or
+        ``coef0`` do not match it, or any of them holds NaN or infinity (which
+        would otherwise surface as a divergence after every step halving).
     """
     xp, device = get_namespace_and_device(X)
     if X.ndim != 2:
@@ -191,6 +192,9 @@ def check_inputs(X, Y, coef0=None):
         shape = (n, Y2.shape[1])
         if tuple(coef0.shape) != shape:
             raise ValueError(f"coef0 must have shape {shape}; got {tuple(coef0.shape)}.")
+    for name, array in (("X", X), ("Y", Y2), ("coef0", coef0)):
+        if array is not None and not bool(xp.all(xp.isfinite(array))):
+            raise ValueError(f"{name} holds NaN or infinity; EigenPro needs finite values.")
     return TrainingData(X, Y2, coef0, vector_target)
 
 

@@ -44,6 +44,29 @@ class GLMObjective:
     def __repr__(self):
         return f"GLMObjective(loss={self.loss!r}, alpha={self.alpha!r})"
 
+    def check_data(self, w, X, y):
+        """Raise ``ValueError`` unless ``(w, X, y)`` is a problem this objective can evaluate.
+
+        ``X`` 2-D with one row per label, ``y`` 1-D, ``w`` of length
+        ``X.shape[1]``, all finite, and logistic labels in {-1, +1} (labels
+        {0, 1} would silently fit another model).
+        """
+        xp = array_api_compat.array_namespace(X, y, w)
+        if X.ndim != 2 or y.ndim != 1 or X.shape[0] != y.shape[0]:
+            raise ValueError(
+                f"GLMObjective needs data (X, y) with X 2-D and y 1-D of as many rows; got "
+                f"shapes {tuple(X.shape)} and {tuple(y.shape)}."
+            )
+        if tuple(w.shape) != (X.shape[1],):
+            raise ValueError(
+                f"x0 must have shape ({X.shape[1]},) to match X; got {tuple(w.shape)}."
+            )
+        for name, a in (("X", X), ("y", y)):
+            if not bool(xp.all(xp.isfinite(a))):
+                raise ValueError(f"{name} holds NaN or infinity.")
+        if self.loss == "logistic" and not bool(xp.all(xp.abs(y) == 1)):
+            raise ValueError("logistic labels y must be -1 or +1 (map {0, 1} with 2 y - 1).")
+
     def _mean_loss(self, z, y, xp):
         if self.loss == "logistic":
             return xp.mean(xp.logaddexp(xp.zeros_like(z), -y * z))

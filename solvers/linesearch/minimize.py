@@ -319,6 +319,8 @@ def minimize(
     (True, 20, 40)
     """
     xp, x0, data, n = _check_data(x0, data)
+    if isinstance(fun, GLMObjective):
+        fun.check_data(x0, *data)
     batch_size = check_int("batch_size", batch_size)
     epochs = check_int("epochs", epochs, minimum=0)
     method = _make_method(

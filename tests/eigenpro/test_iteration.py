@@ -94,6 +94,9 @@ def test_check_inputs_shapes_targets_like_x(regression_data):
         (np.ones((1, 2)), np.ones(1), None, "at least 2 samples"),
         (np.ones((5, 2)), np.ones(4), None, "samples but Y"),
         (np.ones((5, 2)), np.ones(5), np.ones((5, 2)), "coef0 must have shape"),
+        (np.array([[1.0, np.nan]] * 5), np.ones(5), None, "X holds NaN or infinity"),
+        (np.ones((5, 2)), np.array([1.0, 2.0, np.nan, 0.0, 1.0]), None, "Y holds NaN"),
+        (np.ones((5, 2)), np.ones(5), np.full(5, np.inf), "coef0 holds NaN or infinity"),
     ],
 )
 def test_check_inputs_errors(X, Y, coef0, match):

@@ -129,8 +129,27 @@ def test_bad_data_raise(separable):
         minimize(GLMObjective(), np.zeros((3, 1)), (X, y))
     Xn = X.copy()
     Xn[5, 0] = np.nan
-    with pytest.raises(ValueError, match="not finite"):
+    with pytest.raises(ValueError, match="X holds NaN or infinity"):
         minimize(GLMObjective(), np.zeros(3), (Xn, y), batch_size=20)
+    # caught before the run, not as a shape error deep inside a matmul
+    with pytest.raises(ValueError, match=r"x0 must have shape \(3,\)"):
+        minimize(GLMObjective(), np.zeros(4), (X, y))
+    with pytest.raises(ValueError, match="X 2-D and y 1-D"):
+        minimize(GLMObjective(), np.zeros(3), (X[:, :, None], y))
+    # labels {0, 1} would fit another model without a word
+    with pytest.raises(ValueError, match="must be -1 or \\+1"):
+        minimize(GLMObjective("logistic"), np.zeros(3), (X, (y + 1) / 2))
+    # the squared loss takes any finite targets
+    minimize(GLMObjective("squared"), np.zeros(3), (X, (y + 1) / 2), epochs=1)
+
+
+def test_a_custom_objective_sees_nan_data_as_a_non_finite_loss(separable):
+    X, y = separable(n=20, p=3)
+    Xn = X.copy()
+    Xn[5, 0] = np.nan
+    glm = GLMObjective()
+    with pytest.raises(ValueError, match="not finite"):
+        minimize(lambda w, X, y: glm(w, X, y), np.zeros(3), (Xn, y), batch_size=20)
 
 
 def test_callback_history_and_stop(separable):
