@@ -272,7 +272,16 @@ class LineSearchOptimizer(Optimizer):
             _check_group(saved, owner)
 
     def _search_config(self):
-        """The model-wide :class:`SearchConfig`; every group must agree on it."""
+        """The model-wide :class:`SearchConfig`; every group must agree on it.
+
+        Also checks each group's ``lr`` (a scheduler or a user may have set it
+        since construction): a NaN would otherwise skip every step silently.
+        """
+        for i, group in enumerate(self.param_groups):
+            lr = group["lr"]
+            if isinstance(lr, bool) or not isinstance(lr, Real) or not 0.0 <= lr < math.inf:
+                owner = f"{type(self).__name__}.param_groups[{i}]"
+                validate_params({"lr": GROUP_CONSTRAINTS["lr"]}, {"lr": lr}, owner)
         first = self.param_groups[0]
         for group in self.param_groups[1:]:
             for key in SEARCH_KEYS:

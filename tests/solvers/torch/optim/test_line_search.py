@@ -204,6 +204,20 @@ def test_loading_another_optimizers_state_is_refused_and_changes_nothing(
     opt.load_state_dict(before)  # its own state still loads
 
 
+def test_an_lr_made_nan_after_construction_is_reported_not_skipped(mlp, data, make_closure):
+    X, y = data()
+    model = mlp()
+    opt = AdaSLS(model.parameters(), n_batches_per_epoch=4)
+    opt.param_groups[0]["lr"] = float("nan")
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(ValueError, match=r"'lr' parameter of AdaSLS.param_groups\[0\]"):
+        opt.step(make_closure(model, opt, X, y))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    opt.param_groups[0]["lr"] = 1.0
+    opt.step(make_closure(model, opt, X, y))
+    assert opt.last_step["step_size"] > 0
+
+
 def test_amp_grad_scaler_flow(mlp, data):
     X, y = data()
     torch.manual_seed(0)
