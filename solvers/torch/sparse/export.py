@@ -27,8 +27,27 @@ from torch.nn.utils import prune
 __all__ = ["SparseLinear", "export_dense", "export_sparse", "from_torch_prune", "to_torch_prune"]
 
 
-def _masks_of(masks):
-    return getattr(masks, "masks", masks)
+def _masks_of(masks, model=None):
+    """The ``{name: mask}`` dict (of a controller too), checked against ``model``'s parameters.
+
+    Every name must be a parameter of the model and every mask a tensor of its
+    shape: a mask for an unknown or reshaped layer raises ``ValueError`` before
+    anything is copied or changed.
+    """
+    masks = getattr(masks, "masks", masks)
+    if not isinstance(masks, dict):
+        raise TypeError(f"masks must be a dict of tensors or a controller; got {type(masks)}")
+    if model is not None:
+        params = dict(model.named_parameters(remove_duplicate=False))
+        for k, m in masks.items():
+            if k not in params:
+                raise ValueError(f"masks names {k!r}, which is not a parameter of the model")
+            if not torch.is_tensor(m) or m.shape != params[k].shape:
+                shape = tuple(m.shape) if torch.is_tensor(m) else type(m).__name__
+                raise ValueError(
+                    f"mask of {k!r} has shape {shape}; the parameter has {tuple(params[k].shape)}"
+                )
+    return masks
 
 
 def _module_of(model, name):
@@ -51,9 +70,10 @@ def export_dense(model, masks):
     -------
     torch.nn.Module
     """
+    masks = _masks_of(masks, model)
     out = copy.deepcopy(model)
     params = dict(out.named_parameters(remove_duplicate=False))
-    for k, m in _masks_of(masks).items():
+    for k, m in masks.items():
         params[k].mul_(m.to(params[k].dtype))
     return out
 
@@ -116,8 +136,10 @@ def to_torch_prune(model, masks):
     The model then holds ``weight_orig`` and ``weight_mask`` per layer, the
     format ``torch.nn.utils.prune`` users load and ``prune.remove`` folds.
     """
-    for k, m in _masks_of(masks).items():
-        _, module = _module_of(model, k)
+    masks = _masks_of(masks, model)
+    modules = {k: _module_of(model, k)[1] for k in masks}  # every name checked before any change
+    for k, m in masks.items():
+        module = modules[k]
         prune.custom_from_mask(module, "weight", m.to(module.weight.device))
     return model
 

@@ -37,3 +37,21 @@ def test_exports_compute_the_masked_function(mlp, data, train):
         assert torch.equal(back[k], m)
     with pytest.raises(ValueError, match=r"no torch\.nn\.utils\.prune"):
         from_torch_prune(mlp())
+
+
+@pytest.mark.parametrize("export", [export_dense, export_sparse, to_torch_prune])
+def test_masks_that_do_not_fit_the_model_are_refused_before_any_change(export, mlp):
+    model = mlp()
+    before = copy.deepcopy(model.state_dict())
+    name, weight = next((k, p) for k, p in model.named_parameters() if k.endswith("weight"))
+    good = torch.ones_like(weight, dtype=torch.bool)
+    cases = {
+        "not a parameter of the model": {name: good, "9.weight": good},
+        "has shape": {name: good.T},  # (40, 20) transposed
+    }
+    for match, masks in cases.items():
+        with pytest.raises(ValueError, match=match):
+            export(model, masks)
+        after = model.state_dict()
+        assert after.keys() == before.keys()  # to_torch_prune attached nothing
+        assert all(torch.equal(after[k], v) for k, v in before.items())
