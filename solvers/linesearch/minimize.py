@@ -122,13 +122,31 @@ def _trial_loss(problem, x, d, batch, z):
     return evaluate
 
 
+def _loss_and_gradient(fun, x, batch):
+    """``fun(x, *batch)``, checked to be a scalar loss and a gradient of ``x``'s shape."""
+    out = fun(x, *batch)
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        raise TypeError(f"fun must return a pair (loss, gradient); got {type(out).__name__}.")
+    f, g = out
+    if tuple(getattr(f, "shape", ())) not in ((), (1,)):
+        raise ValueError(
+            f"fun must return the minibatch's mean loss, a scalar; got shape {tuple(f.shape)}."
+        )
+    if tuple(getattr(g, "shape", (None,))) != tuple(x.shape):
+        shape = tuple(g.shape) if hasattr(g, "shape") else type(g).__name__
+        raise ValueError(
+            f"the gradient fun returns must have x0's shape {tuple(x.shape)}; got {shape}."
+        )
+    return f, g
+
+
 def _one_step(problem, method, it, batch, epoch):
     """One minibatch step from ``it`` (updated in place); raises on a non-finite loss."""
     xp = problem.xp
     if problem.glm:
         f0, g, z = problem.fun.value_grad_margins(it.x, *batch)
     else:
-        (f0, g), z = problem.fun(it.x, *batch), None
+        (f0, g), z = _loss_and_gradient(problem.fun, it.x, batch), None
     f0 = float(f0)
     it.nfev += 1
     it.njev += 1

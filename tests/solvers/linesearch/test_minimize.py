@@ -143,6 +143,20 @@ def test_bad_data_raise(separable):
     minimize(GLMObjective("squared"), np.zeros(3), (X, (y + 1) / 2), epochs=1)
 
 
+@pytest.mark.parametrize(
+    ("fun", "error", "match"),
+    [
+        (lambda w, X, y: None, TypeError, "pair"),
+        (lambda w, X, y: (np.log1p(np.exp(-y * (X @ w))), X.T @ y), ValueError, "mean loss"),
+        (lambda w, X, y: (0.5, np.zeros(w.shape[0] + 1)), ValueError, "gradient fun returns"),
+    ],
+)
+def test_a_malformed_objective_is_reported_by_what_it_returned(fun, error, match, separable):
+    X, y = separable(n=20, p=3)
+    with pytest.raises(error, match=match):
+        minimize(fun, np.zeros(3), (X, y), epochs=1)
+
+
 def test_a_custom_objective_sees_nan_data_as_a_non_finite_loss(separable):
     X, y = separable(n=20, p=3)
     Xn = X.copy()
