@@ -12,6 +12,7 @@ gives on all the batches at once (``max_iter=1``, ``head_max_iter=1``).
 
 from __future__ import annotations
 
+import copy
 from typing import NamedTuple
 
 from sklearn.utils import check_random_state
@@ -104,7 +105,11 @@ class _StreamingMixin:
             layers = list(zip(self.coefs_[:-1], self.intercepts_[:-1], strict=True))
             if X.dtype != layers[0][0].dtype:
                 X = xp.astype(X, layers[0][0].dtype)
-        stream = getattr(self, "_stream", None) or GramStatistics()
+        previous = getattr(self, "_stream", None)
+        # a copy: the update adds into the statistics in place, and a partial_fit that fails
+        # after it must leave the previous statistics as they were (one p x p copy, less
+        # than the update's own product)
+        stream = copy.deepcopy(previous) if previous is not None else GramStatistics()
         budget = resolve_memory_budget(self.memory_budget, xp, device)
         block = rows_per_block(max(sizes), 8, budget, n_buffers=3, min_rows=64, max_rows=8192)
         H = forward(X, layers, self._activation)[-1]

@@ -2,6 +2,7 @@
 """closedform.ManifoldNetClassifier / ManifoldNetRegressor: the estimators."""
 
 import itertools
+import pickle
 
 import numpy as np
 import pytest
@@ -188,6 +189,33 @@ def test_partial_fit_needs_classes_and_rejects_unknown_labels(make_problem):
         clf.partial_fit(X, y, classes=[0, 1])
     for a, b in zip(clf.coefs_, before, strict=True):  # a failed call changes nothing
         np.testing.assert_array_equal(a, b)
+
+
+def test_partial_fit_failing_after_the_update_keeps_the_previous_statistics(
+    make_problem, monkeypatch
+):
+    import closedform._streaming as streaming
+
+    X, y = make_problem()
+    clf = ManifoldNetClassifier((20,), random_state=0)
+    clf.partial_fit(X[:100], y[:100], classes=np.unique(y))
+    saved = pickle.dumps(clf._stream)
+    prediction = clf.predict(X)
+
+    def fail(*args, **kwargs):
+        raise np.linalg.LinAlgError("planted failure after the statistics were updated")
+
+    monkeypatch.setattr(streaming, "solve_from_statistics", fail)
+    with pytest.raises(np.linalg.LinAlgError):
+        clf.partial_fit(X[100:], y[100:])
+    monkeypatch.undo()
+    assert pickle.dumps(clf._stream) == saved
+    np.testing.assert_array_equal(clf.predict(X), prediction)
+    # and the next batch continues from the first one only, as if the failed call never ran
+    clf.partial_fit(X[100:], y[100:])
+    reference = ManifoldNetClassifier((20,), random_state=0)
+    reference.partial_fit(X[:100], y[:100], classes=np.unique(y)).partial_fit(X[100:], y[100:])
+    np.testing.assert_array_equal(clf.predict(X), reference.predict(X))
 
 
 def test_a_callback_can_stop_the_fit_at_any_iteration(make_problem):
