@@ -15,4 +15,6 @@ SUITES = {
     "optimizers": "benchmarks.optimizers_suite",
     "closedform": "benchmarks.closedform_suite",
     "sparse": "benchmarks.sparse_suite",
+    "defaults": "benchmarks.defaults_suite",
+    "torch-defaults": "benchmarks.torch_defaults_suite",
 }
