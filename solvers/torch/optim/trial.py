@@ -22,7 +22,9 @@ function* as the first one and keeps them from touching anything else:
   the gradient of the step (nor those of parameters another optimizer owns).
 - **Distributed.** With an initialised process group, every loss (first and
   trials) is averaged over ranks before any decision, so all ranks accept the
-  same steps (one scalar all-reduce per forward).
+  same steps (one scalar all-reduce per forward). A rank that raises, exits
+  or stalls makes the others raise ``RuntimeError`` (within the process
+  group's timeout) instead of waiting for it.
 
 Not thread-safe: ``Tensor.backward`` and the ``zero_grad`` methods are patched
 for the duration of a trial.
@@ -99,12 +101,30 @@ def distributed_group(process_group):
 
 
 def average_over_ranks(value, group, world):
-    """All-reduce a scalar tensor to its mean over ``world`` ranks (in place, returned)."""
+    """All-reduce a scalar tensor to its mean over ``world`` ranks (a new tensor).
+
+    Raises
+    ------
+    RuntimeError
+        The all-reduce failed: another rank of the group raised, exited or
+        stalled past the process group's timeout (``init_process_group(timeout=)``).
+        The backend's error (a closed connection, a timed-out receive) is
+        chained as the cause. Raised inside a step, it leaves the parameters
+        as they were before the step (the line search restores them).
+    """
     if world > 1:
         import torch.distributed as dist
 
         value = value.clone()
-        dist.all_reduce(value, op=dist.ReduceOp.SUM, group=group)
+        try:
+            dist.all_reduce(value, op=dist.ReduceOp.SUM, group=group)
+        except RuntimeError as err:
+            raise RuntimeError(
+                f"Averaging the line search's loss over {world} ranks "
+                "(torch.distributed.all_reduce) failed: another rank of the process group "
+                "raised, exited or stalled past the group's timeout; no step was taken and "
+                f"the parameters are as before it. Backend error: {err}"
+            ) from err
         value /= world
     return value
 

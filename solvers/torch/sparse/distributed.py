@@ -20,7 +20,15 @@ def _broadcast_chunk_(chunk, src, group):
     import torch.distributed as dist
 
     buf = torch.cat([t.reshape(-1) for t in chunk]).to(torch.uint8)
-    dist.broadcast(buf, src=src, group=group)
+    try:
+        dist.broadcast(buf, src=src, group=group)
+    except RuntimeError as err:
+        raise RuntimeError(
+            f"Broadcasting the sparse masks from rank {src} (torch.distributed.broadcast of "
+            f"{len(chunk)} masks, {buf.numel()} elements) failed: another rank of the process "
+            "group raised, exited or stalled past the group's timeout; the masks of this "
+            f"broadcast are unchanged. Backend error: {err}"
+        ) from err
     parts = buf.split([t.numel() for t in chunk])
     for t, part in zip(chunk, parts, strict=True):
         t.copy_(part.view(t.shape).bool())
@@ -40,6 +48,14 @@ def broadcast_masks_(tensors, group=None):
         Boolean tensors, overwritten with the source rank's values.
     group : torch.distributed.ProcessGroup, optional
         Default: the world group.
+
+    Raises
+    ------
+    RuntimeError
+        A broadcast failed: another rank of the group raised, exited or
+        stalled past the process group's timeout (``init_process_group(timeout=)``);
+        the backend's error is chained as the cause. Waiting ranks raise it
+        instead of hanging; the masks of the failed chunk are unchanged.
     """
     import torch.distributed as dist
 
