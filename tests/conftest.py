@@ -12,6 +12,15 @@ os.environ.setdefault("SCIPY_ARRAY_API", "1")
 
 import numpy as np
 import pytest
+from hypothesis import settings
+
+# Hypothesis profiles of the property tests (tests/**/test_properties.py):
+# "default" keeps the suite fast and deterministic (derandomize: the same
+# examples on every run, so CI never flakes on a new draw); HYPOTHESIS_PROFILE=slow
+# runs 300 examples per property.
+settings.register_profile("default", max_examples=25, deadline=None, derandomize=True)
+settings.register_profile("slow", max_examples=300, deadline=None, derandomize=True)
+settings.load_profile("slow" if os.environ.get("HYPOTHESIS_PROFILE") == "slow" else "default")
 
 
 def cuda_available():

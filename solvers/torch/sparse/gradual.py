@@ -20,7 +20,7 @@ from solvers._validation import StrOptions, interval, validate_params
 from solvers.torch.sparse.controller import MaskChange, MaskedTraining, MaskUpdate
 from solvers.torch.sparse.densities import check_density
 from solvers.torch.sparse.layers import DEFAULT_LAYER_TYPES, select_layers
-from solvers.torch.sparse.topk import global_top_k_masks, layer_top_k_masks
+from solvers.torch.sparse.topk import check_scores, global_top_k_masks, layer_top_k_masks
 
 __all__ = ["GradualMagnitudePruning"]
 
@@ -109,6 +109,7 @@ class GradualMagnitudePruning(MaskedTraining):
             k: torch.where(m, p.detach().abs(), torch.full_like(p, -1.0))
             for (k, p), m in zip(self.params.items(), self.masks.values(), strict=True)
         }
+        check_scores(scores)
         if self.scope == "global":
             new = global_top_k_masks(scores, d)
         else:

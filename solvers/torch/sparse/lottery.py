@@ -17,7 +17,7 @@ import torch
 
 from solvers._validation import StrOptions, interval, validate_params
 from solvers.torch.sparse.layers import DEFAULT_LAYER_TYPES, select_layers
-from solvers.torch.sparse.topk import global_top_k_masks, layer_top_k_masks
+from solvers.torch.sparse.topk import check_scores, global_top_k_masks, layer_top_k_masks
 
 __all__ = ["LotteryTicket"]
 
@@ -68,6 +68,7 @@ class LotteryTicket:
             k: torch.where(self.masks[k], p.detach().abs(), torch.full_like(p, -1.0))
             for k, p in self.params.items()
         }
+        check_scores(scores)
         if self.scope == "global":
             new = global_top_k_masks(scores, max(n_kept * (1 - rate), 1.0) / total)
         else:

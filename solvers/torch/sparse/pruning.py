@@ -41,7 +41,7 @@ from solvers._validation import StrOptions, check_int, validate_params
 from solvers.torch.sparse.densities import check_density, layer_densities
 from solvers.torch.sparse.layers import DEFAULT_LAYER_TYPES, select_layers
 from solvers.torch.sparse.seeding import step_generator
-from solvers.torch.sparse.topk import global_top_k_masks, layer_top_k_masks
+from solvers.torch.sparse.topk import check_scores, global_top_k_masks, layer_top_k_masks
 
 __all__ = [
     "CRITERIA",
@@ -78,8 +78,14 @@ def masks_from_scores(scores, density, scope="global", distribution="uniform"):
     Returns
     -------
     dict of str to torch.Tensor
+
+    Raises
+    ------
+    ValueError
+        A score is NaN or inf (non-finite weights, data or gradients).
     """
     validate_params(_CONSTRAINTS, {"scope": scope}, "masks_from_scores")
+    check_scores(scores)
     if scope == "global":
         if isinstance(density, dict):
             raise ValueError("a per-layer density map needs scope='layer'")
@@ -112,6 +118,9 @@ def _batches(data):
     batches = list(data)
     if not batches:
         raise ValueError("data has no batches")
+    for i, (x, _) in enumerate(batches):
+        if torch.is_tensor(x) and x.is_floating_point() and not torch.isfinite(x).all():
+            raise ValueError(f"data: the inputs of batch {i} hold NaN or inf")
     return batches
 
 

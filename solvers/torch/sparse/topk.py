@@ -17,6 +17,7 @@ from solvers.torch.sparse.seeding import step_generator
 
 __all__ = [
     "bottom_k_mask",
+    "check_scores",
     "global_top_k_masks",
     "layer_top_k_masks",
     "random_masks",
@@ -65,6 +66,23 @@ def random_masks(params, densities, seed=0):
         scores = torch.rand(p.shape, generator=g).to(p.device)
         out[name] = top_k_mask(scores, active_count(p.numel(), densities[name]))
     return out
+
+
+def check_scores(scores):
+    """Refuse pruning scores with NaN or inf (returned unchanged when finite).
+
+    A NaN score ranks last (:func:`top_k_mask`), so scores computed from NaN
+    weights, data or gradients would still give masks of the right density,
+    chosen arbitrarily; a ``ValueError`` naming the layer is raised instead.
+    """
+    for name, s in scores.items():
+        if s.is_floating_point() and not torch.isfinite(s).all():
+            bad = "NaN" if torch.isnan(s).any() else "inf"
+            raise ValueError(
+                f"the pruning scores of {name!r} hold {bad} (from non-finite weights, data, "
+                "loss or gradients): masks from them would be arbitrary"
+            )
+    return scores
 
 
 def global_top_k_masks(scores, density):
