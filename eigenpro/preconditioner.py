@@ -47,6 +47,9 @@ __all__ = ["NystromPreconditioner", "step_size_for_batch"]
 #: Never flatten more than this fraction of the subsample's spectrum: the
 #: Nyström estimates of the eigenvalues degrade towards the tail.
 MAX_COMPONENT_FRACTION = 0.25
+#: The held-out calibration updates its ``h x h`` matrix in this many row
+#: blocks, so that its temporaries stay at a few ``h / CALIBRATION_BLOCKS x h``.
+CALIBRATION_BLOCKS = 8
 
 
 def step_size_for_batch(batch_size, beta, top_eigenvalue):
@@ -143,8 +146,9 @@ class NystromPreconditioner:
         k_cap = int(MAX_COMPONENT_FRACTION * s)
         if self.n_components != "auto":
             k_cap = int(self.n_components)
-        values, vectors = top_eigensystem(K_ss / s, k_cap + 1)
-        values = values + alpha / n_train
+        # eigenpairs of K_ss, then scaled: no (s, s) copy of K_ss / s next to the eigensolver's
+        values, vectors = top_eigensystem(K_ss, k_cap + 1)
+        values = values / s + alpha / n_train
         host = [float(v) for v in values]
         if host[0] <= 0.0:
             raise ValueError(
@@ -180,7 +184,7 @@ class NystromPreconditioner:
         self._VD = xp.astype(V * scale[None, :], dtype)
         return self
 
-    def calibrate(self, K_hh, K_hs, *, n_train, alpha=0.0):
+    def calibrate(self, K_hh, K_hs, *, n_train, alpha=0.0, overwrite=False):
         """Re-estimate ``lambda~_1`` on held-out points; keep the larger estimate.
 
         The flattened spectrum estimated on the subsample itself is optimistic:
@@ -204,6 +208,9 @@ class NystromPreconditioner:
             Kernel between held-out points and the subsample.
         n_train : int
         alpha : float, default=0.0
+        overwrite : bool, default=False
+            Work in ``K_hh`` itself when it is float64 (its contents are then
+            lost): saves the one ``h x h`` copy this method otherwise makes.
 
         Returns
         -------
@@ -211,15 +218,28 @@ class NystromPreconditioner:
         """
         xp, device = get_namespace_and_device(K_hh)
         h = K_hh.shape[0]
-        M = xp.astype(K_hh, xp.float64)
+        f64 = xp.float64
+        M = xp.astype(K_hh, f64, copy=not overwrite)
         if self.n_components_ > 0:
-            P = xp.astype(K_hs, xp.float64) @ xp.astype(self._V, xp.float64)
-            PD = xp.astype(K_hs, xp.float64) @ xp.astype(self._VD, xp.float64)
-            M = M - PD @ P.T
-        # Drop the diagonal: k(x_i, x_i) is no sample of the operator, and for
-        # small h its share beta / h would dominate the estimate.
-        M = (M + M.T) * 0.5
-        M = M - xp.linalg.diagonal(M)[:, None] * xp.eye(h, dtype=M.dtype, device=device)
+            P = xp.astype(K_hs, f64) @ xp.astype(self._V, f64)
+            PD = xp.astype(K_hs, f64) @ xp.astype(self._VD, f64)
+        # M = sym(K_hh - PD P^T) without its diagonal, built in row blocks so that
+        # no (h, h) temporary exists beside M, only blocks of `step` rows.
+        step = -(-h // CALIBRATION_BLOCKS)
+        for a in range(0, h, step):
+            b = min(a + step, h)
+            if self.n_components_ > 0:
+                M[a:b, :] = M[a:b, :] - PD[a:b, :] @ P.T
+        for a in range(0, h, step):
+            b = min(a + step, h)
+            # the lower triangle (columns < b) of rows a:b, from the not yet
+            # symmetrised upper triangle (rows < b, columns a:b; rows < a untouched)
+            lower = (M[a:b, :b] + xp.permute_dims(M[:b, a:b], (1, 0))) * 0.5
+            off = xp.arange(b - a, device=device)[:, None] + a != xp.arange(b, device=device)
+            M[a:b, :b] = xp.where(off, lower, xp.zeros_like(lower))
+        for a in range(0, h, step):  # mirror the lower triangle upwards
+            b = min(a + step, h)
+            M[:a, a:b] = xp.permute_dims(M[a:b, :a], (1, 0))
         held_out = float(xp.max(xp.linalg.eigvalsh(M))) / max(h - 1, 1) + alpha / n_train
         self.held_out_eigenvalue_ = held_out
         if held_out > self.preconditioned_eigenvalue_:

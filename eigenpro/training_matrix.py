@@ -163,10 +163,17 @@ class StreamedTrainingMatrix(TrainingMatrix):
         a, b = self.blocks[r]
         G = xp.empty((b - a, coef.shape[1]), dtype=coef.dtype, device=self.device)
         KS = xp.empty((b - a, s), dtype=X.dtype, device=self.device)
-        for start in range(a, b, self.chunk_rows):
-            stop = min(start + self.chunk_rows, b)
+        # one chunk buffer, refilled: a new chunk never coexists with the previous one
+        rows = min(self.chunk_rows, b - a)
+        buffer = xp.empty((rows, self.n), dtype=X.dtype, device=self.device)
+        for start in range(a, b, rows):
+            stop = min(start + rows, b)
             K = self.kernel.block(
-                X[start:stop, :], X, x_state=self._state(slice(start, stop)), z_state=self.state
+                X[start:stop, :],
+                X,
+                x_state=self._state(slice(start, stop)),
+                z_state=self.state,
+                out=buffer[: stop - start, :],
             )
             G[start - a : stop - a, :] = K @ coef
             KS[start - a : stop - a, :] = K[:, :s]
