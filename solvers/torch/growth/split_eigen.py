@@ -26,7 +26,8 @@ class SplitEigen:
 
 
 def eigen_of(S):
-    """Extreme eigenpairs of a stack of symmetric matrices."""
+    """Extreme eigenpairs of a stack of symmetric matrices (finite, else ValueError)."""
+    _check_finite(S)
     vals, vecs = torch.linalg.eigh(0.5 * (S + S.transpose(1, 2)))
     return SplitEigen(vals[:, 0], vecs[:, :, 0], vals[:, -1], vecs[:, :, -1])
 
@@ -72,8 +73,18 @@ def lanczos_eigen(X, C, n, steps, seed):
         + torch.diag_embed(beta[:, :-1], 1)
         + torch.diag_embed(beta[:, :-1], -1)
     )
+    _check_finite(T)
     vals, vecs = torch.linalg.eigh(T)
     ritz = torch.einsum("kmd,mkj->mjd", Q, vecs)
     v_min = ritz[:, 0] / ritz[:, 0].norm(dim=1, keepdim=True)
     v_max = ritz[:, -1] / ritz[:, -1].norm(dim=1, keepdim=True)
     return SplitEigen(vals[:, 0], v_min, vals[:, -1], v_max)
+
+
+def _check_finite(S):
+    """``eigh`` of a matrix with NaN/inf fails with a LAPACK error that names no cause."""
+    if not torch.isfinite(S).all():
+        raise ValueError(
+            "the splitting matrices hold NaN or inf (non-finite data or gradients, or an "
+            "overflow of X^T diag(C) X): their eigenpairs are undefined"
+        )

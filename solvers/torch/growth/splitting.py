@@ -169,16 +169,23 @@ class NeuronSplitting:
         Returns
         -------
         dict of int to SplitEigen
+
+        Raises
+        ------
+        ValueError
+            The inputs, the loss gradients or the splitting matrices hold NaN
+            or inf; the previous :attr:`eigen_` is kept.
         """
         X, C, S, n = collect_splitting_terms(self.model, self.layers, data, self.loss_fn)
-        self.eigen_ = {}
+        eigen = {}  # all layers first: a failure keeps the previous scores
         for i in self.layers:
             if i in S:
-                self.eigen_[i] = eigen_of(S[i])
+                eigen[i] = eigen_of(S[i])
             elif X[i].shape[1] <= self.exact_max_dim:
-                self.eigen_[i] = exact_eigen(X[i], C[i], n)
+                eigen[i] = exact_eigen(X[i], C[i], n)
             else:
-                self.eigen_[i] = lanczos_eigen(X[i], C[i], n, self.lanczos_steps, self.seed)
+                eigen[i] = lanczos_eigen(X[i], C[i], n, self.lanczos_steps, self.seed)
+        self.eigen_ = eigen
         return self.eigen_
 
     def predicted_change(self):

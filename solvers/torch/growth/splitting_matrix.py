@@ -72,7 +72,12 @@ def collect_splitting_terms(model, layers, data, loss_fn):
             S[i] = torch.zeros(conv.out_channels, d, d, dtype=torch.float64,
                                device=conv.weight.device)  # fmt: skip
     n_total = 0
-    for xb, yb in data:
+    for batch, (xb, yb) in enumerate(data):
+        if torch.is_tensor(xb) and xb.is_floating_point() and not torch.isfinite(xb).all():
+            raise ValueError(
+                f"data: the inputs of batch {batch} hold NaN or inf; splitting matrices "
+                "need finite inputs"
+            )
         out = xb
         inputs, pre, post = {}, {}, {}
         for k, m in enumerate(mods):
@@ -89,6 +94,7 @@ def collect_splitting_terms(model, layers, data, loss_fn):
         grads = torch.autograd.grad(loss, [post[layers[i][0]] for i in layers])
         for (i, (a, _)), g in zip(layers.items(), grads, strict=True):
             c = (g * second_derivative(mods[a])(pre[i])).detach().double()
+            _check_finite(c, f"the loss gradients at layer {i} (batch {batch})")
             if i in S:  # rows: (sample, position); columns: channels
                 x = conv_patches(mods[i], inputs[i]).double()
                 c = c.permute(0, 2, 3, 1).reshape(-1, c.shape[1])
@@ -107,4 +113,18 @@ def collect_splitting_terms(model, layers, data, loss_fn):
         raise ValueError("data has no batches")
     X = {i: torch.cat(v) for i, v in xs.items()}
     C = {i: torch.cat(v) for i, v in cs.items()}
-    return X, C, {i: m / n_total for i, m in S.items()}, n_total
+    for i, x in X.items():
+        _check_finite(x, f"the inputs of layer {i}")
+    S = {i: m / n_total for i, m in S.items()}
+    for i, m in S.items():
+        _check_finite(m, f"the splitting matrices of layer {i}")
+    return X, C, S, n_total
+
+
+def _check_finite(t, what):
+    """Refuse NaN/inf before ``eigh`` meets it (its error would name no cause)."""
+    if not torch.isfinite(t).all():
+        raise ValueError(
+            f"{what} hold NaN or inf: check the data, the targets, the model's parameters "
+            "and loss_fn (an overflow in float32 also gives inf)"
+        )
