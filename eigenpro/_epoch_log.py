@@ -4,7 +4,8 @@
 :class:`EpochLog` keeps the ``history`` of :func:`eigenpro.solver.eigenpro_solve`'s
 result (per-epoch lists ``epoch``, ``train_mse``, ``time``; epoch 0 is the
 starting point and its time the set-up), calls the user's callback with a
-:class:`scipy.optimize.OptimizeResult` (its own running time is not counted),
+:class:`scipy.optimize.OptimizeResult` (its own running time is not counted;
+its ``checkpoint`` resumes the run, :class:`eigenpro._iteration.EigenProCheckpoint`),
 and decides the run's ``status``: 0 (all epochs, or ``tol`` reached), 1 (``tol``
 not reached, with a ``ConvergenceWarning``) or 99 (the callback raised
 ``StopIteration``).
@@ -36,16 +37,23 @@ class EpochLog:
         ``time.perf_counter()`` when the run started.
     mse0 : float
         Training MSE of the starting coefficients.
+    checkpoint : eigenpro._iteration.EigenProCheckpoint, optional
+        A resumed run's: its epoch, initial MSE and history are continued
+        (times after it count from its last one).
     """
 
-    def __init__(self, settings, plan, vector_target, t_start, mse0):
+    def __init__(self, settings, plan, vector_target, t_start, mse0, checkpoint=None):
         self.settings, self.vector_target = settings, vector_target
         self.t_start = t_start
         self.mse0 = self.mse = mse0
         self.epoch = 0
-        self.callback_time = 0.0
+        self.callback_time = self.time_offset = 0.0
         self.status, self.message = 0, "Completed all epochs."
         self.history = {"epoch": [0], "train_mse": [mse0], "time": [time.perf_counter() - t_start]}
+        if checkpoint is not None:  # continue the interrupted run's counts, history and clock
+            self.epoch, self.mse, self.mse0 = checkpoint.epoch, checkpoint.mse, checkpoint.mse0
+            self.history = {k: list(v) for k, v in checkpoint.history.items()}
+            self.time_offset = self.history["time"][-1]
         if settings.verbose:
             precond = plan.preconditioner
             print(
@@ -56,11 +64,15 @@ class EpochLog:
                 flush=True,
             )
 
-    def record(self, plan, epoch, mse, coef):
-        """Log an accepted epoch; ``True`` when the run should stop (callback or ``tol``)."""
+    def record(self, plan, epoch, mse, coef, checkpoint=None):
+        """Log an accepted epoch; ``True`` when the run should stop (callback or ``tol``).
+
+        ``checkpoint(x)`` makes the :class:`~eigenpro._iteration.EigenProCheckpoint`
+        given to the callback (``x``: the coefficients in the caller's order).
+        """
         settings = self.settings
         self.epoch, self.mse = epoch, mse
-        elapsed = time.perf_counter() - self.t_start - self.callback_time
+        elapsed = time.perf_counter() - self.t_start - self.callback_time + self.time_offset
         self.history["epoch"].append(epoch)
         self.history["train_mse"].append(mse)
         self.history["time"].append(elapsed)
@@ -70,24 +82,31 @@ class EpochLog:
                 f"time={elapsed:.2f}s",
                 flush=True,
             )
-        if settings.callback is not None and self._call_back(plan, coef, elapsed):
+        if settings.callback is not None and self._call_back(plan, coef, elapsed, checkpoint):
             return True
-        if settings.tol is not None and mse <= settings.tol * self.mse0:
-            self.message = f"Training MSE fell below tol * initial MSE after {epoch} epochs."
+        return self.reached_tol()
+
+    def reached_tol(self):
+        """Whether the latest training MSE is below ``tol`` times the initial one."""
+        tol = self.settings.tol
+        if tol is not None and self.mse <= tol * self.mse0:
+            self.message = f"Training MSE fell below tol * initial MSE after {self.epoch} epochs."
             return True
         return False
 
-    def _call_back(self, plan, coef, elapsed):
+    def _call_back(self, plan, coef, elapsed, checkpoint):
         t_cb = time.perf_counter()
         try:
+            x = plan.original_order(coef, self.vector_target)
             self.settings.callback(
                 OptimizeResult(
-                    x=plan.original_order(coef, self.vector_target),
+                    x=x,
                     fun=self.mse,
                     nit=self.epoch,
                     time=elapsed,
                     history=self.history,
                     kernel_bytes=plan.matrix.nbytes,
+                    checkpoint=None if checkpoint is None else checkpoint(x),
                 )
             )
         except StopIteration:
@@ -116,10 +135,11 @@ class EpochLog:
             stacklevel=stacklevel + 1,
         )
 
-    def result(self, plan, coef):
+    def result(self, plan, coef, checkpoint=None):
         """The run's :class:`scipy.optimize.OptimizeResult` (see ``eigenpro_solve``)."""
+        x = plan.original_order(coef, self.vector_target)
         return OptimizeResult(
-            x=plan.original_order(coef, self.vector_target),
+            x=x,
             fun=self.mse,
             nit=self.epoch,
             success=self.status in (0, 99),
@@ -134,6 +154,7 @@ class EpochLog:
             subsample=plan.permutation[: plan.subsample_size],
             kernel_precomputed=plan.kernel_precomputed,
             timings=plan.timings,
+            checkpoint=None if checkpoint is None else checkpoint(x),
         )
 
 

@@ -18,6 +18,10 @@ As FALKON splits ``fit`` into ``init_pc``, ``init_kernel_matrix`` and
 5. :class:`eigenpro._epoch_log.EpochLog`: history, progress lines, callback
    and ``tol``.
 
+At every epoch boundary the state of the run is an :class:`EigenProCheckpoint`
+(coefficients, permutation, generator state, step size, guard and history),
+from which a run resumes bit for bit.
+
 One iteration on a batch ``B`` of ``m`` points (Ma & Belkin 2017, 2019):
 
     g   = K_B a + alpha a_B - Y_B                   (m x l residual)
@@ -33,6 +37,7 @@ import warnings
 from dataclasses import dataclass, fields, replace
 from typing import Any, NamedTuple
 
+import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from eigenpro.kernels import KERNEL_CONSTRAINT, Kernel, make_kernel
@@ -49,6 +54,7 @@ from solvers.backend import (
     resolve_memory_budget,
     take_rows,
     to_namespace,
+    to_numpy,
 )
 
 __all__ = [
@@ -59,6 +65,7 @@ __all__ = [
     "RISE_FACTOR",
     "SOLVER_CONSTRAINTS",
     "DivergenceGuard",
+    "EigenProCheckpoint",
     "EigenProPlan",
     "SolverSettings",
     "TrainingData",
@@ -68,6 +75,8 @@ __all__ = [
     "fit_preconditioner",
     "initial_coefficients",
     "make_plan",
+    "plan_settings",
+    "resume_plan",
     "run_epoch",
     "train_mse",
 ]
@@ -313,11 +322,13 @@ def batch_and_step(precond, n_samples, settings):
     return m, eta
 
 
-def make_plan(settings, data, rng):
+def make_plan(settings, data, rng, permutation=None):
     """Kernel, permutation, preconditioner, batch and step size, training matrix.
 
-    Draws one permutation of the points from ``rng``; the Nyström subsample
-    is its first ``s`` points, the held-out calibration set the next ones.
+    Draws one permutation of the points from ``rng`` (or takes
+    ``permutation``, a run's :attr:`EigenProCheckpoint.permutation`, without
+    drawing); the Nyström subsample is its first ``s`` points, the held-out
+    calibration set the next ones.
     """
     xp, device = get_namespace_and_device(data.X)
     n = data.n_samples
@@ -330,7 +341,7 @@ def make_plan(settings, data, rng):
     else:
         s = min(int(settings.subsample_size), n)
 
-    perm_host = rng.permutation(n)
+    perm_host = rng.permutation(n) if permutation is None else permutation
     perm = xp.asarray(perm_host, dtype=xp.int64, device=device)
     inverse = xp.asarray(perm_host.argsort(), dtype=xp.int64, device=device)
     Xp, Yp = take_rows(xp, data.X, perm), take_rows(xp, data.Y, perm)
@@ -367,6 +378,145 @@ def make_plan(settings, data, rng):
         zero_mse=float(xp.sum(data.Y * data.Y)) / (n * data.n_outputs),
         timings=timings,
     )
+
+
+@dataclass(frozen=True)
+class EigenProCheckpoint:
+    """The state of an EigenPro run at an epoch boundary: enough to resume it bit for bit.
+
+    The callback of :func:`eigenpro.solver.eigenpro_solve` gets one after every
+    accepted epoch (``intermediate_result.checkpoint``) and the result holds
+    the last one (``result.checkpoint``). ``eigenpro_solve(...,
+    resume=checkpoint)`` with the same data and arguments (``n_epochs``
+    counts all epochs, those before the checkpoint included) then runs the
+    remaining epochs exactly as the uninterrupted run would have, from the
+    same permutation, preconditioner, step size and random stream: the same
+    coefficients, history and final generator state, bit for bit (on the
+    same machine and library versions). It pickles (``pickle``,
+    ``joblib``, ``torch.save``) with the arrays of the run's namespace.
+
+    Attributes
+    ----------
+    epoch : int
+        Epochs accepted so far.
+    coef : array of shape (n_samples,) or (n_samples, n_outputs)
+        The coefficients after ``epoch`` epochs, in the caller's order and
+        namespace (the callback's ``x`` itself: copy it before changing it).
+    permutation : ndarray of int64, shape (n_samples,)
+        The run's permutation of the points (its Nyström subsample and batches).
+    rng_state : tuple
+        ``RandomState.get_state()`` after the epoch's draws: the next epoch's
+        batch order is the next draw.
+    step_size : float
+        The step size in use (the plan's, halved once per divergence restart).
+    halvings : int
+        Divergence restarts so far (at most ``MAX_STEP_HALVINGS``).
+    best_mse, mse, mse0 : float
+        The lowest, the latest and the initial training MSE (``tol`` is
+        relative to ``mse0``; the divergence guard to ``best_mse``).
+    history : dict of list
+        ``history`` of the run up to ``epoch`` (a copy).
+    settings : dict
+        What the plan resolved (``bandwidth``, ``batch_size``,
+        ``subsample_size``, ``n_components``, ``step_size`` before halvings,
+        ``alpha``, ``n_outputs``): a resumed run must resolve the same.
+    """
+
+    epoch: int
+    coef: Any
+    permutation: Any
+    rng_state: tuple
+    step_size: float
+    halvings: int
+    best_mse: float
+    mse: float
+    mse0: float
+    history: dict
+    settings: dict
+
+
+def plan_settings(plan, n_outputs):
+    """What a plan resolved from the arguments: :attr:`EigenProCheckpoint.settings`."""
+    return {
+        "bandwidth": getattr(plan.kernel, "bandwidth", None),
+        "batch_size": plan.batch_size,
+        "subsample_size": plan.subsample_size,
+        "n_components": plan.preconditioner.n_components_,
+        "step_size": plan.step_size,
+        "alpha": plan.alpha,
+        "n_outputs": n_outputs,
+    }
+
+
+def check_checkpoint(checkpoint, data, n_epochs, coef0):
+    """The permutation of a checkpoint to resume from, checked against the run's data.
+
+    Raises
+    ------
+    ValueError
+        ``coef0`` is given too, the checkpoint is past ``n_epochs``, or its
+        permutation or coefficients do not fit ``X`` and ``Y``.
+    """
+    if coef0 is not None:
+        raise ValueError(
+            "Give coef0 or resume, not both: resume starts from the checkpoint's coefficients."
+        )
+    n, shape = data.n_samples, (data.n_samples, data.n_outputs)
+    if checkpoint.epoch > n_epochs:
+        raise ValueError(
+            f"The 'resume' checkpoint is at epoch {checkpoint.epoch}, past n_epochs={n_epochs} "
+            "(n_epochs counts all epochs, those before the checkpoint included)."
+        )
+    perm = np.asarray(to_numpy(checkpoint.permutation))
+    if perm.shape != (n,) or not np.array_equal(np.sort(perm), np.arange(n)):
+        raise ValueError(
+            f"The 'resume' checkpoint's permutation does not fit X: it is not a permutation "
+            f"of {n} points (the checkpoint is from another data set)."
+        )
+    coef = checkpoint.coef
+    coef_shape = tuple(coef.shape) if coef.ndim == 2 else (coef.shape[0], 1)
+    if coef_shape != shape:
+        raise ValueError(
+            f"The 'resume' checkpoint's coefficients have shape {tuple(coef.shape)}; "
+            f"X and Y need {shape}."
+        )
+    return perm.astype(np.int64, copy=False)
+
+
+def check_resumed_plan(plan, checkpoint, n_outputs):
+    """Raise ``ValueError`` unless ``plan`` resolved what the checkpoint's run did."""
+    now = plan_settings(plan, n_outputs)
+    differ = {k: (v, now.get(k)) for k, v in checkpoint.settings.items() if now.get(k) != v}
+    if differ:
+        listed = ", ".join(f"{k}={was!r} then, {got!r} now" for k, (was, got) in differ.items())
+        raise ValueError(
+            f"The 'resume' checkpoint is from a run with other settings ({listed}); "
+            "resume with the arguments of the interrupted run."
+        )
+
+
+def resume_plan(settings, X, Y, coef0, random_state, checkpoint):
+    """Data, generator and plan of a run resumed from ``checkpoint``.
+
+    The plan takes the checkpoint's permutation (so its preconditioner is
+    the interrupted run's) and step size; the generator is ``random_state``
+    when it is a ``RandomState``, else a new one, set to the checkpoint's
+    state; the data's ``coef0`` are the checkpoint's coefficients.
+
+    Raises
+    ------
+    ValueError
+        The checkpoint does not fit (:func:`check_checkpoint`,
+        :func:`check_resumed_plan`).
+    """
+    permutation = check_checkpoint(checkpoint, check_inputs(X, Y), settings.n_epochs, coef0)
+    data = check_inputs(X, Y, checkpoint.coef)
+    rng = random_state if isinstance(random_state, np.random.RandomState) else None
+    rng = np.random.RandomState(0) if rng is None else rng
+    rng.set_state(checkpoint.rng_state)
+    plan = make_plan(settings, data, rng, permutation)
+    check_resumed_plan(plan, checkpoint, data.n_outputs)
+    return data, rng, replace(plan, step_size=checkpoint.step_size)
 
 
 def initial_coefficients(plan, data):

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 from sklearn.utils import check_random_state
 
 from eigenpro._epoch_log import EpochLog, progress_bar
@@ -37,14 +38,19 @@ from eigenpro._iteration import (  # noqa: F401 (constants importable from here 
     MIN_HELD_OUT,
     RISE_FACTOR,
     DivergenceGuard,
+    EigenProCheckpoint,
     SolverSettings,
     check_inputs,
     default_subsample_size,
     initial_coefficients,
     make_plan,
+    plan_settings,
+    resume_plan,
     run_epoch,
     train_mse,
 )
+from solvers._validation import validate_params
+from solvers.backend import to_numpy
 
 __all__ = ["eigenpro_solve"]
 
@@ -69,6 +75,7 @@ def eigenpro_solve(
     random_state=None,
     callback=None,
     verbose=0,
+    resume=None,
 ):
     """Solve ``(K + alpha I) coef = Y`` by EigenPro iteration.
 
@@ -105,7 +112,9 @@ def eigenpro_solve(
         fits the budget; later epochs then cost O(n^2 l) instead of O(n^2 d).
         Both paths give the same iterates.
     coef0 : array of shape (n_samples, n_outputs), default=None
-        Starting coefficients (zeros when None).
+        Starting coefficients (zeros when None). A warm start: the new run
+        draws its own permutation and batch orders; to continue a run
+        exactly, use ``resume``.
     tol : float, default=None
         Stop once the training mean squared error falls below ``tol`` times
         its initial value; a ``ConvergenceWarning`` is raised if ``n_epochs``
@@ -115,11 +124,24 @@ def eigenpro_solve(
     callback : callable, default=None
         ``callback(intermediate_result)`` after every epoch, with an
         ``OptimizeResult`` holding ``x`` (coefficients), ``fun`` (training
-        MSE), ``nit`` (epoch) and ``time``. Raising ``StopIteration`` ends the
-        run cleanly. Its own running time is not counted in ``history["time"]``.
+        MSE), ``nit`` (epoch), ``time`` and ``checkpoint`` (an
+        :class:`EigenProCheckpoint` to save and resume from). Raising
+        ``StopIteration`` ends the run cleanly. Its own running time is not
+        counted in ``history["time"]``.
     verbose : int, default=0
         1 prints one line per epoch; 2 also shows a progress bar over batches
         (needs ``tqdm``).
+    resume : EigenProCheckpoint, default=None
+        Continue an interrupted run from a checkpoint its callback received
+        (or from its result's ``checkpoint``), called with the same data and
+        arguments, ``n_epochs`` counting all epochs: the remaining epochs run
+        from the checkpoint's coefficients, permutation, step size and
+        generator state, so the result (coefficients, ``history``, final
+        generator state) is the uninterrupted run's, bit for bit. The
+        generator is ``random_state`` when it is a ``RandomState`` (set to the
+        checkpoint's state), else a new one; ``coef0`` must be None. A
+        checkpoint whose permutation, coefficients or resolved settings
+        (bandwidth, batch and step size, ...) do not fit raises ``ValueError``.
 
     Returns
     -------
@@ -131,9 +153,32 @@ def eigenpro_solve(
         ``bandwidth``, ``kernel``, ``batch_size``, ``step_size``,
         ``preconditioner`` (the fitted :class:`NystromPreconditioner`),
         ``subsample`` (indices), ``kernel_precomputed``, ``timings`` (seconds
-        of the set-up steps: ``preconditioner``, ``kernel_matrix``). The
+        of the set-up steps: ``preconditioner``, ``kernel_matrix``),
+        ``checkpoint`` (the run's :class:`EigenProCheckpoint` at its last
+        epoch: resume from it with a larger ``n_epochs`` to train on). The
         training MSE is measured on a fixed random subset of about
         ``LOSS_SAMPLES`` (4096) training points when n is larger.
+
+    Examples
+    --------
+    Stop a run after two of four epochs, keeping the callback's checkpoint
+    (it pickles), and resume: the result is the uninterrupted run's.
+
+    >>> import numpy as np
+    >>> from eigenpro.solver import eigenpro_solve
+    >>> X = np.random.default_rng(0).uniform(size=(300, 3))
+    >>> y = np.sin(4 * X[:, 0])
+    >>> kw = dict(bandwidth=0.5, n_epochs=4, batch_size=50, random_state=0)
+    >>> saved = []
+    >>> def stop_after_two(result):
+    ...     saved.append(result.checkpoint)
+    ...     if result.nit == 2:
+    ...         raise StopIteration
+    >>> part = eigenpro_solve("gaussian", X, y, callback=stop_after_two, **kw)
+    >>> resumed = eigenpro_solve("gaussian", X, y, resume=saved[-1], **kw)
+    >>> full = eigenpro_solve("gaussian", X, y, **kw)
+    >>> part.nit, resumed.nit, bool(np.array_equal(resumed.x, full.x))
+    (2, 4, True)
     """
     t_start = time.perf_counter()
     settings = SolverSettings(
@@ -153,14 +198,42 @@ def eigenpro_solve(
         callback=callback,
         verbose=verbose,
     )
-    data = check_inputs(X, Y, coef0)
-    rng = check_random_state(random_state)
-    plan = make_plan(settings, data, rng)
+    validate_params({"resume": [EigenProCheckpoint, None]}, {"resume": resume}, "eigenpro_solve")
+    if resume is None:
+        data = check_inputs(X, Y, coef0)
+        rng = check_random_state(random_state)
+        plan = make_plan(settings, data, rng)
+        started = plan_settings(plan, data.n_outputs)
+    else:
+        data, rng, plan = resume_plan(settings, X, Y, coef0, random_state, resume)
+        started = resume.settings
     coef = initial_coefficients(plan, data)
     mse = train_mse(plan, coef)
     guard = DivergenceGuard(coef, mse, plan.zero_mse)
-    log = EpochLog(settings, plan, data.vector_target, t_start, mse)
-    epoch = 0
+    log = EpochLog(settings, plan, data.vector_target, t_start, mse, resume)
+    if resume is not None:
+        guard.best_mse, guard.halvings = resume.best_mse, resume.halvings
+    permutation = np.array(to_numpy(plan.permutation))
+    permutation.flags.writeable = False
+
+    def checkpoint(x):
+        return EigenProCheckpoint(
+            epoch=log.epoch,
+            coef=x,
+            permutation=permutation,
+            rng_state=rng.get_state(),
+            step_size=plan.step_size,
+            halvings=guard.halvings,
+            best_mse=guard.best_mse,
+            mse=log.mse,
+            mse0=log.mse0,
+            history={k: list(v) for k, v in log.history.items()},
+            settings=dict(started),
+        )
+
+    if resume is not None and log.reached_tol():  # the interrupted run stopped here
+        return log.result(plan, coef, checkpoint)
+    epoch = log.epoch
     while epoch < settings.n_epochs:
         order = rng.permutation(len(plan.matrix.blocks))
         diverged = run_epoch(plan, coef, progress_bar(order, verbose, f"epoch {epoch + 1}"))
@@ -170,8 +243,8 @@ def eigenpro_solve(
             continue
         epoch += 1
         guard.accept(coef, mse)
-        if log.record(plan, epoch, mse, coef):
+        if log.record(plan, epoch, mse, coef, checkpoint):
             break
     else:
         log.ran_out(stacklevel=2)
-    return log.result(plan, coef)
+    return log.result(plan, coef, checkpoint)
