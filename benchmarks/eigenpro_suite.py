@@ -15,7 +15,12 @@ accuracy, after every epoch. Solvers:
   :class:`sklearn.linear_model.RidgeClassifier` (``alpha=1e-3``).
 
 Reported alongside: the GEMM rate measured in the same run and the time of the
-kernel matrix's own GEMM (2 n^2 d flops) at that rate.
+kernel matrix's own GEMM (2 n^2 d flops) at that rate, and every fit's peak
+memory: the process's peak resident set above its level before the fit
+(:class:`solvers.backend.MemoryPeak`; on a CUDA device also torch's peak
+allocation), next to EigenPro's ``memory_budget`` in bytes. The resident set
+also counts what the budget does not cover (the data's copies, library
+workspaces, allocator slack; see :mod:`solvers.backend`).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import numpy as np
 
 from benchmarks import datasets
 from benchmarks.report import Curve, format_table, gemm_rate, machine_info, plot_curves, write_json
+from solvers.backend import MemoryPeak
 
 SOLVERS = ("eigenpro", "sgd", "kernel_ridge", "nystroem")
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
@@ -141,6 +147,8 @@ TABLE_COLUMNS = [
     ("fit s", "seconds", ".1f"),
     ("train mse", "train_mse", ".3e"),
     ("test acc %", lambda c: _pct(c.last("test_acc")), ".2f"),
+    ("peak MiB", lambda c: _mib(c.params.get("peak_resident_bytes")), ".0f"),
+    ("budget MiB", lambda c: _mib(c.params.get("memory_budget_bytes")), ".0f"),
 ]
 
 
@@ -218,13 +226,63 @@ def _pct(v):
     return None if v is None else 100.0 * v
 
 
+def _mib(v):
+    return None if v is None else v / 2**20
+
+
+class FitMemory(MemoryPeak):
+    """:class:`solvers.backend.MemoryPeak` of a fit, plus torch's peak on a CUDA device.
+
+    ``params()``: ``peak_resident_bytes`` (None where the resident set's
+    high-water mark cannot be reset) and, on CUDA, ``peak_device_bytes``.
+    """
+
+    def __init__(self, device=None):
+        super().__init__(trace=False)
+        self.cuda = device is not None and "cuda" in str(device)
+        self.device_peak = None
+
+    def __enter__(self):
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self._device_base = torch.cuda.memory_allocated()
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize()
+            self.device_peak = torch.cuda.max_memory_allocated() - self._device_base
+        return super().__exit__(*exc)
+
+    def params(self):
+        out = {"peak_resident_bytes": self.resident}
+        if self.cuda:
+            out["peak_device_bytes"] = self.device_peak
+        return out
+
+
+def _budget_bytes(memory_budget, device):
+    """The bytes ``memory_budget`` resolves to on ``device`` (None: NumPy on the CPU)."""
+    from solvers.backend import resolve_device, resolve_memory_budget
+
+    xp, dev = resolve_device("cpu" if device is None else device)
+    return resolve_memory_budget(memory_budget, xp, dev)
+
+
 def _eigenpro(data, epochs, common, name="eigenpro", **overrides):
     from eigenpro import EigenProClassifier
 
     est = EigenProClassifier(n_epochs=epochs, **{**common, **overrides})
-    t0 = time.perf_counter()
-    est.fit(data.X_train, data.y_train, X_val=data.X_test, y_val=data.y_test)
-    wall = time.perf_counter() - t0
+    budget = _budget_bytes(est.memory_budget, common.get("device"))
+    with FitMemory(common.get("device")) as memory:
+        t0 = time.perf_counter()
+        est.fit(data.X_train, data.y_train, X_val=data.X_test, y_val=data.y_test)
+        wall = time.perf_counter() - t0
     h = est.history_
     curve = Curve(
         name,
@@ -236,6 +294,8 @@ def _eigenpro(data, epochs, common, name="eigenpro", **overrides):
             "bandwidth": est.bandwidth_,
             "wall_seconds_with_eval": wall,
             "setup_seconds": est.timings_,
+            "memory_budget_bytes": budget,
+            **memory.params(),
             **overrides,
         },
     )
@@ -306,7 +366,7 @@ def _kernel_ridge(data, gamma, kernel, max_n):
     if sk_kernel == "laplacian":
         return None  # sklearn's laplacian kernel uses the L1 distance: not the same kernel
     krr = KernelRidge(kernel=sk_kernel, gamma=gamma, alpha=1e-3)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), FitMemory() as memory:
         warnings.simplefilter("ignore")
         t0 = time.perf_counter()
         krr.fit(data.X_train, Y)
@@ -314,7 +374,10 @@ def _kernel_ridge(data, gamma, kernel, max_n):
     acc = float(np.mean(krr.predict(data.X_test).argmax(1) == data.y_test))
     k = min(n, 4096)
     mse = float(np.mean((krr.predict(data.X_train[:k]) - Y[:k]) ** 2))
-    c = Curve("kernel_ridge", params={"alpha": 1e-3, "gamma": gamma, "dtype": "float32"})
+    c = Curve(
+        "kernel_ridge",
+        params={"alpha": 1e-3, "gamma": gamma, "dtype": "float32", **memory.params()},
+    )
     c.add(epoch=None, seconds=fit, train_mse=mse, test_acc=acc)
     return c
 
@@ -331,11 +394,15 @@ def _nystroem(data, gamma, kernel, n_components, seed):
         Nystroem(kernel=sk_kernel, gamma=gamma, n_components=comps, random_state=seed),
         RidgeClassifier(alpha=1e-3),
     )
-    t0 = time.perf_counter()
-    pipe.fit(data.X_train, data.y_train)
-    fit = time.perf_counter() - t0
+    with FitMemory() as memory:
+        t0 = time.perf_counter()
+        pipe.fit(data.X_train, data.y_train)
+        fit = time.perf_counter() - t0
     acc = float(np.mean(pipe.predict(data.X_test) == data.y_test))
-    c = Curve("nystroem", params={"n_components": comps, "gamma": gamma, "ridge_alpha": 1e-3})
+    c = Curve(
+        "nystroem",
+        params={"n_components": comps, "gamma": gamma, "ridge_alpha": 1e-3, **memory.params()},
+    )
     c.add(epoch=None, seconds=fit, train_mse=None, test_acc=acc)
     return c
 
@@ -377,12 +444,30 @@ def _eigenpro_facts(s, ep, gemm_seconds, rate, mnist):
         "EigenPro test accuracy per epoch: "
         + ", ".join(f"{100 * a:.2f}%" for a in s["eigenpro_test_acc_per_epoch"])
     )
+    _memory_facts(s, ep)
     if mnist:
         hit = ep.first_reaching("test_acc", 0.986)
         s["epochs_to_98.6"] = hit["epoch"] if hit else None
         s["lines"].append(
             f"epochs to 98.6% test accuracy: {hit['epoch'] if hit else 'not reached'}"
         )
+
+
+def _memory_facts(s, ep):
+    """EigenPro's peak memory during fit next to its budget."""
+    budget, peak = ep.params.get("memory_budget_bytes"), ep.params.get("peak_resident_bytes")
+    device = ep.params.get("peak_device_bytes")
+    s["eigenpro_memory_budget_bytes"] = budget
+    s["eigenpro_peak_resident_bytes"] = peak
+    s["eigenpro_peak_device_bytes"] = device
+    if budget is None:
+        return
+    measured = "not measured" if peak is None else f"{peak / 2**20:.0f} MiB resident"
+    on_device = "" if device is None else f", {device / 2**20:.0f} MiB on the device"
+    s["lines"].append(
+        f"EigenPro peak memory during fit: {measured}{on_device} above the data "
+        f"(memory budget {budget / 2**20:.0f} MiB)"
+    )
 
 
 def _kernel_ridge_facts(s, ep, krr):

@@ -55,3 +55,31 @@ def test_mnist_10k_reaches_97_percent_in_3_epochs(mnist_path):
     clf.fit(data.X_train, data.y_train)
     assert clf.score(data.X_test, data.y_test) >= 0.97
     assert np.all(np.diff(clf.history_["train_mse"]) < 0)
+
+
+def test_summary_reports_the_peak_memory_next_to_the_budget():
+    ep = Curve("eigenpro", params={"memory_budget_bytes": 2**30, "peak_resident_bytes": 3 * 2**28})
+    ep.add(epoch=0, seconds=0.0, test_acc=0.5, train_mse=1.0)
+    ep.add(epoch=1, seconds=1.0, test_acc=0.9, train_mse=0.1)
+    s = eigenpro_suite._summary([ep], gemm_seconds=0.5, rate=2e9, mnist=False)
+    assert s["eigenpro_memory_budget_bytes"] == 2**30
+    assert s["eigenpro_peak_resident_bytes"] == 3 * 2**28
+    line = "EigenPro peak memory during fit: 768 MiB resident above the data"
+    assert s["lines"][-1] == line + " (memory budget 1024 MiB)"
+
+
+def test_eigenpro_fit_records_its_peak_memory_and_budget():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((400, 8))
+    y = (X[:, 0] > 0).astype(int)
+    data = datasets.Dataset("toy", X[:300], y[:300], X[300:], y[300:])
+    common = dict(
+        kernel="gaussian", bandwidth="auto", memory_budget=4e6, random_state=0, device=None
+    )
+    curve, _ = eigenpro_suite._eigenpro(data, 1, common)
+    assert curve.params["memory_budget_bytes"] == 4_000_000
+    peak = curve.params["peak_resident_bytes"]
+    assert peak is None or 0 <= peak < 2**30
+    table = eigenpro_suite.format_table([curve], eigenpro_suite.TABLE_COLUMNS)
+    header, _, row = table.splitlines()
+    assert header.split()[-4:] == ["peak", "MiB", "budget", "MiB"] and row.split()[-1] == "4"
