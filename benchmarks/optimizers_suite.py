@@ -595,14 +595,17 @@ def plot(path, problems):
             for name, r in problem["results"].items()
             if name != "amsgrad_armijo_numpy"
         ]
-        rows.append(
-            [
-                convergence_panel(
-                    series, xkey, ykey, xlabel=xlabel, ylabel=ylabel, title=title, title_size=9,
-                    yscale="log" if ylabel == "train loss" else None,
-                    legend={"fontsize": 7} if col == 0 else None,
-                )
-                for col, (xkey, ykey, xlabel, ylabel) in enumerate(PLOT_COLUMNS)
-            ]
-        )  # fmt: skip
+        rows.append(plot_row(title, series))
     return save_figure(path, rows, figsize=(18, 3.4 * len(rows)), dpi=90)
+
+
+def plot_row(title, series):
+    """One problem's row of :func:`plot`: a panel per :data:`PLOT_COLUMNS` (log loss)."""
+    return [
+        convergence_panel(
+            series, xkey, ykey, xlabel=xlabel, ylabel=ylabel, title=title, title_size=9,
+            yscale="log" if ylabel == "train loss" else None,
+            legend={"fontsize": 7} if col == 0 else None,
+        )
+        for col, (xkey, ykey, xlabel, ylabel) in enumerate(PLOT_COLUMNS)
+    ]  # fmt: skip
