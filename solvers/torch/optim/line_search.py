@@ -68,7 +68,12 @@ from solvers.linesearch.config import SEARCH_CONSTRAINTS, SearchConfig
 from solvers.linesearch.preconditioners import MOMENTA, PRECONDITIONERS, default_momentum
 from solvers.linesearch.rules import RULES
 from solvers.torch.optim import _functional as F
-from solvers.torch.optim.trial import TrialEvaluator, average_over_ranks, distributed_group
+from solvers.torch.optim.trial import (
+    TrialEvaluator,
+    average_over_ranks,
+    check_loss,
+    distributed_group,
+)
 
 __all__ = ["SLS", "SPS", "AdaSLS", "LineSearchOptimizer"]
 
@@ -245,6 +250,11 @@ class LineSearchOptimizer(Optimizer):
         changes nothing, instead of failing at the next step or silently
         switching algorithm.
         """
+        if not isinstance(state_dict, dict):
+            raise TypeError(
+                f"state_dict must be the dict of {type(self).__name__}.state_dict(); got a "
+                f"{type(state_dict).__name__}."
+            )
         self._check_loadable(state_dict)
         totals = state_dict.get("line_search_totals")
         super().load_state_dict({k: v for k, v in state_dict.items() if k != "line_search_totals"})
@@ -317,6 +327,8 @@ class LineSearchOptimizer(Optimizer):
                 f"{type(self).__name__} with line_search={self.param_groups[0]['line_search']!r} "
                 f"needs {need} (step(closure) with a closure that computes and returns the loss)."
             )
+        if loss is not None:
+            check_loss(loss, "step(loss=...)")
         all_params = [p for g in self.param_groups for p in g["params"]]
         group_ddp, world = distributed_group(self.process_group)
         trial = TrialEvaluator(all_params, closure, group_ddp, world) if closure else None
@@ -335,8 +347,6 @@ class LineSearchOptimizer(Optimizer):
         """The closure at the current point, with its gradients in ``.grad``; its loss."""
         marks = F.grad_marks(params)
         loss = trial.first()
-        if loss is None:
-            raise ValueError("The closure returned None; it must return the loss.")
         if (
             isinstance(loss, torch.Tensor)
             and loss.requires_grad

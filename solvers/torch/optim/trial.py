@@ -33,11 +33,12 @@ for the duration of a trial.
 from __future__ import annotations
 
 import contextlib
+from numbers import Real
 
 import torch
 from torch.nn.modules import module as _module
 
-__all__ = ["TrialEvaluator", "average_over_ranks", "distributed_group"]
+__all__ = ["TrialEvaluator", "average_over_ranks", "check_loss", "distributed_group"]
 
 
 def _noop_backward(*args, **kwargs):
@@ -129,6 +130,29 @@ def average_over_ranks(value, group, world):
     return value
 
 
+def check_loss(loss, source="The closure"):
+    """``loss`` if it is one number (a real or a one-element tensor), else an error.
+
+    ``None`` (a closure without ``return``) and per-sample losses (a
+    ``reduction="none"`` loss) would otherwise fail deep inside the step.
+    """
+    if loss is None:
+        raise ValueError(f"{source} returned None; it must return the loss.")
+    if torch.is_tensor(loss):
+        if loss.numel() != 1:
+            raise ValueError(
+                f"{source} returned a tensor of shape {tuple(loss.shape)}; it must return the "
+                "scalar loss (reduce per-sample losses with .mean() or .sum())."
+            )
+        return loss
+    if isinstance(loss, bool) or not isinstance(loss, Real):
+        raise TypeError(
+            f"{source} returned a {type(loss).__name__}; it must return the loss, a real "
+            "number or a one-element tensor."
+        )
+    return loss
+
+
 class TrialEvaluator:
     """Evaluate ``closure`` at the current point (with gradients) and at trial points.
 
@@ -167,7 +191,7 @@ class TrialEvaluator:
         with torch.enable_grad():
             loss = self.closure()
         self._after = self._rng_state()
-        return loss
+        return check_loss(loss)
 
     def begin(self):
         """Fork the RNG without a first call (the loss was computed by the caller).
@@ -190,9 +214,7 @@ class TrialEvaluator:
         finally:
             for p, g in zip(self.params, grads, strict=False):
                 p.grad = g
-        if loss is None:
-            raise ValueError("The closure returned None; it must return the loss.")
-        loss = torch.as_tensor(loss).detach().to(torch.float64)
+        loss = torch.as_tensor(check_loss(loss)).detach().to(torch.float64)
         return average_over_ranks(loss, self.group, self.world)
 
     def finish(self):
