@@ -83,3 +83,12 @@ def test_eigenpro_fit_records_its_peak_memory_and_budget():
     table = eigenpro_suite.format_table([curve], eigenpro_suite.TABLE_COLUMNS)
     header, _, row = table.splitlines()
     assert header.split()[-4:] == ["peak", "MiB", "budget", "MiB"] and row.split()[-1] == "4"
+
+
+@pytest.mark.gpu
+def test_fit_memory_sees_an_allocation_on_the_cuda_device():
+    import torch
+
+    with eigenpro_suite.FitMemory("cuda") as memory:
+        x = torch.ones(2**20, device="cuda")  # 4 MiB
+    assert x.numel() and memory.params()["peak_device_bytes"] >= 4 * 2**20
