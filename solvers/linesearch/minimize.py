@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from numbers import Real
 from typing import Any, NamedTuple
 
 import array_api_compat
@@ -128,6 +129,10 @@ def _loss_and_gradient(fun, x, batch):
     if not isinstance(out, (tuple, list)) or len(out) != 2:
         raise TypeError(f"fun must return a pair (loss, gradient); got {type(out).__name__}.")
     f, g = out
+    if isinstance(f, bool) or not (isinstance(f, Real) or hasattr(f, "shape")):
+        raise TypeError(
+            f"fun must return the minibatch's mean loss as a number; got {type(f).__name__}."
+        )
     if tuple(getattr(f, "shape", ())) not in ((), (1,)):
         raise ValueError(
             f"fun must return the minibatch's mean loss, a scalar; got shape {tuple(f.shape)}."
@@ -227,6 +232,10 @@ def _check_data(x0, data):
     data = tuple(data) if isinstance(data, (tuple, list)) else (data,)
     if not data:
         raise ValueError("data must hold at least one array.")
+    for k, a in enumerate(data):
+        if len(getattr(a, "shape", ())) == 0:
+            what = "a 0-d array" if hasattr(a, "shape") else f"a {type(a).__name__}"
+            raise ValueError(f"data[{k}] must be an array with one row per sample; got {what}.")
     n = int(data[0].shape[0])
     if n == 0:
         raise ValueError("data is empty (0 samples).")
