@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 from numbers import Integral, Real
 
-from solvers._validation import Interval, StrOptions, validate_params
+from solvers._validation import Interval, Options, StrOptions, validate_params
 from solvers.backend import get_namespace_and_device
 from solvers.linalg import top_eigensystem
 
@@ -132,9 +132,11 @@ class NystromPreconditioner:
         """
         xp, _ = get_namespace_and_device(K_ss)
         s = K_ss.shape[0]
+        # scikit-learn's Interval refuses an empty range [0, 0]: a 1-point subsample has k = 0
+        counts = Interval(Integral, 0, s - 1, closed="both") if s > 1 else Options(Integral, {0})
         validate_params(
             {
-                "n_components": [StrOptions({"auto"}), Interval(Integral, 0, s - 1, closed="both")],
+                "n_components": [StrOptions({"auto"}), counts],
                 "damping": [Interval(Real, 0.0, 1.0, closed="right")],
             },
             {"n_components": self.n_components, "damping": self.damping},
