@@ -380,7 +380,7 @@ def make_plan(settings, data, rng, permutation=None):
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class EigenProCheckpoint:
     """The state of an EigenPro run at an epoch boundary: enough to resume it bit for bit.
 
