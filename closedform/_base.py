@@ -77,12 +77,11 @@ def check_weights(sample_weight, y, *, positive_sum):
 
 
 def training_weights(weights, train, like):
-    """The host weights of the ``train`` rows, normalised, in the namespace of ``like``."""
+    """The host weights of the ``train`` rows, as given, in the namespace of ``like``."""
     if weights is None:
         return None
     xp, device = get_namespace_and_device(like)
-    kept = weights[train]
-    return to_namespace(kept / kept.sum(), xp, device)
+    return to_namespace(weights[train], xp, device)
 
 
 class _Progress:
@@ -156,7 +155,7 @@ class _BaseManifoldNet(_StreamingMixin, ValidatedEstimatorMixin, BaseEstimator):
     """The outer loop shared by the classifier and the regressor."""
 
     _parameter_constraints: ClassVar[dict] = {
-        "hidden_layer_sizes": ["array-like", AT_LEAST_ONE],
+        "hidden_layer_sizes": [StrOptions({"auto"}), "array-like", AT_LEAST_ONE],
         # "relu" passes here so that get_activation can say why it is refused
         "activation": [
             StrOptions(set(ACTIVATIONS)),
@@ -187,9 +186,19 @@ class _BaseManifoldNet(_StreamingMixin, ValidatedEstimatorMixin, BaseEstimator):
         raise NotImplementedError
 
     # -- fit ---------------------------------------------------------------------------------
-    def _architecture(self):
-        """The hidden widths as a tuple; sets ``_activation`` (used by prediction too)."""
+    #: the widest hidden layer ``hidden_layer_sizes="auto"`` draws
+    _auto_width: ClassVar[int] = 3000
+
+    def _architecture(self, n_samples=None):
+        """The hidden widths as a tuple; sets ``_activation`` (used by prediction too).
+
+        ``"auto"`` is one layer of ``min(n_samples, _auto_width)`` units: with
+        the penalty chosen by leave-one-out, more random units than samples
+        add cost, not accuracy (``n_samples`` is None when streaming).
+        """
         sizes = self.hidden_layer_sizes
+        if isinstance(sizes, str):
+            sizes = (self._auto_width if n_samples is None else min(n_samples, self._auto_width),)
         sizes = (sizes,) if isinstance(sizes, Integral) else tuple(sizes)
         if not sizes:
             raise ValueError("hidden_layer_sizes must name at least one hidden layer.")
@@ -220,8 +229,11 @@ class _BaseManifoldNet(_StreamingMixin, ValidatedEstimatorMixin, BaseEstimator):
             return np.arange(n_samples), None
         return split_validation(n_samples, self.validation_fraction, rng, stratify)
 
-    def _fit_network(self, X, Y, weights, sizes, rng, validation):
-        """Run the outer loop; ``Y`` (n, k) float64 targets; ``weights`` normalised or None.
+    def _fit_network(self, X, Y, counts, sizes, rng, validation):
+        """Run the outer loop; ``Y`` (n, k) float64 targets; ``counts`` sample weights or None.
+
+        The hidden layers see the weights normalised; the decision layer sees
+        them as given (they count repetitions in its choice of ``alpha``).
 
         Sets the fitted attributes and returns the kept decision layer's
         :class:`closedform.svm_head.HeadFit`.
@@ -229,6 +241,7 @@ class _BaseManifoldNet(_StreamingMixin, ValidatedEstimatorMixin, BaseEstimator):
         head_settings = self._head_settings()
         check_head_width(head_settings.head, sizes[-1], Y.shape[1], "units in the last layer")
         xp, device = get_namespace_and_device(X)
+        weights = None if counts is None else counts / xp.sum(counts)
         budget = resolve_memory_budget(self.memory_budget, xp, device)
         block = rows_per_block(
             max(X.shape[1], *sizes), 8, budget, n_buffers=3, min_rows=64, max_rows=8192
@@ -241,7 +254,7 @@ class _BaseManifoldNet(_StreamingMixin, ValidatedEstimatorMixin, BaseEstimator):
             rng, X, sizes, self._activation, init=self.init, init_scale=self.init_scale,
             weights=weights,
         )  # fmt: skip
-        head = fit_svm_head(hidden[-1], Y, weights, head_settings, block_rows=block)
+        head = fit_svm_head(hidden[-1], Y, counts, head_settings, block_rows=block)
         stopped, first_factor = progress.accept(0, layers, head), None
         for it in range(1, self.max_iter):
             stopped = stopped or progress.converged(self.tol)
@@ -253,7 +266,7 @@ class _BaseManifoldNet(_StreamingMixin, ValidatedEstimatorMixin, BaseEstimator):
             )  # fmt: skip
             new_hidden = forward(X, new_layers, self._activation)
             new_head = fit_svm_head(
-                new_hidden[-1], Y, weights, head_settings, targets=head.targets, block_rows=block
+                new_hidden[-1], Y, counts, head_settings, targets=head.targets, block_rows=block
             )
             J, last = new_head.objective_curve[-1], progress.curve[-1]
             if not J <= last:

@@ -43,7 +43,9 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from solvers.backend import get_namespace_and_device
+import numpy as np
+
+from solvers.backend import get_namespace_and_device, to_namespace
 from solvers.linalg import (
     cho_solve,
     cholesky,
@@ -51,15 +53,17 @@ from solvers.linalg import (
     stiefel_quadratic,
     weighted_moments,
 )
-from solvers.ridge import ridge_gcv
+from solvers.ridge import ridge_gcv, ridge_loo
 
 __all__ = [
     "AUTO_ALPHAS",
     "HEADS",
+    "LOO_ROWS",
     "HeadFit",
     "HeadSettings",
     "check_head_width",
     "fit_svm_head",
+    "loo_alpha",
     "pick_alpha",
     "relative_scale",
     "simplex_weights",
@@ -68,8 +72,12 @@ __all__ = [
 
 HEADS = ("stiefel", "gpi", "ridge")
 
-#: Relative penalties ``alpha="auto"`` chooses from: 1e-8 ... 1, half a decade apart.
-AUTO_ALPHAS = tuple(10.0 ** (e / 2) for e in range(-16, 1))
+#: Relative penalties ``alpha="auto"`` chooses from: 1e-8 ... 10, half a decade apart.
+AUTO_ALPHAS = tuple(10.0 ** (e / 2) for e in range(-16, 3))
+
+#: ``alpha="auto"`` scores at most this many rows' leave-one-out residuals
+#: (:func:`loo_alpha`), and factors no matrix larger than this squared.
+LOO_ROWS = 2000
 
 
 class HeadSettings(NamedTuple):
@@ -233,13 +241,14 @@ def fit_svm_head(
     Y : array of shape (n, c)
         One-vs-rest codes in {-1, +1} (real targets for ``loss="squared"``).
     sample_weight : array of shape (n,), default=None
-        Non-negative base weights (normalised to sum one); uniform when None.
-        Adaptive weights multiply them.
+        Non-negative base weights (normalised to sum one for the fit; counts
+        of repetitions for ``alpha="auto"``); uniform when None. Adaptive
+        weights multiply them.
     settings : HeadSettings, default=None
         The hyperparameters (:class:`HeadSettings`' defaults when None);
         keyword ``**fields`` (``head=``, ``alpha=``, ...) replace some of them.
-        ``alpha="auto"`` picks the relative penalty by generalised
-        cross-validation of the least-squares fit to ``Y`` (:func:`pick_alpha`);
+        ``alpha="auto"`` picks the relative penalty by the exact leave-one-out
+        error of the least-squares fit to ``Y`` (:func:`loo_alpha`);
         ``keep_ratio=rho`` keeps ``k = clip(round(rho n) - 1, 1, n - 1)`` samples.
     targets : array of shape (n, c), default=None
         Warm start for the retargeted codes ``Z`` (default ``Y``): the previous
@@ -262,8 +271,8 @@ def fit_svm_head(
     mean, G0 = weighted_moments(H, None if sample_weight is None else base, block_rows=block_rows)
     scale = relative_scale(G0)
     alpha = settings.alpha
-    if isinstance(alpha, str):  # "auto": GCV of the least-squares fit, one eigh for all
-        alpha = _gcv_alpha(H, Y64, base, mean, G0, scale)
+    if isinstance(alpha, str):  # "auto": leave-one-out of the least-squares fit
+        alpha = loo_alpha(H, Y64, sample_weight, scale, (mean, G0), block_rows)
     gamma = alpha * scale
     problem = _Problem(base, mean, *_penalised(G0, gamma))
     adaptive = settings.adaptive_weights
@@ -353,10 +362,63 @@ def _reweight(H, base, losses, k, gamma, block_rows):
     return _Problem(weights, mean, *_penalised(G0, gamma)), lam
 
 
-def _gcv_alpha(H, Y, weights, mean, G0, scale):
-    """The relative penalty in :data:`AUTO_ALPHAS` with the lowest GCV score."""
-    n = H.shape[0]
-    C, y_mean = _cross_moment(H, weights, mean, Y)
-    t = weights @ ((Y - y_mean) ** 2)
-    # the statistics are weighted means; GCV wants sums over the n samples
-    return pick_alpha(n * G0, n * C, n * t, n, n, scale)
+def loo_alpha(H, Y, sample_weight=None, scale=1.0, moments=None, block_rows=None):
+    """The relative penalty with the lowest exact leave-one-out error of the least-squares fit.
+
+    The candidates are :data:`AUTO_ALPHAS` (``gamma = alpha * scale`` in the
+    units of the weighted covariance); the score is the mean squared
+    leave-one-out residual of the ridge fit of ``Y`` (:func:`solvers.ridge.ridge_loo`,
+    as scikit-learn's ``RidgeCV``/``RidgeClassifierCV`` score by default). Its
+    cost stays below a few ``LOO_ROWS^2 p`` products, whatever ``n``:
+
+    - ``p <= LOO_ROWS``: the primal form (one ``p x p`` ``eigh``), scoring at
+      most ``LOO_ROWS`` rows drawn at random (an unbiased estimate of the mean);
+    - ``p > LOO_ROWS >= n``: the dual form, exact (one ``n x n`` ``eigh``);
+    - both larger: the dual form on ``m = LOO_ROWS`` rows drawn at random,
+      whose best penalty is carried to all ``n`` rows at a fixed total
+      (``alpha * m / n``): the penalty of a Gaussian prior on ``W``, which the
+      sum of the losses over more rows outweighs more.
+
+    The draws use a fixed seed: the choice depends on the data only.
+
+    Parameters
+    ----------
+    H : array of shape (n, p)
+    Y : array of shape (n, c)
+    sample_weight : array of shape (n,), default=None
+        Non-negative weights (uniform when None), counting repetitions
+        (:func:`solvers.ridge.ridge_loo`): the choice with integer weights is
+        the one on the data with the rows repeated.
+    scale : float, default=1.0
+        :func:`relative_scale` of the features' covariance.
+    moments : tuple (mean, covariance), default=None
+        The features' weighted mean and covariance when already computed.
+    block_rows : int, default=None
+        Scored rows per block in the primal form. The dual form holds its
+        ``m <= LOO_ROWS`` rows in float64 and an ``m x m`` matrix.
+
+    Returns
+    -------
+    alpha : float
+    """
+    n, p = H.shape
+    gammas = [a * scale for a in AUTO_ALPHAS]
+    subset = None
+    if n > LOO_ROWS:
+        subset = np.sort(np.random.default_rng(0).choice(n, LOO_ROWS, replace=False))
+    if p <= LOO_ROWS or subset is None:
+        scores = ridge_loo(
+            H, Y, gammas, sample_weight=sample_weight, rows=subset, moments=moments,
+            block_rows=block_rows,
+        )  # fmt: skip
+        return AUTO_ALPHAS[min(range(len(scores)), key=scores.__getitem__)]
+    xp, device = get_namespace_and_device(H)
+    rows = to_namespace(subset, xp, device)
+    if sample_weight is None:
+        kept, fraction = None, LOO_ROWS / n
+    else:
+        kept = xp.take(sample_weight, rows, axis=0)
+        fraction = float(xp.sum(kept) / xp.sum(sample_weight))
+    H_m, Y_m = xp.take(H, rows, axis=0), xp.take(Y, rows, axis=0)
+    scores = ridge_loo(H_m, Y_m, gammas, sample_weight=kept)
+    return AUTO_ALPHAS[min(range(len(scores)), key=scores.__getitem__)] * fraction

@@ -21,6 +21,16 @@ Wahba 1979) ``GCV(gamma) = n RSS(gamma) / (n - df(gamma))^2`` with
     RSS(gamma) = tr(C_tt) - sum_k (2 / (l_k + gamma) - l_k / (l_k + gamma)^2) ||q_k||^2
 
 (:func:`ridge_gcv`), the trick scikit-learn's ``RidgeCV`` uses.
+
+When the rows themselves are at hand, the exact leave-one-out residuals are
+as cheap (:func:`ridge_loo`, :func:`kernel_ridge_loo`): for a linear smoother
+``F = A(gamma) T`` the residual of row ``i`` left out is ``(t_i - f_i) / (1 -
+A_ii)`` (Allen 1974; Hastie, Tibshirani & Friedman, *Elements of Statistical
+Learning*, eq. 7.52), and one eigendecomposition gives ``F`` and ``diag(A)``
+for every ``gamma``. GCV replaces every ``A_ii`` by their mean; that is exact
+only when the leverages are equal, and far from it when ``p`` nears or exceeds
+``n`` (the interpolating regime of wide random features, where GCV picks
+penalties orders of magnitude too small).
 """
 
 from __future__ import annotations
@@ -28,8 +38,9 @@ from __future__ import annotations
 import math
 
 from solvers.backend import get_namespace_and_device, inplace
+from solvers.linalg import weighted_moments
 
-__all__ = ["GramStatistics", "ridge_gcv"]
+__all__ = ["GramStatistics", "kernel_ridge_loo", "ridge_gcv", "ridge_loo"]
 
 
 class GramStatistics:
@@ -213,3 +224,163 @@ def ridge_gcv(scatter, cross, target_scatter, n_samples, gammas):
         ok = df < n_samples
         scores.append(n_samples * max(rss, 0.0) / (n_samples - df) ** 2 if ok else math.inf)
     return scores, (lam, V)
+
+
+def _loo_scores(U, lam, UtT, T, leverage0, weights, gammas, copies=None):
+    """Mean squared leave-one-out residuals for every ``gamma`` of a spectral smoother.
+
+    The smoother is ``F = U diag(lam / (lam + gamma)) U^T T`` on the rows of
+    ``U`` (orthonormal columns), plus a fixed leverage ``leverage0`` per row
+    (the intercept's); ``UtT = U^T T`` over all rows (which may be more than
+    the rows of ``U`` scored here). ``weights`` (per scored row) weigh the
+    squared residuals. A row standing for ``copies >= 1`` repeated rows
+    (integer sample weights) is left out one copy at a time: its leverage is
+    shared by the copies, so the residual is ``r / (1 - A_ii / copies)``.
+    """
+    xp, _ = get_namespace_and_device(U)
+    U2 = U * U
+    scores = []
+    for g in gammas:
+        shrink = lam / (lam + g)
+        R = T - U @ (shrink[:, None] * UtT)
+        leverage = U2 @ shrink + leverage0
+        if copies is not None:
+            leverage = leverage / copies
+        # a row with leverage 1 is interpolated whatever it holds: no estimate
+        slack = xp.clip(1.0 - leverage, min=1e-12)
+        loo = xp.sum(R * R, axis=1) / (slack * slack)
+        scores.append(float(weights @ loo))
+    return scores
+
+
+def ridge_loo(H, T, gammas, *, sample_weight=None, rows=None, moments=None, block_rows=None):
+    """Exact leave-one-out errors of ridge regression with an intercept, for every penalty.
+
+    For ``min sum_i w_i ||W^T h_i + b - t_i||^2 + gamma ||W||^2`` (weights
+    ``w`` normalised to sum one, so ``gamma`` is in the units of the weighted
+    covariance ``S = sum_i w_i (h_i - h)(h_i - h)^T``), the residual of row
+    ``i`` left out is ``r_i / (1 - A_ii)`` with ``A_ii = w_i (1 + (h_i - h)^T
+    (S + gamma I)^-1 (h_i - h))`` (module docstring). One ``eigh`` serves all
+    penalties, in the cheaper of two forms:
+
+    - ``p <= n``: ``S = V diag(l) V^T`` (p x p); a row's leverage and fit need
+      only its own ``(h_i - h)^T V``, so ``rows`` may score a subset;
+    - ``p > n``: the Gram matrix of the weighted, centred rows (n x n), the
+      same non-zero spectrum (the dual, "kernel" form).
+
+    Parameters
+    ----------
+    H : array of shape (n, p)
+    T : array of shape (n, c)
+    gammas : sequence of float
+        Penalties in the units of the weighted covariance.
+    sample_weight : array of shape (n,), default=None
+        Non-negative; uniform when None. They count repetitions, as in
+        scikit-learn: a row of weight ``w >= 1`` is left out one copy at a time
+        (the scores equal those of the data with the row repeated ``w``
+        times), a row of weight ``w <= 1`` whole.
+    rows : array of int, default=None
+        Rows whose leave-one-out residuals are scored (the primal form only;
+        all rows when None): an unbiased estimate of the mean at a fraction of
+        the cost (``len(rows) p^2`` instead of ``n p^2``).
+    moments : tuple (mean, covariance), default=None
+        The features' weighted mean (p,) and covariance (p, p) (the primal
+        form; computed when None, by :func:`solvers.linalg.weighted_moments`).
+        Given, the primal form holds no more than ``block_rows`` scored rows
+        in float64 at a time.
+    block_rows : int, default=None
+        Bounds the primal form's temporaries to about ``block_rows x p``
+        float64 entries (all scored rows at once when None).
+
+    Returns
+    -------
+    scores : list of float
+        The weighted mean squared leave-one-out residual (summed over the
+        targets) per penalty; lower is better.
+    """
+    xp, device = get_namespace_and_device(H)
+    f64 = xp.float64
+    n, p = H.shape
+    copies = None
+    if sample_weight is None:
+        w = xp.full((n,), 1.0 / n, dtype=f64, device=device)
+    else:
+        w = xp.astype(sample_weight, f64)
+        copies = xp.clip(w, min=1.0)
+        w = w / xp.sum(w)
+    T64 = xp.astype(T, f64)
+    Tc = T64 - w @ T64
+    if p > n:  # the dual: U spans the weighted rows, U^T T over all of them
+        H64 = xp.astype(H, f64)
+        Xw = xp.sqrt(w)[:, None] * (H64 - w @ H64)
+        lam, U = xp.linalg.eigh(_symmetric(Xw @ Xw.T))
+        Tw = xp.sqrt(w)[:, None] * Tc
+        return _loo_scores(U, xp.clip(lam, min=0.0), U.T @ Tw, Tw, w, xp.ones_like(w), gammas,
+                           copies)  # fmt: skip
+    if moments is None:
+        moments = weighted_moments(H, None if sample_weight is None else w)
+    mean, S = moments
+    lam, V = xp.linalg.eigh(S)  # reads one triangle
+    lam = xp.clip(lam, min=0.0)
+    # C = sum_i w_i (h_i - h)(t_i - t)^T = H^T (w * Tc): the weighted Tc sum to zero
+    Q = V.T @ xp.astype(H.T @ xp.astype(w[:, None] * Tc, H.dtype), f64)
+    if rows is None:
+        rows = xp.arange(n, device=device)
+    else:  # only the scored rows' weights and targets are kept
+        rows = xp.asarray(rows, device=device)
+        Tc, w = xp.take(Tc, rows, axis=0), xp.take(w, rows, axis=0)
+        copies = None if copies is None else xp.take(copies, rows, axis=0)
+    # the primal smoother in the spectral form: U = sqrt(w) Hc V / sqrt(l) on the scored
+    # rows, a block of rows at a time; each row's squared residual carries its weight w_i
+    scaled = xp.where(lam > 0.0, 1.0 / xp.sqrt(xp.where(lam > 0.0, lam, 1.0)), 0.0)
+    QV, total = Q * scaled[:, None], float(xp.sum(w))
+    m = rows.shape[0]
+    # a block holds about four (rows x p) float64 arrays
+    step = m if block_rows is None else max(int(block_rows) // 4, 1)
+    scores = [0.0] * len(gammas)
+    for a in range(0, m, step):
+        b = min(a + step, m)
+        root = xp.sqrt(w[a:b])[:, None]
+        U = xp.astype(xp.take(H, rows[a:b], axis=0), f64) - mean
+        U = (root * (U @ V)) * scaled[None, :]
+        per_row = xp.full((b - a,), 1.0 / total, dtype=f64, device=device)
+        part = _loo_scores(U, lam, QV, root * Tc[a:b, :], w[a:b], per_row, gammas,
+                           None if copies is None else copies[a:b])  # fmt: skip
+        scores = [x + y for x, y in zip(scores, part, strict=True)]
+    return scores
+
+
+def kernel_ridge_loo(K, T, alphas):
+    """Exact leave-one-out errors of kernel ridge regression ``(K + alpha I) a = T``.
+
+    With ``K = U diag(l) U^T`` the fit is ``F = U diag(l / (l + alpha)) U^T T``
+    and row ``i`` left out has the residual ``(t_i - f_i) / (1 - A_ii)``,
+    ``A_ii = sum_k U_ik^2 l_k / (l_k + alpha)``: one ``eigh`` for every
+    ``alpha`` (no intercept, as EigenPro's model has none).
+
+    Parameters
+    ----------
+    K : array of shape (n, n)
+        Symmetric positive semi-definite kernel matrix.
+    T : array of shape (n, c)
+    alphas : sequence of float
+        Absolute penalties (the ``alpha`` of ``(K + alpha I) a = T``).
+
+    Returns
+    -------
+    scores : list of float
+        The mean squared leave-one-out residual (summed over targets) per ``alpha``.
+    """
+    xp, device = get_namespace_and_device(K)
+    f64 = xp.float64
+    lam, U = xp.linalg.eigh(_symmetric(xp.astype(K, f64)))
+    lam = xp.clip(lam, min=0.0)
+    T64 = xp.astype(T, f64)
+    n = K.shape[0]
+    uniform = xp.full((n,), 1.0 / n, dtype=f64, device=device)
+    zero = xp.zeros((n,), dtype=f64, device=device)
+    return _loo_scores(U, lam, U.T @ T64, T64, zero, uniform, alphas)
+
+
+def _symmetric(A):
+    return (A + A.T) * 0.5

@@ -35,8 +35,9 @@ def test_check_weights_refuses_negative_weights_and_an_empty_total():
 
 def test_training_weights_and_rows():
     w = np.array([1.0, 3.0, 2.0, 2.0])
+    # as given (they count repetitions in the decision layer's choice of alpha)
     kept = training_weights(w, np.array([1, 3]), np.zeros((4, 2)))
-    np.testing.assert_allclose(kept, [0.6, 0.4])
+    np.testing.assert_array_equal(kept, [3.0, 2.0])
     assert training_weights(None, np.arange(4), np.zeros((4, 2))) is None
     X = np.arange(8.0).reshape(4, 2)
     np.testing.assert_array_equal(select_rows(X, np.array([2, 0])), X[[2, 0]])

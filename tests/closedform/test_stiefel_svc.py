@@ -64,7 +64,10 @@ def test_predict_proba_and_decision_function_shapes(make_problem):
 @pytest.mark.parametrize(
     "make, match",
     [
-        (lambda X, y: (StiefelSVC(), X[:, :2], y), "at least as many features as outputs"),
+        (
+            lambda X, y: (StiefelSVC("stiefel"), X[:, :2], y),
+            "at least as many features as outputs",
+        ),
         (lambda X, y: (StiefelSVC(head="svd"), X, y), "'head' parameter of StiefelSVC must be"),
         (lambda X, y: (StiefelSVC(alpha=-1.0), X, y), "'alpha' parameter of StiefelSVC must be"),
         (lambda X, y: (StiefelSVC(keep_ratio=1.5), X, y), "'keep_ratio' parameter"),

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from closedform._streaming import StreamedHead, solve_from_statistics
-from closedform.svm_head import fit_svm_head
+from closedform.svm_head import fit_svm_head, pick_alpha, relative_scale
 from solvers.ridge import GramStatistics
 
 
@@ -19,6 +19,12 @@ def test_ridge_from_statistics_equals_the_one_pass_fit(make_problem, alpha):
         stats.update(X[part], Y[part], w[part], block_rows=32)
     streamed = solve_from_statistics(stats, "ridge", alpha, None)
     assert isinstance(streamed, StreamedHead)
+    if alpha == "auto":  # streamed: GCV from the statistics (test_svm_head checks the pick)
+        assert streamed.alpha == pick_alpha(
+            stats.scatter, stats.cross, stats.target_scatter, 300, stats.weight_sum,
+            relative_scale(stats.covariance()),
+        )  # fmt: skip
+        alpha = streamed.alpha
     fit = fit_svm_head(X, Y, w, head="ridge", alpha=alpha, loss="squared")
     assert streamed.alpha == fit.alpha
     np.testing.assert_allclose(streamed.W, fit.W, rtol=1e-8, atol=1e-10)

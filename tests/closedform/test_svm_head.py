@@ -8,6 +8,7 @@ import pytest
 from scipy.optimize import minimize as scipy_minimize
 from sklearn.linear_model import Ridge
 
+from closedform import svm_head
 from closedform.svm_head import (
     AUTO_ALPHAS,
     HeadFit,
@@ -27,7 +28,7 @@ from solvers.linalg import (
     stiefel_quadratic,
     weighted_moments,
 )
-from solvers.ridge import GramStatistics, ridge_gcv
+from solvers.ridge import GramStatistics, ridge_gcv, ridge_loo
 
 
 def codes(y):
@@ -257,8 +258,41 @@ def test_pick_alpha_is_the_gcv_minimiser(make_problem):
         [300 * a * scale for a in AUTO_ALPHAS],
     )
     assert alpha == AUTO_ALPHAS[int(np.argmin(scores))]
-    # fit_svm_head's "auto" picks from the same statistics, as weighted means
-    assert fit_svm_head(X, Y, alpha="auto", max_iter=1).alpha == alpha
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_fit_head_auto_alpha_is_the_leave_one_out_minimiser(make_problem, weighted):
+    X, y = make_problem()
+    Y = codes(y)
+    w = np.random.default_rng(0).integers(1, 4, 300).astype(float) if weighted else None
+    scale = relative_scale(np.cov(X.T, aweights=w, bias=True))
+    scores = ridge_loo(X, Y, [a * scale for a in AUTO_ALPHAS], sample_weight=w)
+    fit = fit_svm_head(X, Y, w, alpha="auto", max_iter=1)
+    assert fit.alpha == AUTO_ALPHAS[int(np.argmin(scores))]
+
+
+def test_loo_alpha_on_many_rows_and_features_solves_on_a_subset(make_problem, monkeypatch):
+    # n and p both above LOO_ROWS: the dual form on LOO_ROWS rows drawn with a fixed seed,
+    # the penalty carried to all rows at a fixed total (alpha * m / n)
+    monkeypatch.setattr(svm_head, "LOO_ROWS", 8)
+    X, y = make_problem()  # 300 x 12
+    Y = codes(y)
+    subset = np.sort(np.random.default_rng(0).choice(300, 8, replace=False))
+    scores = ridge_loo(X[subset], Y[subset], [a * 2.0 for a in AUTO_ALPHAS])
+    expected = AUTO_ALPHAS[int(np.argmin(scores))] * 8 / 300
+    assert svm_head.loo_alpha(X, Y, scale=2.0) == pytest.approx(expected, rel=1e-12)
+    # with weights, the fraction is the subset's share of the total weight
+    w = np.linspace(1.0, 2.0, 300)
+    scores = ridge_loo(
+        X[subset], Y[subset], [a * 2.0 for a in AUTO_ALPHAS], sample_weight=w[subset]
+    )
+    expected = AUTO_ALPHAS[int(np.argmin(scores))] * w[subset].sum() / w.sum()
+    assert svm_head.loo_alpha(X, Y, w, scale=2.0) == pytest.approx(expected, rel=1e-12)
+    # p <= LOO_ROWS < n: the primal form scores LOO_ROWS rows of the full-data fit
+    monkeypatch.setattr(svm_head, "LOO_ROWS", 20)
+    rows = np.sort(np.random.default_rng(0).choice(300, 20, replace=False))
+    scores = ridge_loo(X, Y, [a * 2.0 for a in AUTO_ALPHAS], rows=rows)
+    assert svm_head.loo_alpha(X, Y, scale=2.0) == AUTO_ALPHAS[int(np.argmin(scores))]
 
 
 def test_solve_head_dispatches_to_the_three_steps():

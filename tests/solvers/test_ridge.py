@@ -1,11 +1,11 @@
 # SPDX-License-Identifier: BSD-3-Clause
-"""solvers.ridge: streamed ridge statistics and the GCV path."""
+"""solvers.ridge: streamed ridge statistics, the GCV path and exact leave-one-out errors."""
 
 import numpy as np
 import pytest
 from sklearn.datasets import make_regression
 
-from solvers.ridge import GramStatistics, ridge_gcv
+from solvers.ridge import GramStatistics, kernel_ridge_loo, ridge_gcv, ridge_loo
 
 
 def test_gram_statistics_stream_equals_one_pass_with_weights():
@@ -74,3 +74,73 @@ def test_gcv_is_infinite_when_the_fit_uses_every_degree_of_freedom():
     stats = GramStatistics().update(X, Y)
     scores, _ = ridge_gcv(stats.scatter, stats.cross, stats.target_scatter, 6, [1e-12, 1e3])
     assert scores[0] == np.inf and np.isfinite(scores[1])
+
+
+def _brute_force_loo(H, T, gamma, w, rows=None):
+    """Refit without each row in turn (the penalty in the units of the full weighted data)."""
+    total = 0.0
+    for i in range(len(H)) if rows is None else rows:
+        keep = np.arange(len(H)) != i
+        v = w[keep] / w.sum()
+        h, t = v @ H[keep] / v.sum(), v @ T[keep] / v.sum()
+        Hc, Tc = H[keep] - h, T[keep] - t
+        W = np.linalg.solve(Hc.T @ (v[:, None] * Hc) + gamma * np.eye(H.shape[1]),
+                            Hc.T @ (v[:, None] * Tc))  # fmt: skip
+        total += w[i] / w.sum() * np.sum((T[i] - (H[i] - h) @ W - t) ** 2)
+    return total if rows is None else total * len(H) / len(rows)
+
+
+@pytest.mark.parametrize("n, p", [(30, 5), (12, 40)])  # the primal and the dual form
+@pytest.mark.parametrize("weighted", [False, True])
+def test_ridge_loo_equals_refitting_without_each_row(n, p, weighted):
+    rng = np.random.default_rng(n)
+    H, T = rng.normal(size=(n, p)) + 3.0, rng.normal(size=(n, 2))
+    # weights below one: each row is left out whole
+    w = rng.uniform(0.1, 1.0, n) if weighted else np.ones(n)
+    gammas = [1e-3, 0.1, 1.0]
+    scores = ridge_loo(H, T, gammas, sample_weight=w if weighted else None)
+    np.testing.assert_allclose(scores, [_brute_force_loo(H, T, g, w) for g in gammas], rtol=1e-9)
+
+
+@pytest.mark.parametrize("n, p", [(30, 5), (12, 40)])
+def test_ridge_loo_integer_weights_equal_repeated_rows(n, p):
+    # weights count repetitions: a row of weight 3 is left out one copy at a time
+    rng = np.random.default_rng(1)
+    H, T = rng.normal(size=(n, p)), rng.normal(size=(n, 1))
+    counts = rng.integers(1, 4, n)
+    gammas = [1e-2, 1.0]
+    weighted = ridge_loo(H, T, gammas, sample_weight=counts.astype(float))
+    repeated = ridge_loo(np.repeat(H, counts, axis=0), np.repeat(T, counts, axis=0), gammas)
+    np.testing.assert_allclose(weighted, repeated, rtol=1e-9)
+
+
+def test_ridge_loo_scored_rows_and_blocks():
+    rng = np.random.default_rng(2)
+    H, T = rng.normal(size=(200, 6)), rng.normal(size=(200, 2))
+    gammas = [1e-3, 1e-1]
+    full = ridge_loo(H, T, gammas)
+    # blocks change nothing; all rows as "rows" are the full score
+    np.testing.assert_allclose(ridge_loo(H, T, gammas, block_rows=28), full, rtol=1e-12)
+    np.testing.assert_allclose(ridge_loo(H, T, gammas, rows=np.arange(200)), full, rtol=1e-12)
+    # a subset scores the mean over its rows of the full-data leave-one-out residuals
+    rows = np.arange(0, 200, 3)
+    subset = ridge_loo(H, T, gammas, rows=rows)
+    assert not np.allclose(subset, full)
+    expected = [_brute_force_loo(H, T, g, np.ones(200), rows) for g in gammas]
+    np.testing.assert_allclose(subset, expected, rtol=1e-9)
+
+
+def test_kernel_ridge_loo_equals_refitting_without_each_row():
+    rng = np.random.default_rng(3)
+    X, T = rng.normal(size=(25, 3)), rng.normal(size=(25, 2))
+    K = np.exp(-0.5 * np.sum((X[:, None] - X[None]) ** 2, axis=-1))
+    alphas = [1e-2, 1.0]
+    expected = []
+    for a in alphas:
+        total = 0.0
+        for i in range(25):
+            keep = np.arange(25) != i
+            coef = np.linalg.solve(K[np.ix_(keep, keep)] + a * np.eye(24), T[keep])
+            total += np.sum((T[i] - K[i, keep] @ coef) ** 2)
+        expected.append(total / 25)
+    np.testing.assert_allclose(kernel_ridge_loo(K, T, alphas), expected, rtol=1e-9)
