@@ -36,6 +36,7 @@ from solvers._validation import check_int, check_positive
 from solvers.glm import GLMObjective
 from solvers.linesearch.config import SearchConfig, resolve_line_search
 from solvers.linesearch.preconditioners import default_momentum, make_momentum, make_preconditioner
+from solvers.linesearch.rules import Goldstein
 
 __all__ = ["minimize"]
 
@@ -249,6 +250,9 @@ def _make_method(n_batches, *, preconditioner, momentum, lr, betas, eps, heavy_b
     lr = check_positive("lr", lr)
     if len(betas) != 2:
         raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}.")
+    # named as the caller spelled them (the preconditioner's own names are beta1/beta2)
+    check_positive("betas[0]", betas[0], strict=False, upper=1.0, owner="minimize")
+    check_positive("betas[1]", betas[1], strict=False, upper=1.0, owner="minimize")
     config = SearchConfig.from_settings(owner="minimize", n_batches_per_epoch=n_batches, **search)
     precond = make_preconditioner(preconditioner, beta2=betas[1], eps=eps)
     if momentum is None:
@@ -268,7 +272,7 @@ def minimize(
     momentum=None,
     reset="grow",
     lr=100.0,
-    c=0.5,
+    c=None,
     beta_b=0.9,
     beta_f=2.0,
     betas=(0.9, 0.99),
@@ -305,8 +309,9 @@ def minimize(
         to ``"ema"`` for AMSGrad, ``"none"`` otherwise.
     line_search, reset, lr, c, beta_b, beta_f, gamma, max_backtracks, polyak_init, f_star
         See :class:`~solvers.linesearch.config.SearchConfig`; ``lr`` is the
-        maximum and initial step (the step of ``"fixed"``), ``c=0.5`` is the
-        paper's setting for convex problems, ``"grow"`` multiplies the step by
+        maximum and initial step (the step of ``"fixed"``), ``c`` defaults to
+        0.5, the paper's setting for convex problems (0.1 for ``"goldstein"``,
+        which needs ``c < 1/2``), ``"grow"`` multiplies the step by
         ``gamma ** (1 / n_batches)`` per step.
     batch_size, epochs : int, default=100, 10
     shuffle : bool, default=True
@@ -350,6 +355,9 @@ def minimize(
         fun.check_data(x0, *data)
     batch_size = check_int("batch_size", batch_size)
     epochs = check_int("epochs", epochs, minimum=0)
+    line_search = resolve_line_search(line_search, step_rule)
+    if c is None:  # Goldstein needs c < 1/2: its own default rather than Armijo's 0.5
+        c = Goldstein().c if line_search == "goldstein" else 0.5
     method = _make_method(
         math.ceil(n / batch_size),
         preconditioner=preconditioner,
@@ -358,7 +366,7 @@ def minimize(
         betas=betas,
         eps=eps,
         heavy_ball=heavy_ball,
-        line_search=resolve_line_search(line_search, step_rule),
+        line_search=line_search,
         c=c,
         beta_b=beta_b,
         beta_f=beta_f,

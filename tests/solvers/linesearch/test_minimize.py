@@ -109,7 +109,7 @@ def test_glm_gradient_matches_finite_differences():
         (dict(reset="sometimes"), "'reset' parameter of minimize"),
         (dict(line_search="newton"), "'line_search' parameter of minimize"),
         (dict(preconditioner="adam"), "preconditioner must be"),
-        (dict(betas=(0.9, 1.0)), "beta2"),
+        (dict(betas=(0.9, 1.0)), r"'betas\[1\]' parameter of minimize"),
         (dict(batch_size=0), "batch_size"),
     ],
 )
@@ -366,3 +366,16 @@ def test_after_max_backtracks_no_step_and_the_next_search_starts_lower(reset):
     second = [start * beta_b**i for i in range(m + 1)]
     np.testing.assert_allclose(trials, first + second, rtol=1e-14)
     assert res.step_size == pytest.approx(start * beta_b**m * beta_b, rel=1e-14)
+
+
+def test_goldstein_runs_without_a_c_and_names_bad_betas():
+    """minimize's default c (0.5, Armijo's) used to make line_search="goldstein" fail on c."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    y = np.sign(X @ np.ones(3))
+    kw = dict(epochs=2, random_state=0, line_search="goldstein")
+    res = minimize(GLMObjective(), np.zeros(3), (X, y), **kw)
+    same = minimize(GLMObjective(), np.zeros(3), (X, y), c=0.1, **kw)
+    assert np.array_equal(res.x, same.x) and np.isfinite(res.x).all()
+    with pytest.raises(ValueError, match=r"'betas\[0\]' parameter of minimize"):
+        minimize(GLMObjective(), np.zeros(3), (X, y), betas=(1.0, 0.5))
