@@ -286,6 +286,7 @@ def test_fitted_attributes_keep_their_names():
         "centers_",
         "kernel_",
         "bandwidth_",
+        "alpha_",
         "batch_size_",
         "step_size_",
         "subsample_size_",

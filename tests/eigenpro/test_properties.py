@@ -284,12 +284,6 @@ def test_huge_finite_y_is_named():
         eigenpro_solve("gaussian", X, y, bandwidth=1.0, n_epochs=1, random_state=0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 17: bandwidth='auto' on data with a 1e300 entry fails with 'The bandwidth "
-    "parameter of Gaussian must be ... Got inf' although the user gave none, "
-    "fix in eigenpro/kernels.py (the data-driven default)",
-)
 def test_auto_bandwidth_on_extreme_data_names_the_data():
     X, y = _tiny_problem()
     X[3, 1] = 1e300
