@@ -463,6 +463,11 @@ class SLS(LineSearchOptimizer):
 
     ``line_search="goldstein"`` needs ``c < 1/2``. See
     :class:`LineSearchOptimizer` for every parameter.
+
+    Without a preconditioner the searched step is that of plain SGD: on
+    attention models it settles where plain SGD trains slowly (a one-layer
+    transformer on digits: 70 % test accuracy against Adam's 94 %, ``python -m
+    benchmarks torch-defaults``); use :class:`AdaSLS` there.
     """
 
     def __init__(self, params, lr=100.0, *, c=0.1, line_search="armijo", **kwargs):
