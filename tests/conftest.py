@@ -23,6 +23,57 @@ settings.register_profile("slow", max_examples=300, deadline=None, derandomize=T
 settings.load_profile("slow" if os.environ.get("HYPOTHESIS_PROFILE") == "slow" else "default")
 
 
+@pytest.fixture(scope="session")
+def plant():
+    """``plant(X, value, dtype=None) -> X``: a property test's planted value, in place.
+
+    ``X`` is a 2-D float64 NumPy array or torch tensor. ``None`` leaves it as
+    it is, ``"constant"`` makes its first column constant, ``"dup"`` repeats
+    its first row, a number (NaN, inf, 1e300, 1e-300...) goes to the middle
+    row's last column. ``dtype`` (NumPy) casts afterwards: 1e300 becomes inf
+    in float32.
+    """
+
+    def apply(X, value, dtype=None):
+        if isinstance(value, str):
+            if value == "constant":
+                X[:, 0] = 2.0
+            elif value == "dup":
+                X[1:] = X[0]
+        elif value is not None:
+            X[X.shape[0] // 2, X.shape[1] - 1] = value
+        if dtype is not None:
+            with np.errstate(over="ignore"):
+                X = X.astype(dtype)
+        return X
+
+    return apply
+
+
+@pytest.fixture(scope="session")
+def attribute_bytes():
+    """``attribute_bytes(obj) -> dict``: every attribute of ``obj``, bit for bit.
+
+    NumPy arrays as (dtype, shape, bytes), everything else pickled (its repr
+    when it does not pickle): a failed call must leave this unchanged.
+    """
+    import pickle
+
+    def snapshot(obj):
+        out = {}
+        for k, v in sorted(vars(obj).items()):
+            if isinstance(v, np.ndarray):
+                out[k] = (v.dtype.str, v.shape, v.tobytes())
+            else:
+                try:
+                    out[k] = pickle.dumps(v)
+                except Exception:
+                    out[k] = repr(v)
+        return out
+
+    return snapshot
+
+
 def cuda_available():
     try:
         import torch
