@@ -229,6 +229,9 @@ def test_failed_controller_load_leaves_everything_bit_identical(kind, corrupt, w
         _loss(model, x, y).backward()
         opt.step()
     state = ctrl.state_dict()
+    # another valid state (flipped masks, a later step) with one corruption: nothing may load
+    state["masks"] = {k: ~m for k, m in state["masks"].items()}
+    state["step_count"] += 5
     names = sorted(state["masks"])
     name = names[which % len(names)]
     if corrupt == "shape":
