@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 #: Rows of the subsample whose leave-one-out error picks the bandwidth and penalty.
-LOO_SUBSAMPLE = 1000
+LOO_SUBSAMPLE = 500
 
 #: Multiples of the kernel's rule-of-thumb bandwidth tried by ``bandwidth="auto"``.
 BANDWIDTH_FACTORS = tuple(2.0 ** (k / 2) for k in range(-2, 4))

@@ -86,3 +86,13 @@ def test_auto_defaults_beat_the_interpolating_rule_of_thumb_on_noisy_data():
                             random_state=0).fit(X[train], y[train])  # fmt: skip
     assert auto.alpha_ > 0.0 and auto.bandwidth_ > old.bandwidth_
     assert auto.score(X[test], y[test]) > max(0.4, old.score(X[test], y[test]) + 0.05)
+
+
+def test_the_choice_is_timed_as_part_of_fit():
+    X, Y = _problem()
+    auto = EigenProRegressor(n_epochs=2, random_state=0).fit(X, Y[:, 0])
+    chosen = auto.timings_["model_selection"]
+    assert chosen > 0.0 and auto.history_["time"][0] >= chosen
+    fixed = EigenProRegressor(bandwidth=1.0, alpha=0.0, n_epochs=2, random_state=0).fit(X, Y[:, 0])
+    assert fixed.alpha_ == 0.0 and fixed.bandwidth_ == 1.0
+    assert fixed.timings_["model_selection"] < chosen
