@@ -258,8 +258,11 @@ class EigenProPlan:
     def coordinate_step(self, batch):
         """Step per point, ``eta / m``, for a batch of ``batch`` points.
 
-        A smaller (last) batch gets the step the rule gives its own size, so
-        its per-point step is never larger; full batches keep ``eta / m``.
+        A smaller (last) batch gets the step the rule gives its own size,
+        ``eta * eta(batch) / eta(m)``, stable for that size and never more than
+        a full batch's ``eta``; per point it may exceed ``eta / m`` (past the
+        critical batch size the rule's step stops growing with ``m``). Full
+        batches keep ``eta / m``.
         """
         m, eta = self.batch_size, self.step_size
         if batch == m or m == self.X.shape[0]:

@@ -170,10 +170,18 @@ def test_batch_and_step(make_small_plan):
     assert m == 400 and eta == max(step_size_for_batch(400, beta, lam), 1 / lam)
 
 
-def test_coordinate_step_never_grows_for_a_short_last_batch(make_small_plan):
-    _, _, plan = make_small_plan(batch_size=64)
-    assert plan.coordinate_step(64) == plan.step_size / 64
-    assert plan.coordinate_step(16) <= plan.coordinate_step(64)
+def test_coordinate_step_of_a_short_last_batch_is_the_rule_for_its_size(make_small_plan):
+    _, _, plan = make_small_plan(batch_size=300)
+    assert plan.coordinate_step(300) == plan.step_size / 300
+    # the last batch gets the step the rule gives its own size (eta(16) / eta(300) of the
+    # plan's step), which is stable for 16 points; past the critical batch size that is
+    # more per point than eta / 300, so the test tells it from a plain eta / m
+    beta = plan.preconditioner.beta_
+    lam = plan.preconditioner.preconditioned_eigenvalue_
+    rule = step_size_for_batch(16, beta, lam) / step_size_for_batch(300, beta, lam)
+    assert plan.coordinate_step(16) == pytest.approx(plan.step_size * rule / 16, rel=1e-12)
+    assert plan.coordinate_step(16) > 1.01 * plan.step_size / 300
+    assert plan.coordinate_step(16) * 16 <= plan.step_size  # the batch's step never grows
     assert plan.halved().step_size == plan.step_size / 2
     assert plan.halved().matrix is plan.matrix
 
