@@ -45,6 +45,18 @@ PRECONDITIONER_OVER_BUDGET = pytest.mark.xfail(
         "K_hh; fix in eigenpro/_iteration.py"
     ),
 )
+#: bandwidth="auto" and alpha="auto" (the estimators' defaults) choose them on a
+#: subsample sized by the same four-matrix rule, and its leave-one-out takes six.
+SELECTION_OVER_BUDGET = pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "issue 17: as PRECONDITIONER_OVER_BUDGET, and choose_kernel's subsample m = "
+        "sqrt(max_bytes / 32) holds K and kernel_ridge_loo's eigh (about 6 m x m resident): "
+        "use sqrt(max_bytes / 48) in eigenpro/model_selection.py"
+    ),
+)
+#: The solver's own path: a fixed bandwidth and penalty (no model selection).
+FIXED = {"bandwidth": 3.0, "alpha": 0.0}
 
 
 @pytest.fixture(scope="module")
@@ -70,10 +82,10 @@ def traced(fn):
 
 FITS = {
     "regressor": lambda X, y, labels: EigenProRegressor(
-        n_epochs=1, memory_budget=BUDGET, random_state=0
+        n_epochs=1, memory_budget=BUDGET, random_state=0, **FIXED
     ).fit(X, y),
     "classifier": lambda X, y, labels: EigenProClassifier(
-        n_epochs=1, memory_budget=BUDGET, random_state=0
+        n_epochs=1, memory_budget=BUDGET, random_state=0, **FIXED
     ).fit(X, labels),
     "eigenpro_solve": lambda X, y, labels: eigenpro_solve(
         "gaussian", X, y, n_epochs=1, memory_budget=BUDGET, random_state=0
@@ -88,13 +100,24 @@ def test_fit_traced_peak_within_budget_plus_inputs(data, fit):
     assert traced(lambda: fit(X, y, labels)) <= bound(X, y)
 
 
+@SELECTION_OVER_BUDGET
+@pytest.mark.parametrize("make", [EigenProRegressor, EigenProClassifier])
+def test_fit_with_the_default_bandwidth_and_alpha_within_budget_plus_inputs(data, make):
+    X, y, labels, _ = data
+    est = make(n_epochs=1, memory_budget=BUDGET, random_state=0)
+    target = y if make is EigenProRegressor else labels
+    assert traced(lambda: est.fit(X, target)) <= bound(X, y)
+
+
 def test_fit_on_a_stored_training_matrix_stays_within_budget_plus_inputs():
     # n = 1000 and s = 100: the packed upper triangle (5.2 MB) fits 90 % of 6 MB
     rng = np.random.default_rng(1)
     X = rng.standard_normal((1000, D))
     y = X[:, 0] ** 2
     budget = 6_000_000
-    est = EigenProRegressor(n_epochs=1, subsample_size=100, batch_size=100, memory_budget=budget)
+    est = EigenProRegressor(
+        n_epochs=1, subsample_size=100, batch_size=100, memory_budget=budget, **FIXED
+    )
     assert packed_bytes(1000, 100, 100, 8) <= 0.9 * budget < 1000 * 1000 * 8
     peak = traced(lambda: est.fit(X, y))
     assert est.timings_ and peak <= 1.1 * (budget + X.nbytes + y.nbytes)
@@ -103,7 +126,7 @@ def test_fit_on_a_stored_training_matrix_stays_within_budget_plus_inputs():
 @pytest.mark.parametrize("make", [EigenProRegressor, EigenProClassifier])
 def test_predict_traced_peak_within_budget_plus_inputs(data, make):
     X, y, labels, X_new = data
-    est = make(n_epochs=1, memory_budget=BUDGET, random_state=0).fit(
+    est = make(n_epochs=1, memory_budget=BUDGET, random_state=0, **FIXED).fit(
         X, y if make is EigenProRegressor else labels
     )
     assert traced(lambda: est.predict(X_new)) <= bound(X_new)
@@ -165,18 +188,22 @@ X_new = rng.standard_normal(({n}, {d}))
 # warm-up on 300 points: BLAS, LAPACK and the thread pool start their buffers
 EigenProRegressor(n_epochs=1, memory_budget={budget}).fit(X[:300], y[:300]).predict(X_new[:300])
 est = EigenProRegressor(n_epochs=1, memory_budget={budget}, random_state=0)
+with MemoryPeak() as default_fit:
+    est.fit(X, y)
+est = EigenProRegressor(n_epochs=1, memory_budget={budget}, random_state=0, **{fixed})
 with MemoryPeak() as fit:
     est.fit(X, y)
 with MemoryPeak() as predict:
     est.predict(X_new)
-print(json.dumps({{"fit": fit.resident, "predict": predict.resident}}))
+peaks = {{"default_fit": default_fit.resident, "fit": fit.resident, "predict": predict.resident}}
+print(json.dumps(peaks))
 """
 
 
 @pytest.fixture(scope="module")
 def resident():
     """Peak resident-set increase of fit and predict in a fresh process (bytes)."""
-    script = RESIDENT_SCRIPT.format(n=RESIDENT_N, d=D, budget=RESIDENT_BUDGET)
+    script = RESIDENT_SCRIPT.format(n=RESIDENT_N, d=D, budget=RESIDENT_BUDGET, fixed=FIXED)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env
@@ -192,6 +219,12 @@ def resident():
 def test_fit_peak_resident_set_within_budget_plus_inputs(resident):
     inputs = np.empty(RESIDENT_N * (D + 1))  # X and y
     assert resident["fit"] <= bound(inputs, budget=RESIDENT_BUDGET) + RESIDENT_SLACK
+
+
+@SELECTION_OVER_BUDGET
+def test_default_fit_peak_resident_set_within_budget_plus_inputs(resident):
+    inputs = np.empty(RESIDENT_N * (D + 1))
+    assert resident["default_fit"] <= bound(inputs, budget=RESIDENT_BUDGET) + RESIDENT_SLACK
 
 
 def test_predict_peak_resident_set_within_budget_plus_inputs(resident):
