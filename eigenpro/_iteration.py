@@ -213,15 +213,17 @@ def default_subsample_size(n_samples, device=None, memory_budget=None):
     2000 points make a dense eigendecomposition of about 1.5 s on two CPU
     cores; above 100k points 4000 (CPU) or 12000 (GPU) give the larger
     critical batch sizes that big data sets can use. With a memory budget the
-    size is also capped so that the float64 ``s x s`` eigenproblem and its
-    workspace (about four such matrices) fit in it.
+    size is also capped so that the float64 ``s x s`` eigenproblem fits in it:
+    six such matrices (``K_ss``, the eigensolver's float64 copy, LAPACK's own
+    copy, two of workspace and the eigenvectors), measured in
+    ``tests/eigenpro/test_memory.py``.
     """
     if n_samples < 100_000:
         s = min(n_samples, 2000)
     else:
         s = min(n_samples, 12000 if device_type(device) == "cuda" else 4000)
     if memory_budget is not None:
-        s = min(s, max(int(math.sqrt(memory_budget / 32.0)), 2))
+        s = min(s, max(int(math.sqrt(memory_budget / 48.0)), 2))
     return s
 
 
@@ -299,7 +301,9 @@ def fit_preconditioner(kernel, X, n_subsample, settings):
     )
     if n - s >= max(MIN_HELD_OUT, s // 10):  # calibrate lambda~_1 on other points
         X_h = X[s : s + min(s, n - s), :]
-        precond.calibrate(kernel(X_h), kernel(X_h, X[:s, :]), n_train=n, alpha=alpha)
+        precond.calibrate(
+            kernel(X_h), kernel(X_h, X[:s, :]), n_train=n, alpha=alpha, overwrite=True
+        )
     return precond
 
 

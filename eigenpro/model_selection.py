@@ -79,8 +79,9 @@ def choose_kernel(kernel, X, Y, *, search_bandwidth=True, alpha="auto", max_byte
     alpha : "auto" or float, default="auto"
         A float is kept as it is.
     max_bytes : int, default=None
-        Memory for the subsample's matrices (about four ``m x m`` float64
-        arrays): fewer rows than :data:`LOO_SUBSAMPLE` when it is small.
+        Memory for the subsample's matrices (six ``m x m`` float64 arrays: the
+        kernel matrix, the eigensolver's copies, workspace and eigenvectors):
+        fewer rows than :data:`LOO_SUBSAMPLE` when it is small.
 
     Returns
     -------
@@ -90,7 +91,7 @@ def choose_kernel(kernel, X, Y, *, search_bandwidth=True, alpha="auto", max_byte
     n = X.shape[0]
     m = min(n, LOO_SUBSAMPLE)
     if max_bytes is not None:
-        m = min(m, max(int(math.sqrt(max_bytes / 32)), 50))
+        m = min(m, max(int(math.sqrt(max_bytes / 48)), 50))
     rows = np.arange(n) if m == n else np.sort(np.random.default_rng(0).choice(n, m, replace=False))
     index = to_namespace(rows, xp, device)
     X_m, Y_m = xp.take(X, index, axis=0), xp.take(Y, index, axis=0)

@@ -112,7 +112,9 @@ def test_default_subsample_size():
     assert default_subsample_size(50_000) == 2000
     assert default_subsample_size(200_000) == 4000
     assert default_subsample_size(200_000, "cuda") == 12000
-    assert default_subsample_size(50_000, memory_budget=32 * 300**2) == 300
+    # six float64 s x s matrices (tests/eigenpro/test_memory.py measures them)
+    assert default_subsample_size(50_000, memory_budget=48 * 300**2) == 300
+    assert default_subsample_size(50_000, memory_budget=48 * 300**2 - 1) == 299
 
 
 def test_plan_permutes_once_and_keeps_the_subsample_first(make_small_plan, regression_data):

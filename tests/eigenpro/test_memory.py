@@ -33,28 +33,6 @@ RESIDENT_N, RESIDENT_BUDGET = 3000, 8 * 10**6
 RESIDENT_SLACK = 2**20
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-#: The Nyström set-up of a fit exceeds the budget today (measured: traced peak
-#: 1.3 x (budget + inputs), resident 1.6 x). Both fixes are in eigenpro/_iteration.py.
-PRECONDITIONER_OVER_BUDGET = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "issue 17: the s x s eigenproblem takes 6 such matrices (K_ss, top_eigensystem's "
-        "float64 copy, LAPACK syevd's copy, 2 of workspace and the eigenvectors) but "
-        "default_subsample_size reserves 4 (sqrt(budget / 32)): use sqrt(budget / 48); and "
-        "fit_preconditioner should call calibrate(..., overwrite=True) on its temporary "
-        "K_hh; fix in eigenpro/_iteration.py"
-    ),
-)
-#: bandwidth="auto" and alpha="auto" (the estimators' defaults) choose them on a
-#: subsample sized by the same four-matrix rule, and its leave-one-out takes six.
-SELECTION_OVER_BUDGET = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "issue 17: as PRECONDITIONER_OVER_BUDGET, and choose_kernel's subsample m = "
-        "sqrt(max_bytes / 32) holds K and kernel_ridge_loo's eigh (about 6 m x m resident): "
-        "use sqrt(max_bytes / 48) in eigenpro/model_selection.py"
-    ),
-)
 #: The solver's own path: a fixed bandwidth and penalty (no model selection).
 FIXED = {"bandwidth": 3.0, "alpha": 0.0}
 
@@ -93,14 +71,12 @@ FITS = {
 }
 
 
-@PRECONDITIONER_OVER_BUDGET
 @pytest.mark.parametrize("fit", FITS.values(), ids=FITS.keys())
 def test_fit_traced_peak_within_budget_plus_inputs(data, fit):
     X, y, labels, _ = data
     assert traced(lambda: fit(X, y, labels)) <= bound(X, y)
 
 
-@SELECTION_OVER_BUDGET
 @pytest.mark.parametrize("make", [EigenProRegressor, EigenProClassifier])
 def test_fit_with_the_default_bandwidth_and_alpha_within_budget_plus_inputs(data, make):
     X, y, labels, _ = data
@@ -215,13 +191,11 @@ def resident():
     return peaks
 
 
-@PRECONDITIONER_OVER_BUDGET
 def test_fit_peak_resident_set_within_budget_plus_inputs(resident):
     inputs = np.empty(RESIDENT_N * (D + 1))  # X and y
     assert resident["fit"] <= bound(inputs, budget=RESIDENT_BUDGET) + RESIDENT_SLACK
 
 
-@SELECTION_OVER_BUDGET
 def test_default_fit_peak_resident_set_within_budget_plus_inputs(resident):
     inputs = np.empty(RESIDENT_N * (D + 1))
     assert resident["default_fit"] <= bound(inputs, budget=RESIDENT_BUDGET) + RESIDENT_SLACK

@@ -55,9 +55,9 @@ def test_given_settings_are_kept():
 
 def test_the_subsample_follows_the_memory_budget():
     X, Y = _problem(n=400)
-    # about four m x m float64 arrays: 32 m^2 bytes -> m = 100 rows for 320 kB, drawn
+    # six m x m float64 arrays: 48 m^2 bytes -> m = 100 rows for 480 kB, drawn
     # with a fixed seed; the bandwidths follow the whole X's rule of thumb
-    small = choose_kernel(Gaussian(), X, Y, max_bytes=32 * 100**2)
+    small = choose_kernel(Gaussian(), X, Y, max_bytes=48 * 100**2)
     rows = np.sort(np.random.default_rng(0).choice(400, 100, replace=False))
     rule = Gaussian().default_bandwidth(X)
     assert sorted({s for s, _ in small.scores}) == pytest.approx(
