@@ -79,9 +79,17 @@ _PARAMS_DOC = """
         times its initial value; warn (``ConvergenceWarning``) if ``n_epochs``
         pass first. None runs all epochs.
     memory_budget : "auto", float or int, default="auto"
-        Memory for kernel blocks: bytes (> 1), a fraction of the memory
-        available on the compute device (in (0, 1]), or ``"auto"`` (75 % of it).
-        Every kernel matrix is computed in blocks within this budget.
+        Memory for what grows with the kernel matrix: bytes (> 1), a fraction
+        of the memory available on the compute device (in (0, 1]), or
+        ``"auto"`` (75 % of it). It bounds the training-matrix chunks (or the
+        stored upper triangle), the Nyström subsample's ``s x s``
+        eigenproblem with the eigensolver's copies and workspace, the held-out
+        calibration matrix, the leave-one-out subsample of
+        ``bandwidth="auto"``/``alpha="auto"``, and the prediction and
+        validation blocks ``K(X_block, centres)``. Not counted: the data and
+        what grows with them alone (the inputs, the permuted and mean-shifted
+        copies of ``X``, targets, coefficients, outputs). Measured in
+        ``tests/eigenpro/test_memory.py``.
     precompute_kernel : bool or "auto", default="auto"
         Store the training kernel matrix (its upper triangle, ``n^2 / 2``
         entries) when it fits in the budget; later epochs then cost O(n^2 l)
