@@ -10,6 +10,7 @@ layer (:meth:`_BaseManifoldNet._head_settings`), their targets and their score.
 
 from __future__ import annotations
 
+import math
 import time
 from numbers import Integral, Real
 from typing import ClassVar
@@ -36,7 +37,13 @@ from solvers.backend import (
     to_numpy,
 )
 
-__all__ = ["check_weights", "select_rows", "split_validation", "training_weights"]
+__all__ = [
+    "check_gram_range",
+    "check_weights",
+    "select_rows",
+    "split_validation",
+    "training_weights",
+]
 
 DTYPES = (None, "float32", "float64")
 
@@ -64,6 +71,27 @@ def select_rows(A, rows):
     """The rows of ``A`` at the host indices ``rows``, in ``A``'s namespace."""
     xp, device = get_namespace_and_device(A)
     return take_rows(xp, A, to_namespace(rows, xp, device))
+
+
+def check_gram_range(X):
+    """Raise a ValueError naming ``X`` when its Gram matrix would overflow.
+
+    A Gram entry sums ``n`` products of two entries, so ``max |x| <=
+    sqrt(max_float / n)`` keeps it finite (about ``1e154 / sqrt(n)`` in
+    float64); beyond, the fit would fail later as a non-positive-definite
+    matrix, which says nothing about the cause.
+    """
+    xp, _ = get_namespace_and_device(X)
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        return
+    largest = max(float(xp.max(X)), -float(xp.min(X)))  # no |X| temporary
+    limit = math.sqrt(float(xp.finfo(X.dtype).max) / X.shape[0])
+    if largest > limit:
+        raise ValueError(
+            f"X holds values too large for its Gram matrix: max |x| = {largest:.3g}, above "
+            f"{limit:.3g}, where the sum of {X.shape[0]} squares overflows {X.dtype}. Scale "
+            "the features (standardise them, or pixels to [0, 1])."
+        )
 
 
 def check_weights(sample_weight, y, *, positive_sum):
@@ -221,6 +249,7 @@ class _BaseManifoldNet(_StreamingMixin, ValidatedEstimatorMixin, BaseEstimator):
             X = xp.astype(X, getattr(xp, self.dtype))
         elif X.dtype != xp.float32:
             X = xp.astype(X, xp.float64)
+        check_gram_range(X)
         return X, y
 
     def _hold_out(self, n_samples, rng, stratify=None):

@@ -109,8 +109,12 @@ _PARAMS_DOC = """
         (about twice as fast on CPU, the benchmark's setting), anything else
         in float64.
     memory_budget : "auto", float or int, default="auto"
-        Bytes (or a fraction of the free memory) for the row blocks of the
-        Gram accumulation and of prediction.
+        Bytes (> 1), a fraction of the free memory (in (0, 1]) or ``"auto"``
+        (75 %) for the row blocks of the Gram, cross-moment and prediction
+        passes. Not counted: the inputs and one floating copy of ``X``, the
+        ``p x p`` Gram matrices and their factors, and the ``n x width``
+        activations and targets of the hidden layers, which the layerwise
+        solves hold whole. Measured in ``tests/closedform/test_memory.py``.
     random_state : int, RandomState instance or None, default=None
         Seeds the hidden layers and the validation split.
     verbose : int, default=0

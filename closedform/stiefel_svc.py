@@ -9,7 +9,7 @@ from typing import ClassVar
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from closedform._base import AT_LEAST_ONE, MEMORY_BUDGET, NON_NEGATIVE
+from closedform._base import AT_LEAST_ONE, MEMORY_BUDGET, NON_NEGATIVE, check_gram_range
 from closedform.margins import MarginClassifierMixin, encode_labels, fit_temperature
 from closedform.svm_head import HEADS, HeadSettings, check_head_width, fit_svm_head
 from solvers._estimator import ValidatedEstimatorMixin, fit_context
@@ -75,8 +75,11 @@ class StiefelSVC(MarginClassifierMixin, ClassifierMixin, ValidatedEstimatorMixin
     gpi_max_iter : int, default=100
         Power iterations per (W, b) step with ``head="gpi"``.
     memory_budget : "auto", float or int, default="auto"
-        Bytes (or a fraction of the free memory) for the float64 blocks of
-        the Gram accumulation.
+        Bytes (> 1), a fraction of the free memory (in (0, 1]) or ``"auto"``
+        (75 %) for the row blocks of the Gram, cross-moment, leave-one-out and
+        prediction passes. Not counted: the inputs (a float64 ``X`` is not
+        copied) and the ``p x p`` Gram matrix, its factor and
+        eigendecomposition. Measured in ``tests/closedform/test_memory.py``.
     verbose : int, default=0
         Print the objective after every iteration when > 0.
     callback : callable, default=None
@@ -187,7 +190,8 @@ class StiefelSVC(MarginClassifierMixin, ClassifierMixin, ValidatedEstimatorMixin
         """
         X, y = validate_data(self, X, y, dtype="numeric")
         xp, device = get_namespace_and_device(X)
-        X = xp.astype(X, floating_dtype(xp, X, device))
+        X = xp.astype(X, floating_dtype(xp, X, device), copy=False)  # only read
+        check_gram_range(X)
         classes, indices, Y, w_host = encode_labels(y, sample_weight)
         weights = None if w_host is None else to_namespace(w_host, xp, device)
         check_head_width(self.head, X.shape[1], Y.shape[1])

@@ -274,7 +274,7 @@ def fit_svm_head(
     if isinstance(alpha, str):  # "auto": leave-one-out of the least-squares fit
         alpha = loo_alpha(H, Y64, sample_weight, scale, (mean, G0), block_rows)
     gamma = alpha * scale
-    problem = _Problem(base, mean, *_penalised(G0, gamma))
+    problem = _Problem(base, mean, *_penalised(G0, gamma, H.dtype))
     adaptive = settings.adaptive_weights
     max_iter = 1 if settings.loss == "squared" and not adaptive else settings.max_iter
     k = min(max(round(settings.keep_ratio * n) - 1, 1), n - 1) if n > 1 else 1
@@ -314,11 +314,20 @@ def _base_weights(H, sample_weight):
     return base / xp.sum(base)
 
 
-def _penalised(G0, gamma):
-    """``G = G0 + gamma I`` and its Cholesky factor."""
+def _penalised(G0, gamma, features_dtype=None):
+    """``G = G0 + gamma I`` and its Cholesky factor.
+
+    ``G0`` sums products taken in the features' precision: from float32
+    features its rounding (about ``1e-7 trace(G0) / p``) can make it
+    indefinite beyond a small ``gamma``, so the retry's jitter follows that
+    precision.
+    """
     xp, device = get_namespace_and_device(G0)
     G = G0 + gamma * xp.eye(G0.shape[0], dtype=xp.float64, device=device)
-    return G, cholesky(G)
+    jitter = 1e-10
+    if features_dtype is not None and features_dtype != xp.float64:
+        jitter = 10.0 * float(xp.finfo(features_dtype).eps)
+    return G, cholesky(G, jitter=jitter)
 
 
 def _cross_moment(H, weights, mean, Z):
@@ -359,7 +368,7 @@ def _reweight(H, base, losses, k, gamma, block_rows):
     weights = simplex * base
     weights = weights / xp.sum(weights)
     mean, G0 = weighted_moments(H, weights, block_rows=block_rows)
-    return _Problem(weights, mean, *_penalised(G0, gamma)), lam
+    return _Problem(weights, mean, *_penalised(G0, gamma, H.dtype)), lam
 
 
 def loo_alpha(H, Y, sample_weight=None, scale=1.0, moments=None, block_rows=None):

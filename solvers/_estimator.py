@@ -67,6 +67,9 @@ def fit_context(method=None, *, prefer_skip_nested_validation=True):
 
         @functools.wraps(fit)
         def wrapper(estimator, *args, **kwargs):
+            if fit.__name__ == "partial_fit":
+                # scikit-learn validates only the first call; set_params may change them later
+                estimator._validate_params()
             with restore_on_error(estimator):
                 return validated(estimator, *args, **kwargs)
 

@@ -35,10 +35,7 @@ the outputs. ``tests/eigenpro/test_memory.py`` and
 data whose kernel matrix is 9 to 16 times the budget: the NumPy allocations
 traced by :mod:`tracemalloc`, and the peak resident set of a fresh process
 (which also holds LAPACK workspaces and allocator slack; 1 MiB allowed for
-those), stay within ``1.1 (budget + inputs)``. Known gaps (tests marked xfail):
-EigenPro's Nyström set-up and its leave-one-out choice of bandwidth and
-penalty size their subsamples for four ``s x s`` matrices where the
-eigensolver needs six; StiefelSVC copies ``X``.
+those), stay within ``1.1 (budget + inputs)``.
 """
 
 from __future__ import annotations

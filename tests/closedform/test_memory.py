@@ -25,14 +25,6 @@ BUDGET = 2 * 10**6
 RESIDENT_SLACK = 2**20
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-SVC_COPIES_X = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "issue 17: StiefelSVC.fit copies X (xp.astype(X, floating_dtype(...)) copies even "
-        "when X is already float64); fit_svm_head only reads it, so pass copy=False; fix in "
-        "closedform/stiefel_svc.py"
-    ),
-)
 NETWORK_HOLDS_ACTIVATIONS = pytest.mark.xfail(
     strict=True,
     reason=(
@@ -83,7 +75,6 @@ def activations(X, widths):
     return 4 * 8 * (n * sum(widths) + sum(w * w for w in widths))
 
 
-@SVC_COPIES_X
 @pytest.mark.parametrize("adaptive", [False, True])
 def test_stiefel_svc_fit_traced_peak_within_budget_plus_inputs(features, adaptive):
     X, y = features
@@ -160,7 +151,6 @@ def resident():
     return peaks
 
 
-@SVC_COPIES_X
 def test_stiefel_svc_fit_peak_resident_set_within_budget_plus_inputs(resident):
     inputs = np.empty(3000 * 401)  # X and y
     assert resident["svc_fit"] <= bound(inputs) + RESIDENT_SLACK
