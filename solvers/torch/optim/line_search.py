@@ -328,7 +328,7 @@ class LineSearchOptimizer(Optimizer):
                 f"needs {need} (step(closure) with a closure that computes and returns the loss)."
             )
         if loss is not None:
-            check_loss(loss, "step(loss=...)")
+            check_loss(loss, "step(loss=...) got")
         all_params = [p for g in self.param_groups for p in g["params"]]
         group_ddp, world = distributed_group(self.process_group)
         trial = TrialEvaluator(all_params, closure, group_ddp, world) if closure else None

@@ -130,25 +130,25 @@ def average_over_ranks(value, group, world):
     return value
 
 
-def check_loss(loss, source="The closure"):
+def check_loss(loss, source="The closure returned"):
     """``loss`` if it is one number (a real or a one-element tensor), else an error.
 
     ``None`` (a closure without ``return``) and per-sample losses (a
     ``reduction="none"`` loss) would otherwise fail deep inside the step.
     """
     if loss is None:
-        raise ValueError(f"{source} returned None; it must return the loss.")
+        raise ValueError(f"{source} None; it must return the loss.")
     if torch.is_tensor(loss):
         if loss.numel() != 1:
             raise ValueError(
-                f"{source} returned a tensor of shape {tuple(loss.shape)}; it must return the "
-                "scalar loss (reduce per-sample losses with .mean() or .sum())."
+                f"{source} a tensor of shape {tuple(loss.shape)}; the loss must be a "
+                "scalar (reduce per-sample losses with .mean() or .sum())."
             )
         return loss
     if isinstance(loss, bool) or not isinstance(loss, Real):
         raise TypeError(
-            f"{source} returned a {type(loss).__name__}; it must return the loss, a real "
-            "number or a one-element tensor."
+            f"{source} a {type(loss).__name__}; the loss must be a real number or a "
+            "one-element tensor."
         )
     return loss
 
