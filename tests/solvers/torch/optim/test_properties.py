@@ -197,3 +197,27 @@ def test_failed_load_state_dict_changes_nothing(kind, other, corrupt):
     message = str(err.value)
     assert any(w in message for w in ("state_dict", "state dict", "param_groups", "lr")), message
     assert state_bytes(opt, w) == before
+
+
+@given(odd=st.sampled_from(["per-sample", "string", "none-like list", "fine"]))
+def test_step_with_loss_checks_the_loss(odd):
+    """``step(loss=...)`` (SPS, after the caller's backward) refuses what is not one number."""
+    X, y = problem(4, 2, None, torch.float64)
+    w = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    opt = SPS([w])
+    loss = 0.5 * ((X @ w - y) ** 2).mean()
+    loss.backward()
+    given_loss = {
+        "per-sample": loss.detach().repeat(3),
+        "string": "0.5",
+        "none-like list": [],
+        "fine": loss,
+    }[odd]
+    before = state_bytes(opt, w)
+    try:
+        opt.step(loss=given_loss)
+    except (ValueError, TypeError) as e:
+        assert odd != "fine" and "step(loss=...)" in str(e), str(e)
+        assert state_bytes(opt, w) == before
+    else:
+        assert odd == "fine" and torch.isfinite(w).all() and opt.totals["steps"] == 1
