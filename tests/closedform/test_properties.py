@@ -87,8 +87,7 @@ def test_failed_fit_leaves_the_fitted_estimator_bit_identical(
     est = TINY[kind]()
     if method == "partial_fit" and not hasattr(est, "partial_fit"):
         method = "fit"
-    # changed hyperparameters before a later partial_fit: a test of their own below
-    kwargs = data.draw(hyper(kind)) if method == "fit" else {}
+    kwargs = data.draw(hyper(kind))  # a later partial_fit validates them too
     X0, y0 = sample(20, 3, seed=1, classes=3)
     extra = {"classes": np.arange(3)} if method == "partial_fit" and kind == "net_clf" else {}
     getattr(est, method)(X0, targets(kind, y0, X0), **extra)
