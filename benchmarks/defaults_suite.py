@@ -69,21 +69,29 @@ def models():
 
     C, R = "classification", "regression"
     return [
-        Model("EigenProClassifier", True, "kernel", C, lambda s: EigenProClassifier(random_state=s)),
+        Model(
+            "EigenProClassifier", True, "kernel", C, lambda s: EigenProClassifier(random_state=s)
+        ),
         Model("StiefelSVC", True, "linear", C, lambda s: StiefelSVC()),
         Model(
-            "ManifoldNetClassifier", True, "network", C,
+            "ManifoldNetClassifier",
+            True,
+            "network",
+            C,
             lambda s: ManifoldNetClassifier(random_state=s),
-        ),  # fmt: skip
+        ),
         Model("SVC", False, "kernel", C, lambda s: SVC()),
         Model("LinearSVC", False, "linear", C, lambda s: LinearSVC(random_state=s)),
         Model("LogisticRegression", False, "linear", C, lambda s: LogisticRegression()),
         Model("MLPClassifier", False, "network", C, lambda s: MLPClassifier(random_state=s)),
         Model("EigenProRegressor", True, "kernel", R, lambda s: EigenProRegressor(random_state=s)),
         Model(
-            "ManifoldNetRegressor", True, "network", R,
+            "ManifoldNetRegressor",
+            True,
+            "network",
+            R,
             lambda s: ManifoldNetRegressor(random_state=s),
-        ),  # fmt: skip
+        ),
         Model("KernelRidge(rbf)", False, "kernel", R, lambda s: KernelRidge(kernel="rbf")),
         Model("RidgeCV", False, "linear", R, lambda s: RidgeCV()),
         Model("MLPRegressor", False, "network", R, lambda s: MLPRegressor(random_state=s)),

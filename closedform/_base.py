@@ -10,7 +10,6 @@ layer (:meth:`_BaseManifoldNet._head_settings`), their targets and their score.
 
 from __future__ import annotations
 
-import math
 import time
 from numbers import Integral, Real
 from typing import ClassVar
@@ -36,6 +35,7 @@ from solvers.backend import (
     to_namespace,
     to_numpy,
 )
+from solvers.linalg import check_squares_summable
 
 __all__ = [
     "check_gram_range",
@@ -74,24 +74,8 @@ def select_rows(A, rows):
 
 
 def check_gram_range(X):
-    """Raise a ValueError naming ``X`` when its Gram matrix would overflow.
-
-    A Gram entry sums ``n`` products of two entries, so ``max |x| <=
-    sqrt(max_float / n)`` keeps it finite (about ``1e154 / sqrt(n)`` in
-    float64); beyond, the fit would fail later as a non-positive-definite
-    matrix, which says nothing about the cause.
-    """
-    xp, _ = get_namespace_and_device(X)
-    if X.shape[0] == 0 or X.shape[1] == 0:
-        return
-    largest = max(float(xp.max(X)), -float(xp.min(X)))  # no |X| temporary
-    limit = math.sqrt(float(xp.finfo(X.dtype).max) / X.shape[0])
-    if largest > limit:
-        raise ValueError(
-            f"X holds values too large for its Gram matrix: max |x| = {largest:.3g}, above "
-            f"{limit:.3g}, where the sum of {X.shape[0]} squares overflows {X.dtype}. Scale "
-            "the features (standardise them, or pixels to [0, 1])."
-        )
+    """Raise a ValueError naming ``X`` when its Gram matrix (``n`` products) would overflow."""
+    check_squares_summable(X, "X", X.shape[0], "standardise them, or pixels to [0, 1]")
 
 
 def check_weights(sample_weight, y, *, positive_sum):

@@ -56,6 +56,7 @@ from solvers.backend import (
     to_namespace,
     to_numpy,
 )
+from solvers.linalg import check_squares_summable
 
 __all__ = [
     "DIVERGENCE_FACTOR",
@@ -180,7 +181,9 @@ def check_inputs(X, Y, coef0=None):
     ValueError
         ``X`` is not a 2-D floating array of at least 2 rows, ``Y`` or
         ``coef0`` do not match it, or any of them holds NaN or infinity (which
-        would otherwise surface as a divergence after every step halving).
+        would otherwise surface as a divergence after every step halving), or
+        finite values whose squared distances (``X``) or squared errors
+        (``Y``) overflow.
     """
     xp, device = get_namespace_and_device(X)
     if X.ndim != 2:
@@ -204,6 +207,9 @@ def check_inputs(X, Y, coef0=None):
     for name, array in (("X", X), ("Y", Y2), ("coef0", coef0)):
         if array is not None and not bool(xp.all(xp.isfinite(array))):
             raise ValueError(f"{name} holds NaN or infinity; EigenPro needs finite values.")
+    # squared distances sum d squares; the training MSE n * n_outputs of them
+    check_squares_summable(X, "X", 4 * X.shape[1], "scale the features")
+    check_squares_summable(Y2, "Y", Y2.shape[0] * Y2.shape[1], "scale the targets")
     return TrainingData(X, Y2, coef0, vector_target)
 
 

@@ -12,7 +12,7 @@ from sklearn.metrics import r2_score
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from eigenpro._iteration import SOLVER_CONSTRAINTS
+from eigenpro._iteration import SOLVER_CONSTRAINTS, check_inputs
 from eigenpro.kernels import make_kernel
 from eigenpro.model_selection import choose_kernel
 from eigenpro.operator import KernelOperator
@@ -242,6 +242,7 @@ class _BaseEigenPro(ValidatedEstimatorMixin, BaseEstimator):
         search_bandwidth = getattr(kernel, "bandwidth", 0.0) is None
         started = time.perf_counter()
         if search_bandwidth or alpha == "auto":
+            check_inputs(X, targets.Y)  # the choice works on them first
             choice = choose_kernel(
                 kernel, X, targets.Y, search_bandwidth=search_bandwidth, alpha=alpha,
                 max_bytes=resolve_memory_budget(self.memory_budget, xp, device),

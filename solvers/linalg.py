@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from solvers.backend import (
     get_namespace_and_device,
@@ -16,6 +17,7 @@ logger = logging.getLogger("solvers")
 
 __all__ = [
     "blocked_matmul",
+    "check_squares_summable",
     "cho_solve",
     "cholesky",
     "generalized_procrustes",
@@ -25,6 +27,28 @@ __all__ = [
     "top_eigensystem",
     "weighted_moments",
 ]
+
+
+def check_squares_summable(A, name, terms, remedy="scale them"):
+    """Raise a ValueError naming ``name`` when a sum of ``terms`` squares of its entries overflows.
+
+    Gram matrices, squared distances and mean squared errors sum products of
+    entries: ``max |a| <= sqrt(max_float / terms)`` keeps them finite (about
+    ``1e154 / sqrt(terms)`` in float64). Finite values beyond it would fail
+    later as a NaN kernel or a non-positive-definite matrix, which says
+    nothing about the cause. The extremes are two reductions (no ``|A|``
+    temporary).
+    """
+    xp, _ = get_namespace_and_device(A)
+    if A.shape[0] == 0 or (A.ndim > 1 and A.shape[1] == 0):
+        return
+    largest = max(float(xp.max(A)), -float(xp.min(A)))
+    limit = math.sqrt(float(xp.finfo(A.dtype).max) / max(terms, 1))
+    if largest > limit:
+        raise ValueError(
+            f"{name} holds values too large: max |{name}| = {largest:.3g}, above {limit:.3g}, "
+            f"where a sum of {terms} squares overflows {A.dtype}; {remedy}."
+        )
 
 
 def top_eigensystem(A, n_components=None):

@@ -87,9 +87,8 @@ def test_eigenpro_solve_is_finite_or_names_the_argument(
             warnings.simplefilter("ignore")
             res = eigenpro_solve(kernel, X, Y, **kwargs)
     except (ValueError, TypeError, FloatingPointError, RuntimeError) as e:
-        if not (huge(X) or huge(Y)):  # huge data: the strict xfails below
-            assert isinstance(e, (ValueError, TypeError)), str(e)
-            assert named(str(e), (*kwargs, "X", "Y", "kernel", "n_samples")), str(e)
+        assert isinstance(e, (ValueError, TypeError)), str(e)
+        assert named(str(e), (*kwargs, "X", "Y", "kernel", "n_samples")), str(e)
     else:
         event("solved")
         assert np.isfinite(X).all() and np.isfinite(Y).all(), (extreme, y_plant)
@@ -144,9 +143,8 @@ def test_failed_fit_or_predict_leaves_the_fitted_estimator_bit_identical(
             warnings.simplefilter("ignore")
             est.fit(X, y)
     except (ValueError, TypeError, FloatingPointError, RuntimeError) as e:
-        if not huge(X):  # huge X: FloatingPointError, LinAlgError... (the strict xfails below)
-            assert isinstance(e, (ValueError, TypeError)), str(e)
-            assert named(str(e), (*kwargs, "X", "y", "class", "bandwidth", "n_samples")), str(e)
+        assert isinstance(e, (ValueError, TypeError)), str(e)
+        assert named(str(e), (*kwargs, "X", "y", "class", "bandwidth", "n_samples")), str(e)
         est.set_params(**{k: Est().get_params()[k] for k in kwargs})
         est.set_params(n_epochs=1, random_state=0, bandwidth=1.0)
         assert attribute_bytes(est) == before
@@ -227,12 +225,6 @@ def test_kernel_operator_matches_the_dense_product(n, m, d, cols, budget, precom
     assert op.block_rows >= 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 17: finite X whose squared distances overflow (1e300) reaches "
-    "top_eigensystem's FloatingPointError (NaN kernel matrix) instead of a ValueError naming X, "
-    "fix in eigenpro/_iteration.py (check_inputs) or eigenpro/kernels.py",
-)
 @pytest.mark.parametrize("fit", ["eigenpro_solve", "EigenProRegressor"])
 def test_huge_finite_x_is_named(fit):
     X, y = sample(6, 2)
@@ -244,12 +236,6 @@ def test_huge_finite_x_is_named(fit):
             EigenProRegressor(bandwidth=1.0, n_epochs=1, random_state=0).fit(X, y)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 17: finite targets whose squares overflow (1e200) are reported as "
-    "'EigenPro diverged even after the step size was halved 30 times' (RuntimeError) instead "
-    "of a ValueError naming Y, fix in eigenpro/_iteration.py (check_inputs)",
-)
 def test_huge_finite_y_is_named():
     X, y = sample(6, 2)
     y[0] = 1e200
