@@ -375,7 +375,9 @@ def loo_alpha(H, Y, sample_weight=None, scale=1.0, moments=None, block_rows=None
     """The relative penalty with the lowest exact leave-one-out error of the least-squares fit.
 
     The candidates are :data:`AUTO_ALPHAS` (``gamma = alpha * scale`` in the
-    units of the weighted covariance); the score is the mean squared
+    units of the weighted covariance), from ``10 eps`` up for float32
+    features (smaller penalties are below the rounding of their Gram
+    matrix); the score is the mean squared
     leave-one-out residual of the ridge fit of ``Y`` (:func:`solvers.ridge.ridge_loo`,
     as scikit-learn's ``RidgeCV``/``RidgeClassifierCV`` score by default). Its
     cost stays below a few ``LOO_ROWS^2 p`` products, whatever ``n``:
@@ -411,7 +413,11 @@ def loo_alpha(H, Y, sample_weight=None, scale=1.0, moments=None, block_rows=None
     alpha : float
     """
     n, p = H.shape
-    gammas = [a * scale for a in AUTO_ALPHAS]
+    xp, device = get_namespace_and_device(H)
+    # penalties below the features' rounding (float32: ~1e-7 of the Gram matrix) are noise
+    floor = 0.0 if H.dtype == xp.float64 else 10.0 * float(xp.finfo(H.dtype).eps)
+    candidates = [a for a in AUTO_ALPHAS if a >= floor]
+    gammas = [a * scale for a in candidates]
     subset = None
     if n > LOO_ROWS:
         subset = np.sort(np.random.default_rng(0).choice(n, LOO_ROWS, replace=False))
@@ -420,8 +426,7 @@ def loo_alpha(H, Y, sample_weight=None, scale=1.0, moments=None, block_rows=None
             H, Y, gammas, sample_weight=sample_weight, rows=subset, moments=moments,
             block_rows=block_rows,
         )  # fmt: skip
-        return AUTO_ALPHAS[min(range(len(scores)), key=scores.__getitem__)]
-    xp, device = get_namespace_and_device(H)
+        return candidates[min(range(len(scores)), key=scores.__getitem__)]
     rows = to_namespace(subset, xp, device)
     if sample_weight is None:
         kept, fraction = None, LOO_ROWS / n
@@ -430,4 +435,4 @@ def loo_alpha(H, Y, sample_weight=None, scale=1.0, moments=None, block_rows=None
         fraction = float(xp.sum(kept) / xp.sum(sample_weight))
     H_m, Y_m = xp.take(H, rows, axis=0), xp.take(Y, rows, axis=0)
     scores = ridge_loo(H_m, Y_m, gammas, sample_weight=kept)
-    return AUTO_ALPHAS[min(range(len(scores)), key=scores.__getitem__)] * fraction
+    return max(candidates[min(range(len(scores)), key=scores.__getitem__)] * fraction, floor)

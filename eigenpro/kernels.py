@@ -46,9 +46,27 @@ __all__ = [
     "Kernel",
     "Laplacian",
     "Matern",
+    "check_kernel_diagonal",
     "make_kernel",
     "rms_distance",
 ]
+
+
+def check_kernel_diagonal(diagonal):
+    """Raise a ValueError when ``k(x, x) < 0`` somewhere: the kernel is not positive semi-definite.
+
+    A negative diagonal entry is the cheapest proof; without this check such a
+    kernel surfaces as a "zero" kernel matrix or as a divergence after every
+    step halving, which point at the bandwidth instead.
+    """
+    xp, _ = get_namespace_and_device(diagonal)
+    smallest = float(xp.min(diagonal))
+    if smallest < 0.0:
+        raise ValueError(
+            f"The kernel is not positive semi-definite: k(x, x) = {smallest:.3g} < 0 for a "
+            "training point. EigenPro (and kernel ridge regression) need a positive "
+            "semi-definite kernel."
+        )
 
 
 def rms_distance(X, max_samples=20000):

@@ -30,6 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from eigenpro.kernels import check_kernel_diagonal
 from solvers.backend import get_namespace_and_device, to_namespace
 from solvers.ridge import kernel_ridge_loo
 
@@ -98,6 +99,7 @@ def choose_kernel(kernel, X, Y, *, search_bandwidth=True, alpha="auto", max_byte
     scores, best = {}, None
     for candidate in _candidate_kernels(kernel, X, search_bandwidth):
         K = candidate(X_m)
+        check_kernel_diagonal(xp.linalg.diagonal(K))
         diagonal = float(xp.mean(xp.astype(xp.linalg.diagonal(K), xp.float64)))
         if isinstance(alpha, str):
             alphas = [a * (diagonal if diagonal > 0.0 else 1.0) for a in RELATIVE_ALPHAS]

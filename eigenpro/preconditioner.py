@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 from numbers import Integral, Real
 
+from eigenpro.kernels import check_kernel_diagonal
 from solvers._validation import Interval, Options, StrOptions, validate_params
 from solvers.backend import get_namespace_and_device
 from solvers.linalg import top_eigensystem
@@ -144,6 +145,7 @@ class NystromPreconditioner:
         )
         dtype = K_ss.dtype if dtype is None else dtype
         diag = xp.linalg.diagonal(K_ss)
+        check_kernel_diagonal(diag)
         self.beta_ = float(xp.max(diag)) + alpha
         k_cap = int(MAX_COMPONENT_FRACTION * s)
         if self.n_components != "auto":
@@ -154,8 +156,9 @@ class NystromPreconditioner:
         host = [float(v) for v in values]
         if host[0] <= 0.0:
             raise ValueError(
-                "The kernel matrix of the subsample is zero: the bandwidth is too "
-                "small or the kernel is degenerate for this data."
+                "The kernel matrix of the subsample has no positive eigenvalue: the "
+                "bandwidth is too small, or the kernel is degenerate (or not positive "
+                "semi-definite) for this data."
             )
         floor = host[0] * 1e-12  # guard against a numerically zero tail
         host = [max(v, floor) for v in host]

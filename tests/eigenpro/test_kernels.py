@@ -11,6 +11,7 @@ from eigenpro.kernels import (
     Kernel,
     Laplacian,
     Matern,
+    check_kernel_diagonal,
     make_kernel,
     rms_distance,
 )
@@ -98,3 +99,22 @@ def test_make_kernel_errors_and_callables():
     assert make_kernel(Gaussian(2.0), 3.0).bandwidth == 2.0
     assert Gaussian(2.0) == Gaussian(2.0) and Gaussian(2.0) != Laplacian(2.0)
     assert repr(Matern(1.0, 2.5)) == "Matern(bandwidth=1.0, nu=2.5)"
+
+
+@pytest.mark.parametrize("settings", [{"bandwidth": 1.0, "alpha": 0.0}, {}], ids=["given", "auto"])
+def test_a_kernel_that_is_not_psd_is_named_as_such(settings):
+    # issue 17: it used to be reported as "the bandwidth is too small" (given settings) or
+    # as a divergence after 30 step halvings with a negative step (bandwidth/alpha "auto")
+    from eigenpro import EigenProRegressor
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(60, 3)), rng.normal(size=60)
+
+    def negative(A, B):
+        return -np.exp(-np.sum((A[:, None] - B[None]) ** 2, axis=-1))
+
+    with pytest.raises(ValueError, match="not positive semi-definite"):
+        EigenProRegressor(negative, n_epochs=1, random_state=0, **settings).fit(X, y)
+    with pytest.raises(ValueError, match="not positive semi-definite"):
+        check_kernel_diagonal(np.array([1.0, 0.0, -1e-3]))
+    check_kernel_diagonal(np.array([1.0, 0.0]))  # a zero diagonal is allowed
