@@ -12,7 +12,7 @@ from sklearn.linear_model import LinearRegression
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from closedform import ManifoldNetClassifier, ManifoldNetRegressor
+from closedform import ManifoldNetClassifier, ManifoldNetRegressor, svm_head
 from closedform.activations import get_activation
 from closedform.network import forward
 from closedform.svm_head import AUTO_ALPHAS
@@ -376,3 +376,20 @@ def _expected_failures(estimator):
 )
 def test_sklearn_conventions(estimator, check):
     check(estimator)
+
+
+def test_sweeps_keep_the_penalty_chosen_by_the_first_fit(make_problem, monkeypatch):
+    # alpha="auto" is chosen once: every sweep's objective is then at the same gamma,
+    # so "a sweep is kept only if it lowers the objective" compares like with like
+    X, y = make_problem(n=300, classes=3)
+    make = lambda m: ManifoldNetClassifier((20,), head="gpi", max_iter=m, tol=0.0)  # noqa: E731
+    once = make(1).set_params(random_state=0).fit(X, y)
+    choices = []
+    chooser = svm_head.loo_alpha
+    monkeypatch.setattr(
+        svm_head, "loo_alpha", lambda *a, **k: choices.append(1) or chooser(*a, **k)
+    )
+    swept = make(4).set_params(random_state=0).fit(X, y)
+    assert swept.n_iter_ > 1 and swept.alpha_ == once.alpha_ and len(choices) == 1
+    assert swept.objective_curve_[0] == once.objective_curve_[0]
+    assert swept.objective_curve_ == sorted(swept.objective_curve_, reverse=True)

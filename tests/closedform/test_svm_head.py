@@ -272,9 +272,10 @@ def test_fit_head_auto_alpha_is_the_leave_one_out_minimiser(make_problem, weight
 
 
 def test_loo_alpha_on_many_rows_and_features_solves_on_a_subset(make_problem, monkeypatch):
-    # n and p both above LOO_ROWS: the dual form on LOO_ROWS rows drawn with a fixed seed,
-    # the penalty carried to all rows at a fixed total (alpha * m / n)
+    # n above LOO_ROWS and p above PRIMAL_MAX_FEATURES: the dual form on LOO_ROWS rows drawn
+    # with a fixed seed, the penalty carried to all rows at a fixed total (alpha * m / n)
     monkeypatch.setattr(svm_head, "LOO_ROWS", 8)
+    monkeypatch.setattr(svm_head, "PRIMAL_MAX_FEATURES", 10)
     X, y = make_problem()  # 300 x 12
     Y = codes(y)
     subset = np.sort(np.random.default_rng(0).choice(300, 8, replace=False))
@@ -288,8 +289,10 @@ def test_loo_alpha_on_many_rows_and_features_solves_on_a_subset(make_problem, mo
     )
     expected = AUTO_ALPHAS[int(np.argmin(scores))] * w[subset].sum() / w.sum()
     assert svm_head.loo_alpha(X, Y, w, scale=2.0) == pytest.approx(expected, rel=1e-12)
-    # p <= LOO_ROWS < n: the primal form scores LOO_ROWS rows of the full-data fit
+    # p <= PRIMAL_MAX_FEATURES, LOO_ROWS < n: the primal form scores LOO_ROWS rows of the
+    # full-data fit
     monkeypatch.setattr(svm_head, "LOO_ROWS", 20)
+    monkeypatch.setattr(svm_head, "PRIMAL_MAX_FEATURES", 12)
     rows = np.sort(np.random.default_rng(0).choice(300, 20, replace=False))
     scores = ridge_loo(X, Y, [a * 2.0 for a in AUTO_ALPHAS], rows=rows)
     assert svm_head.loo_alpha(X, Y, scale=2.0) == AUTO_ALPHAS[int(np.argmin(scores))]
