@@ -20,8 +20,9 @@ Each of ours is compared with the best scikit-learn reference *of its kind*
 
 ``RidgeCV`` is reported for the regressions as the linear reference. Writes
 ``benchmarks/results/defaults.json`` (every fold's score and fit seconds) and
-prints the table (mean +- standard deviation over the folds; the gap to the
-best reference of the kind).
+``defaults.png`` (score against fit seconds, a panel per dataset), and prints the
+table (mean +- standard deviation over the folds; the gap to the best reference of
+the kind).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from benchmarks.report import machine_info, markdown_table, write_json
+from benchmarks.report import Panel, Scatter, machine_info, markdown_table, save_figure, write_json
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
 
@@ -173,6 +174,44 @@ def summarise(results):
     return rows
 
 
+def plot(results, path):
+    """Score against mean fit seconds, a panel per dataset: ours filled, references hollow."""
+    panels = []
+    for dataset, entries in results.items():
+        marks = []
+        for ours in (True, False):
+            chosen = [e for e in entries if e["ours"] == ours]
+            style = {"marker": "o"} if ours else {"facecolors": "none", "edgecolors": "C1"}
+            marks.append(
+                Scatter(
+                    [max(float(np.mean(e["seconds"])), 1e-3) for e in chosen],
+                    [e["mean"] for e in chosen],
+                    "ours" if ours else "scikit-learn",
+                    [e["model"] for e in chosen],
+                    style,
+                )
+            )
+        metric = "R^2" if any(e["model"].endswith("Regressor") for e in entries) else "accuracy"
+        panels.append(
+            Panel(
+                marks,
+                "fit seconds per fold",
+                f"{metric} (5-fold mean)",
+                title=dataset,
+                xscale="log",
+                ylim=_zoom,
+                legend={"fontsize": 7},
+            )
+        )
+    rows = [panels[i : i + 3] for i in range(0, len(panels), 3)]
+    return save_figure(path, rows, figsize=(15, 4.5 * len(rows)), dpi=110)
+
+
+def _zoom(bottom, top):
+    """Keep the top of the range, where the models differ (a diverged one falls off)."""
+    return max(bottom, top - 0.25), top
+
+
 def run(args):
     datasets = {name: load_built_in(name) for name in args.datasets or BUILT_IN}
     if args.data is not None:
@@ -184,9 +223,14 @@ def run(args):
         results[name] = []
         for model in (m for m in chosen if m.task == task):
             scores, seconds = cross_validate_model(
-                model, X, y, task, folds=args.folds, seed=args.seed,
+                model,
+                X,
+                y,
+                task,
+                folds=args.folds,
+                seed=args.seed,
                 scale=not name.startswith("mnist"),
-            )  # fmt: skip
+            )
             entry = {
                 "model": model.name,
                 "ours": model.ours,
@@ -211,4 +255,5 @@ def run(args):
         os.path.join(args.out, f"defaults{suffix}.json"),
         {"machine": machine_info(), "folds": args.folds, "seed": args.seed, "results": results},
     )
+    plot(results, os.path.join(args.out, f"defaults{suffix}.png"))
     return results

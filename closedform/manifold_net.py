@@ -160,7 +160,10 @@ class ManifoldNetClassifier(MarginClassifierMixin, ClassifierMixin, _BaseManifol
     SVM decision layer (one-vs-rest, ``+-1`` codes) refitted on the current
     features; see :mod:`closedform.manifold_net` for the loop. No gradients,
     no learning rate. The defaults are the best accuracy for the time on
-    MNIST measured by ``python -m benchmarks closedform``;
+    MNIST measured by ``python -m benchmarks closedform``, with the penalty
+    and the width chosen from the data (``alpha="auto"``,
+    ``hidden_layer_sizes="auto"``), so that they also hold on a few hundred
+    tabular rows (``python -m benchmarks defaults``);
     :meth:`paper_preset` gives the paper's architecture and schedule.
 
     Parameters

@@ -99,6 +99,13 @@ def get_namespace_and_device(*arrays):
     if not arrays:
         return aac.array_namespace(np.empty(0)), "cpu"
     arrays = [a if hasattr(a, "shape") else np.asarray(a) for a in arrays]
+    for a in arrays:
+        if getattr(a, "__module__", "").startswith("scipy.sparse") or hasattr(a, "tocsr"):
+            raise TypeError(
+                f"A SciPy sparse {type(a).__name__} was passed where a dense array is needed "
+                "(these solvers compute dense kernel, Gram and gradient blocks): convert it "
+                "with .toarray()."
+            )
     xp = aac.array_namespace(*arrays)
     return xp, aac.device(arrays[0])
 

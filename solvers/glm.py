@@ -13,6 +13,7 @@ from __future__ import annotations
 import array_api_compat
 
 from solvers._validation import check_positive
+from solvers.backend import get_namespace_and_device
 
 LOSSES = ("logistic", "squared")
 
@@ -51,7 +52,7 @@ class GLMObjective:
         ``X.shape[1]``, all finite, and logistic labels in {-1, +1} (labels
         {0, 1} would silently fit another model).
         """
-        xp = array_api_compat.array_namespace(X, y, w)
+        xp, _ = get_namespace_and_device(X, y, w)  # a sparse X is named there
         if X.ndim != 2 or y.ndim != 1 or X.shape[0] != y.shape[0]:
             raise ValueError(
                 f"GLMObjective needs data (X, y) with X 2-D and y 1-D of as many rows; got "

@@ -104,3 +104,24 @@ def _chunked_sum_in_child():
     x = np.zeros((2000, 500), np.float32)
     map_row_chunks_(lambda c, a, b: c.__iadd__(1.0), x)
     return int(x.sum())
+
+
+@pytest.mark.parametrize("fmt", ["csr", "coo"])
+def test_scipy_sparse_input_is_named_with_its_remedy(fmt):
+    # issue 17: it used to reach array-api-compat's "csr_matrix is not a supported array
+    # type" (eigenpro_solve, minimize) or an AttributeError
+    import scipy.sparse
+
+    from eigenpro import eigenpro_solve
+    from solvers import minimize
+    from solvers.glm import GLMObjective
+
+    X = scipy.sparse.random(30, 4, density=0.5, format=fmt, random_state=0)
+    y = np.where(np.arange(30) % 2, 1.0, -1.0)
+    for call in (
+        lambda: get_namespace_and_device(X),
+        lambda: eigenpro_solve("gaussian", X, y, bandwidth=1.0, n_epochs=1),
+        lambda: minimize(GLMObjective("logistic"), np.zeros(4), data=(X, y)),
+    ):
+        with pytest.raises(TypeError, match=r"SciPy sparse .* dense array .*\.toarray\(\)"):
+            call()
