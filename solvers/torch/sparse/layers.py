@@ -9,6 +9,7 @@ tied to one, such as a language model's head) are never selected.
 from __future__ import annotations
 
 import re
+import warnings
 from numbers import Real
 
 from torch import nn
@@ -58,7 +59,9 @@ def select_layers(model, include=DEFAULT_LAYER_TYPES, exclude=None, min_numel=0)
     -------
     dict of str to torch.nn.Parameter
         Only the ``weight`` of each module; biases, normalisation layers and
-        embeddings are never selected. A weight shared by several modules
+        embeddings are never selected. Recurrent (``nn.LSTM``...) and attention
+        (``in_proj_weight``) matrices are other parameters: they stay dense,
+        with a ``UserWarning``. A weight shared by several modules
         (tied weights) appears once, under its first name.
 
     Raises
@@ -94,4 +97,31 @@ def select_layers(model, include=DEFAULT_LAYER_TYPES, exclude=None, min_numel=0)
             "no layer to sparsify: the model has no weight matching include="
             f"{include!r}, exclude={exclude!r}, min_numel={min_numel}"
         )
+    _warn_dense_matrices(model)
     return out
+
+
+def _warn_dense_matrices(model):
+    """Warn when recurrent or attention matrices stay dense: they are not a module's ``weight``.
+
+    An LSTM's ``weight_ih_l0``/``weight_hh_l0`` and attention's
+    ``in_proj_weight`` hold most of such a model's weights; without the
+    warning a "90 % sparse" LSTM would have only its linear head sparse.
+    """
+    dense = [
+        f"{mod_name or type(module).__name__}.{name}"
+        for mod_name, module in model.named_modules()
+        if isinstance(module, nn.RNNBase | nn.MultiheadAttention)
+        for name, p in module.named_parameters(recurse=False)
+        if p.dim() > 1
+    ]
+    if dense:
+        shown = ", ".join(dense[:4]) + (f" and {len(dense) - 4} more" if len(dense) > 4 else "")
+        warnings.warn(
+            f"select_layers leaves {shown} dense: it sparsifies a module's `weight` only, and "
+            "recurrent and attention matrices are other parameters (nn.LSTM/GRU/RNN, "
+            "nn.MultiheadAttention's in_proj_weight). Their share of the model is not in the "
+            "target density.",
+            UserWarning,
+            stacklevel=3,
+        )

@@ -34,3 +34,22 @@ def test_tied_embedding_head_stays_dense():
             self.head.weight = self.emb.weight
 
     assert list(select_layers(TiedLM())) == ["fc.weight"]
+
+
+@pytest.mark.parametrize(
+    "make, dense",
+    [
+        (lambda: nn.Sequential(nn.LSTM(4, 8), nn.Linear(8, 3)), "0.weight_ih_l0"),
+        (lambda: nn.TransformerEncoderLayer(8, 2, 16), "self_attn.in_proj_weight"),
+    ],
+)
+def test_recurrent_and_attention_matrices_left_dense_are_named(make, dense):
+    # they are not a module's `weight`: a "90 % sparse" LSTM would have only its head sparse
+    with pytest.warns(UserWarning, match=rf"leaves .*{re.escape(dense)}.* dense"):
+        selected = select_layers(make())
+    assert dense not in selected
+
+
+def test_no_warning_without_recurrent_or_attention_layers(recwarn):
+    select_layers(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)))
+    assert not [w for w in recwarn if "dense" in str(w.message)]
