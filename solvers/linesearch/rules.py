@@ -55,6 +55,7 @@ from __future__ import annotations
 import inspect
 import math
 from dataclasses import dataclass
+from numbers import Real
 
 from solvers._validation import check_int, check_open_unit, check_options, check_positive
 
@@ -269,7 +270,8 @@ def make_step_rule(rule, **kwargs):
     """A :class:`StepRule` from a name in :data:`RULES` (or the object itself).
 
     Settings the rule does not take (``beta_f`` for Armijo, ``c`` for the
-    fixed step...) are ignored.
+    fixed step...) are ignored, but a NaN or infinite one is still refused:
+    it is a mistake whichever rule reads it.
     """
     if isinstance(rule, StepRule):
         return rule
@@ -277,4 +279,10 @@ def make_step_rule(rule, **kwargs):
         raise ValueError(f"step rule must be one of {tuple(RULES)} or a StepRule, got {rule!r}.")
     cls = RULES[rule]
     accepted = inspect.signature(cls.__init__).parameters
+    for name, value in kwargs.items():
+        if name not in accepted and isinstance(value, Real) and not math.isfinite(value):
+            raise ValueError(
+                f"The {name!r} setting must be a finite number; got {value!r} (the {rule!r} "
+                "rule does not use it, but a NaN or infinite setting is a mistake)."
+            )
     return cls(**{k: v for k, v in kwargs.items() if k in accepted})

@@ -109,3 +109,12 @@ def test_reset_rules():
 def test_make_step_rule_passes_only_known_settings():
     assert isinstance(make_step_rule("polyak", c=0.2, beta_b=0.9), Polyak)
     assert math.isclose(make_step_rule("armijo", c=0.3).c, 0.3)
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_make_step_rule_refuses_a_non_finite_setting_it_does_not_use(value):
+    # issue 17: SPS(beta_b=nan) used to be accepted because Polyak does not read beta_b
+    with pytest.raises(ValueError, match=r"'beta_b' setting must be a finite number"):
+        make_step_rule("polyak", c=0.2, beta_b=value)
+    with pytest.raises(ValueError, match=r"'beta_f' setting"):
+        make_step_rule("armijo", c=0.1, beta_f=value)
