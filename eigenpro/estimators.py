@@ -166,6 +166,8 @@ class EncodedTargets(NamedTuple):
     classes: Any = None
     #: The labels in the compute namespace when they are numeric, or None.
     classes_compute: Any = None
+    #: The regressor's target means (n_outputs,), subtracted from ``Y``, or None.
+    offset: Any = None
 
 
 class _BaseEigenPro(ValidatedEstimatorMixin, BaseEstimator):
@@ -283,6 +285,8 @@ class _BaseEigenPro(ValidatedEstimatorMixin, BaseEstimator):
         if history_val:
             history["val_score"] = [None, *history_val]
         self._store_fit(result, X, targets, fingerprint, history)
+        if targets.offset is not None:
+            self.intercept_ = targets.offset
         self.timings_["model_selection"] = selection_seconds
         self.alpha_ = float(alpha)
         return self
@@ -372,6 +376,9 @@ class _BaseEigenPro(ValidatedEstimatorMixin, BaseEstimator):
         F = KernelOperator(
             self.kernel_, Xc, self.centers_, memory_budget=budget, precompute=False
         ).matmul(coef)
+        offset = getattr(self, "intercept_", None)  # absent from pickles before issue 20
+        if offset is not None:
+            F = F + offset
         return F, (in_xp, in_device)
 
     def __sklearn_tags__(self):
@@ -385,7 +392,9 @@ class EigenProRegressor(MultiOutputMixin, RegressorMixin, _BaseEigenPro):
     """Kernel regression trained by EigenPro iteration.
 
     Preconditioned mini-batch SGD on the kernel least-squares system
-    ``(K + alpha I) coef = Y`` (Ma & Belkin 2017, 2019): the top eigendirections
+    ``(K + alpha I) coef = Y - intercept_`` (Ma & Belkin 2017, 2019), the
+    targets centred on their mean (``intercept_``; predictions far from the
+    data fall to it instead of to 0): the top eigendirections
     of the kernel operator, estimated on a Nyström subsample, are flattened so
     that large batches and steps converge in a few epochs. Batch size and step
     size are derived from the spectrum; nothing needs tuning but the kernel
@@ -395,6 +404,9 @@ class EigenProRegressor(MultiOutputMixin, RegressorMixin, _BaseEigenPro):
     ----------%(params)s
     Attributes
     ----------%(attrs)s
+    intercept_ : array of shape (n_outputs,)
+        The training targets' mean, added to every prediction.
+
     See Also
     --------
     EigenProClassifier : Classification by one-hot regression.
@@ -458,14 +470,16 @@ class EigenProRegressor(MultiOutputMixin, RegressorMixin, _BaseEigenPro):
         return to_namespace(F, xp, device)
 
     def _encode_targets(self, y, xp, device, dtype):
+        # centred: far from the data the kernel expansion falls to the mean, not to 0
         y = to_namespace(y, xp, device)
         info = "1d" if y.ndim == 1 else ("2d", int(y.shape[1]))
-        Y = y[:, None] if y.ndim == 1 else y
-        return EncodedTargets(xp.astype(Y, dtype), info)
+        Y = xp.astype(y[:, None] if y.ndim == 1 else y, dtype)
+        offset = xp.mean(Y, axis=0)
+        return EncodedTargets(Y - offset, info, offset=offset)
 
     def _score_outputs(self, F, y_val, targets):
         y_true = to_numpy(y_val).astype(np.float64)
-        pred = to_numpy(F).astype(np.float64)
+        pred = to_numpy(F + targets.offset).astype(np.float64)
         pred = pred[:, 0] if y_true.ndim == 1 else pred
         return float(r2_score(y_true, pred))
 

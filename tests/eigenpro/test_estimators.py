@@ -46,10 +46,14 @@ def test_regressor_agrees_with_kernel_ridge():
     X = rng.uniform(size=(300, 4))
     y = np.sin(3 * X[:, 0]) * X[:, 1]
     reg = EigenProRegressor(bandwidth=0.5, alpha=0.1, n_epochs=200, random_state=0).fit(X, y)
-    krr = KernelRidge(kernel="rbf", gamma=1 / (2 * 0.5**2), alpha=0.1).fit(X, y)
+    # the regressor centres its targets (intercept_ = their mean); KernelRidge does not
+    krr = KernelRidge(kernel="rbf", gamma=1 / (2 * 0.5**2), alpha=0.1).fit(X, y - y.mean())
+    assert reg.intercept_.shape == (1,) and reg.intercept_[0] == pytest.approx(y.mean())
     Xt = rng.uniform(size=(50, 4))
-    np.testing.assert_allclose(reg.predict(Xt), krr.predict(Xt), atol=1e-5)
+    np.testing.assert_allclose(reg.predict(Xt), krr.predict(Xt) + y.mean(), atol=1e-5)
     np.testing.assert_allclose(reg.coef_, krr.dual_coef_, atol=1e-4)
+    # far from the data the prediction falls to the mean, not to 0
+    assert reg.predict(np.full((1, 4), 50.0))[0] == pytest.approx(y.mean(), abs=1e-9)
 
 
 def test_numpy_and_torch_inputs_give_the_same_predictions():
@@ -299,7 +303,13 @@ def test_fitted_attributes_keep_their_names():
         "timings_",
         "n_features_in_",
     }
-    assert {k for k in vars(reg) if k.endswith("_") and not k.startswith("_")} == fitted
+    assert {k for k in vars(clf) if k.endswith("_") and not k.startswith("_")} == fitted | {
+        "classes_"
+    }
+    # the regressor also keeps its targets' mean
+    assert {k for k in vars(reg) if k.endswith("_") and not k.startswith("_")} == fitted | {
+        "intercept_"
+    }
 
 
 def test_failing_callback_leaves_the_previous_fit():
