@@ -44,3 +44,34 @@ def test_unknown_mode_is_refused():
         backward_target(
             "transpose", np.zeros((2, 1)), np.ones((3, 1)), np.zeros(1), np.ones((2, 3))
         )
+
+
+def _layer(scale=7.0):
+    rng = np.random.default_rng(5)
+    n, d, k = 30, 6, 3
+    T, W = rng.normal(size=(n, k)), scale * rng.normal(size=(d, k))
+    return T, W, rng.normal(size=k), rng.normal(size=(n, d))
+
+
+def test_proximal_target_is_the_argmin_at_the_default_mu():
+    # |H* W + b - T|^2 + mu |H* - H|^2 with mu = 1 * |W|_F^2 / d: the gradient vanishes
+    # (|W|^2 != d k here, so the relative scaling of mu shows; issue 21's surviving mutants)
+    T, W, b, H = _layer()
+    target = backward_target("proximal", T, W, b, H)
+    mu = np.sum(W * W) / W.shape[0]
+    gradient = (target @ W - (T - b)) @ W.T + mu * (target - H)
+    np.testing.assert_allclose(gradient, 0.0, atol=1e-9 * np.abs(mu * H).max())
+
+
+def test_zero_weights_pull_nothing_back():
+    # no signal from above: the proximal target keeps H, the pseudo-inverse target is 0
+    T, W, b, H = _layer()
+    W = np.zeros_like(W)
+    np.testing.assert_allclose(backward_target("proximal", T, W, b, H), H)
+    np.testing.assert_allclose(backward_target("pinv", T, W, b, H), 0.0)
+
+
+@pytest.mark.parametrize("mode", ["proximal", "pinv", "adjoint"])
+def test_float32_features_give_float32_targets(mode):
+    T, W, b, H = _layer()
+    assert backward_target(mode, T, W, b, H.astype(np.float32)).dtype == np.float32

@@ -144,3 +144,75 @@ def test_kernel_ridge_loo_equals_refitting_without_each_row():
             total += np.sum((T[i] - K[i, keep] @ coef) ** 2)
         expected.append(total / 25)
     np.testing.assert_allclose(kernel_ridge_loo(K, T, alphas), expected, rtol=1e-9)
+
+
+def test_unweighted_batches_with_different_means():
+    # the shifted sums are corrected once: batches far from the first one's mean
+    rng = np.random.default_rng(0)
+    H, T = rng.normal(size=(60, 3)), rng.normal(size=(60, 2))
+    H[30:] += 5.0
+    T[30:] -= 3.0
+    stats = GramStatistics().update(H[:30], T[:30]).update(H[30:], T[30:], block_rows=7)
+    Hc, Tc = H - H.mean(axis=0), T - T.mean(axis=0)
+    np.testing.assert_allclose(stats.mean, H.mean(axis=0))
+    np.testing.assert_allclose(stats.target_mean, T.mean(axis=0))
+    np.testing.assert_allclose(stats.scatter, Hc.T @ Hc, atol=1e-9)
+    np.testing.assert_allclose(stats.cross, Hc.T @ Tc, atol=1e-9)
+
+
+def test_leading_blocks_of_zero_weight_are_skipped_not_the_rest():
+    rng = np.random.default_rng(1)
+    H, w = rng.normal(size=(20, 3)), np.ones(20)
+    w[:8] = 0.0
+    stats = GramStatistics().update(H, sample_weight=w, block_rows=4)
+    assert stats.n_samples == 20
+    np.testing.assert_allclose(stats.mean, H[8:].mean(axis=0))
+
+
+def test_gcv_on_small_scale_data_matches_its_definition():
+    # eigenvalues and residuals below 1: clipping at 0 (not 1) matters
+    rng = np.random.default_rng(2)
+    X = 1e-2 * rng.normal(size=(40, 3))
+    Y = X @ rng.normal(size=(3, 1)) + 1e-3 * rng.normal(size=(40, 1))
+    stats = GramStatistics().update(X, Y)
+    gammas = [1e-6, 1e-3]
+    scores, _ = ridge_gcv(stats.scatter, stats.cross, stats.target_scatter, 40, gammas)
+    Xc, Yc = X - X.mean(axis=0), Y - Y.mean(axis=0)
+    for gamma, score in zip(gammas, scores, strict=True):
+        inverse = np.linalg.inv(Xc.T @ Xc + gamma * np.eye(3))
+        df = 1.0 + np.trace(Xc @ inverse @ Xc.T)
+        rss = np.sum((Yc - Xc @ inverse @ Xc.T @ Yc) ** 2)
+        assert score == pytest.approx(40 * rss / (40 - df) ** 2, rel=1e-6)
+
+
+def test_ridge_loo_scored_rows_with_integer_weights_and_rank_deficient_features():
+    rng = np.random.default_rng(3)
+    H, T = rng.normal(size=(30, 4)), rng.normal(size=(30, 1))
+    w = rng.integers(1, 4, 30).astype(float)
+    full = ridge_loo(H, T, [0.1, 1.0], sample_weight=w)
+    np.testing.assert_allclose(
+        ridge_loo(H, T, [0.1, 1.0], sample_weight=w, rows=np.arange(30)), full, rtol=1e-12
+    )
+    # a duplicated column: a zero eigenvalue in the primal form
+    H = np.hstack([H[:, :3], H[:, :1]])
+    assert np.all(np.isfinite(ridge_loo(H, T, [0.1, 1.0])))
+
+
+def test_torch_inputs_give_the_numpy_scores():
+    import torch  # a test dependency (pinned CPU wheel)
+
+    rng = np.random.default_rng(5)
+    H, T = rng.normal(size=(30, 4)), rng.normal(size=(30, 2))
+    stats = GramStatistics().update(torch.tensor(H, dtype=torch.float32), torch.tensor(T))
+    assert stats.scatter.dtype == torch.float64
+    np.testing.assert_allclose(
+        ridge_loo(torch.tensor(H, dtype=torch.float32), torch.tensor(T), [0.1]),
+        ridge_loo(H, T, [0.1]),
+        rtol=1e-5,
+    )
+    K = H @ H.T
+    np.testing.assert_allclose(
+        kernel_ridge_loo(torch.tensor(K), torch.tensor(T), [0.1]),
+        kernel_ridge_loo(K, T, [0.1]),
+        rtol=1e-10,
+    )
