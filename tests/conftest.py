@@ -151,3 +151,35 @@ def backend(request):
         return xp.asarray(a, device=device) if device is not None else xp.asarray(a)
 
     return xp, device, to_xp
+
+
+@pytest.fixture(scope="session")
+def fresh_process_peaks():
+    """``fresh_process_peaks(script, probe)``: the JSON dict a script prints last, run alone.
+
+    The script runs in a fresh Python process with the repository on its path
+    (peak resident sets are per process); the test is skipped when the
+    ``probe`` entry is None (the peak cannot be reset on this system).
+    """
+    import json
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def run(script, probe):
+        path = os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])
+        out = subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "PYTHONPATH": path},
+        )
+        assert out.returncode == 0, out.stderr
+        peaks = json.loads(out.stdout.strip().splitlines()[-1])
+        if peaks[probe] is None:
+            pytest.skip("the peak resident set cannot be reset here (/proc/self/clear_refs)")
+        return peaks
+
+    return run

@@ -10,11 +10,6 @@ fresh process with ``RESIDENT_SLACK`` for allocator slack and library
 buffers. What the budget covers is written in :mod:`solvers.backend`.
 """
 
-import json
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
@@ -23,7 +18,6 @@ from solvers.backend import MemoryPeak
 
 BUDGET = 2 * 10**6
 RESIDENT_SLACK = 2**20
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 NETWORK_HOLDS_ACTIVATIONS = pytest.mark.xfail(
     strict=True,
@@ -134,21 +128,9 @@ print(json.dumps({{"svc_fit": svc.resident, "net_predict": predict.resident}}))
 
 
 @pytest.fixture(scope="module")
-def resident():
+def resident(fresh_process_peaks):
     """Peak resident-set increases in a fresh process (bytes)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])}
-    out = subprocess.run(
-        [sys.executable, "-c", RESIDENT_SCRIPT.format(budget=BUDGET)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
-    assert out.returncode == 0, out.stderr
-    peaks = json.loads(out.stdout.strip().splitlines()[-1])
-    if peaks["svc_fit"] is None:
-        pytest.skip("the peak resident set cannot be reset here (/proc/self/clear_refs)")
-    return peaks
+    return fresh_process_peaks(RESIDENT_SCRIPT.format(budget=BUDGET), "svc_fit")
 
 
 def test_stiefel_svc_fit_peak_resident_set_within_budget_plus_inputs(resident):

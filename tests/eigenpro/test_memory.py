@@ -9,11 +9,6 @@ sees LAPACK workspaces and allocator slack (``RESIDENT_SLACK`` on top). What
 the budget covers is written in :mod:`solvers.backend`.
 """
 
-import json
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
@@ -31,7 +26,6 @@ N, D = 2000, 20
 #: granularity, the allocator's per-thread arenas, OpenBLAS's buffers.
 RESIDENT_N, RESIDENT_BUDGET = 3000, 8 * 10**6
 RESIDENT_SLACK = 2**20
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 #: The solver's own path: a fixed bandwidth and penalty (no model selection).
 FIXED = {"bandwidth": 3.0, "alpha": 0.0}
@@ -177,18 +171,10 @@ print(json.dumps(peaks))
 
 
 @pytest.fixture(scope="module")
-def resident():
+def resident(fresh_process_peaks):
     """Peak resident-set increase of fit and predict in a fresh process (bytes)."""
     script = RESIDENT_SCRIPT.format(n=RESIDENT_N, d=D, budget=RESIDENT_BUDGET, fixed=FIXED)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])}
-    out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env
-    )
-    assert out.returncode == 0, out.stderr
-    peaks = json.loads(out.stdout.strip().splitlines()[-1])
-    if peaks["fit"] is None:
-        pytest.skip("the peak resident set cannot be reset here (/proc/self/clear_refs)")
-    return peaks
+    return fresh_process_peaks(script, "fit")
 
 
 def test_fit_peak_resident_set_within_budget_plus_inputs(resident):

@@ -53,7 +53,7 @@ def sample(n, d, seed=0):
 
 
 def huge(a):
-    """Finite entries so large that squares overflow (the strict xfails below)."""
+    """Finite entries so large that squares overflow (refused naming X or Y)."""
     return bool(np.any(np.isfinite(a) & (np.abs(a) > 1e150)))
 
 
