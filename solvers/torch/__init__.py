@@ -5,7 +5,8 @@
   tune: :class:`AdaSLS`, :class:`SLS`, :class:`SPS` (AMSGrad/AdaGrad/SGD with a
   stochastic Armijo or Goldstein line search, and the stochastic Polyak step),
   short classes over a functional core, and :class:`TrialEvaluator`
-  (side-effect-free trial forwards of a training closure).
+  (side-effect-free trial forwards of a training closure); :class:`Proximal`
+  (the small-batch proximal regulariser, on any optimizer's step hooks).
 - :mod:`solvers.torch.sparse`: sparse training attached to any ``torch.optim``
   optimizer through its step hooks (the training loop is unchanged):
   :class:`DynamicSparsity` (SET, RigL, momentum growth, in-time
@@ -18,6 +19,9 @@
 - :mod:`solvers.torch.growth`: :class:`NeuronSplitting` (splitting steepest
   descent and signed splitting) and ExpandNets (:func:`expand`,
   :func:`contract`).
+- :mod:`solvers.torch.ensemble`: :class:`ParameterEnsemble`, ensembles drawn
+  from the distribution of the weights late in training (SWAG-diagonal and
+  SWAG), collected on any optimizer's step hooks.
 
 The modules of the previous layout (``solvers.torch.line_search``,
 ``masks``, ``dynamic_sparsity``, ``pruning``, ``ssgd``, ``export``,
@@ -25,6 +29,7 @@ The modules of the previous layout (``solvers.torch.line_search``,
 Importing this package imports torch.
 """
 
+from solvers.torch.ensemble import ParameterEnsemble
 from solvers.torch.growth import (
     ExpandedConv2d,
     ExpandedLinear,
@@ -34,7 +39,7 @@ from solvers.torch.growth import (
     expand,
     splittable_layers,
 )
-from solvers.torch.optim import SLS, SPS, AdaSLS, LineSearchOptimizer, TrialEvaluator
+from solvers.torch.optim import SLS, SPS, AdaSLS, LineSearchOptimizer, Proximal, TrialEvaluator
 from solvers.torch.sparse import (
     SSGD,
     DropSchedule,
@@ -72,6 +77,8 @@ __all__ = [
     "LotteryTicket",
     "MaskedTraining",
     "NeuronSplitting",
+    "ParameterEnsemble",
+    "Proximal",
     "SparseLinear",
     "SplitEigen",
     "StaticSparsity",
