@@ -26,11 +26,19 @@ order term vanishes). Two schemes:
 
 Each neuron is scored by its predicted change per ``eps^2 / 2``
 (``lambda_min``, or ``min(lambda_min, -lambda_max / 2)`` when signed) and the
-most negative are split, across layers, under a budget of new neurons.
+most negative are split, across layers, under a budget of new neurons
+(``n_new``) or of cost (``budget``: energy-aware splitting, Wang et al. 2019,
+"Energy-aware neural architecture optimization with fast splitting steepest
+descent"): each neuron costs the FLOPs or parameters its copy adds
+(:mod:`~solvers.torch.growth.neuron_cost`) and the neurons are chosen by the
+linear program of :mod:`~solvers.torch.growth.budget_selection`.
 Eigenpairs are exact (``eigh`` of the ``d x d`` matrices, ``d`` = fan-in, plus 1
 with a bias) for small fan-in and from a batched Lanczos iteration with full
 reorthogonalisation otherwise, whose matrix-vector products
-``S v = X^T (c * (X v)) / n`` never form ``S``.
+``S v = X^T (c * (X v)) / n`` never form ``S``; or, with
+``eigen="rayleigh"``, from stochastic Rayleigh-quotient steps at the cost of
+back-propagation (:mod:`~solvers.torch.growth.rayleigh`), which neither
+forms ``S`` nor keeps the layer's inputs.
 
 ``Conv2d`` layers split output channels: a channel is one neuron whose
 parameters are shared over positions, so its splitting matrix sums over the
@@ -57,12 +65,24 @@ from __future__ import annotations
 
 import copy
 import warnings
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
-from solvers._validation import check_int
+from solvers._validation import (
+    Integral,
+    Real,
+    StrOptions,
+    check_int,
+    check_positive,
+    interval,
+    validate_params,
+)
+from solvers.torch.growth.budget_selection import select_count, select_under_budget
+from solvers.torch.growth.neuron_cost import check_costs, neuron_costs
+from solvers.torch.growth.rayleigh import rayleigh_eigen
 from solvers.torch.growth.split_eigen import eigen_of, exact_eigen, lanczos_eigen
 from solvers.torch.growth.splittable import check_splittable
 from solvers.torch.growth.splitting_matrix import collect_splitting_terms
@@ -117,12 +137,31 @@ class NeuronSplitting:
         always formed (``channels x d x d`` float64, at most 2 GiB).
     lanczos_steps : int, default 60
     seed : int, default 0
-        Lanczos start vectors.
+        Lanczos and Rayleigh start vectors.
+    eigen : {"auto", "exact", "lanczos", "rayleigh"}, default "auto"
+        How the extreme eigenpairs are found. ``"auto"``: ``Conv2d`` and
+        ``Linear`` with fan-in + 1 up to ``exact_max_dim`` exactly, wider
+        ``Linear`` by Lanczos. ``"rayleigh"``: stochastic Rayleigh-quotient
+        steps for every layer (Wang et al. 2019's fast splitting; ``data``
+        is read ``rayleigh_epochs + 1`` times, so it must be re-iterable).
+    rayleigh_epochs : int, default 10
+    rayleigh_lr : float, default 0.5
+        Initial step in ``(0, 1]`` (see :func:`~solvers.torch.growth.rayleigh.rayleigh_eigen`).
+    cost : {"flops", "params"} or dict, default "flops"
+        Each neuron's cost under a ``budget``: the multiply-accumulates per
+        input sample its copy adds (for the input size seen by :meth:`score`),
+        its added parameters, or ``{layer: one cost per neuron (or a scalar)}``
+        checked against the model.
+    layer_cap : int or dict of int to int, optional
+        The most neurons split in one layer by one :meth:`split` (all layers,
+        or per layer).
 
     Attributes
     ----------
     eigen_ : dict of int to SplitEigen
         After :meth:`score`.
+    costs_ : dict of int to Tensor
+        Each neuron's cost, after :meth:`score`.
 
     Examples
     --------
@@ -137,7 +176,23 @@ class NeuronSplitting:
     >>> grown = splitter.split(n_new=2, eps=0.1, warn=False)
     >>> grown[0].out_features, grown[2].in_features
     (5, 5)
+
+    Under a budget of FLOPs (a neuron of layer 0 costs 4 + 2 = 6 here):
+
+    >>> float(splitter.costs_[0][0])
+    6.0
+    >>> len(splitter.select(budget=12)) <= 2
+    True
     """
+
+    _parameter_constraints: ClassVar[dict] = {
+        "signed": ["boolean"],
+        "eigen": [StrOptions({"auto", "exact", "lanczos", "rayleigh"})],
+        "rayleigh_epochs": [interval(Integral, 1, None, closed="left")],
+        "rayleigh_lr": [interval(Real, 0.0, 1.0, closed="right")],
+        "cost": [StrOptions({"flops", "params"}), dict],
+        "layer_cap": [interval(Integral, 0, None, closed="left"), dict, None],
+    }
 
     def __init__(
         self,
@@ -149,14 +204,30 @@ class NeuronSplitting:
         exact_max_dim=256,
         lanczos_steps=60,
         seed=0,
+        eigen="auto",
+        rayleigh_epochs=10,
+        rayleigh_lr=0.5,
+        cost="flops",
+        layer_cap=None,
     ):
         self.layers = check_splittable(model, layers)
+        validate_params(
+            self._parameter_constraints,
+            {"signed": signed, "eigen": eigen, "rayleigh_epochs": rayleigh_epochs,
+             "rayleigh_lr": rayleigh_lr, "cost": cost, "layer_cap": layer_cap},
+            "NeuronSplitting",
+        )  # fmt: skip
         self.model = model
         self.loss_fn = loss_fn or nn.functional.cross_entropy
         self.signed = bool(signed)
         self.exact_max_dim = check_int("exact_max_dim", exact_max_dim)
         self.lanczos_steps = check_int("lanczos_steps", lanczos_steps)
         self.seed = int(seed)
+        self.eigen = eigen
+        self.rayleigh_epochs = int(rayleigh_epochs)
+        self.rayleigh_lr = float(rayleigh_lr)
+        self.layer_cap = check_layer_cap(layer_cap, self.layers)
+        self.cost = check_costs(cost, model, self.layers) if isinstance(cost, dict) else cost
 
     def score(self, data):
         """Splitting matrices' extreme eigenpairs per layer, averaged over ``data``.
@@ -174,19 +245,38 @@ class NeuronSplitting:
         ------
         ValueError
             The inputs, the loss gradients or the splitting matrices hold NaN
-            or inf; the previous :attr:`eigen_` is kept.
+            or inf; the previous :attr:`eigen_` and :attr:`costs_` are kept.
         """
+        first = []
+        data = _recording_first(data, first)
+        if self.eigen == "rayleigh":
+            eigen = rayleigh_eigen(
+                self.model, self.layers, data, self.loss_fn, epochs=self.rayleigh_epochs,
+                lr=self.rayleigh_lr, seed=self.seed,
+            )  # fmt: skip
+        else:
+            eigen = self._matrix_eigen(data)
+        # all layers first: a failure keeps the previous scores
+        costs = self.cost if isinstance(self.cost, dict) else None
+        if costs is None:
+            costs = neuron_costs(self.model, self.layers, first[0], self.cost)
+        self.eigen_, self.costs_ = eigen, costs
+        return self.eigen_
+
+    def _matrix_eigen(self, data):
+        """Eigenpairs from the collected terms: exact, or Lanczos for wide ``Linear``."""
         X, C, S, n = collect_splitting_terms(self.model, self.layers, data, self.loss_fn)
-        eigen = {}  # all layers first: a failure keeps the previous scores
+        eigen = {}
         for i in self.layers:
             if i in S:
                 eigen[i] = eigen_of(S[i])
-            elif X[i].shape[1] <= self.exact_max_dim:
+            elif self.eigen == "exact" or (
+                self.eigen == "auto" and X[i].shape[1] <= self.exact_max_dim
+            ):
                 eigen[i] = exact_eigen(X[i], C[i], n)
             else:
                 eigen[i] = lanczos_eigen(X[i], C[i], n, self.lanczos_steps, self.seed)
-        self.eigen_ = eigen
-        return self.eigen_
+        return eigen
 
     def predicted_change(self):
         """Per layer: the second-order loss change of each neuron's best split, per eps^2/2."""
@@ -197,8 +287,15 @@ class NeuronSplitting:
             )
         return out
 
-    def select(self, n_new):
-        """The ``n_new`` neurons with the most negative predicted change (< 0 only).
+    def select(self, n_new=None, *, budget=None):
+        """The neurons to split: a count (``n_new``) or a cost ``budget``.
+
+        With ``n_new``: the ``n_new`` most negative predicted changes
+        (``< 0`` only). With ``budget``: the linear program
+        ``min sum_i beta_i c_i`` s.t. ``sum_i beta_i cost_i <= budget``,
+        ``0 <= beta_i <= 1`` over the neurons with ``c_i < 0``, rounded as
+        :mod:`~solvers.torch.growth.budget_selection` says (never over the
+        budget). Both honour ``layer_cap``.
 
         Returns
         -------
@@ -206,28 +303,41 @@ class NeuronSplitting:
             ``(layer, neuron, kind)`` with ``kind`` ``"s2d"`` or ``"signed"``,
             most negative change first.
         """
-        n_new = check_int("n_new", n_new, minimum=0)
+        if (n_new is None) == (budget is None):
+            raise TypeError("give exactly one of n_new (a count) and budget (a cost)")
+        if n_new is not None:
+            n_new = check_int("n_new", n_new, minimum=0)
+        else:
+            budget = check_positive("budget", budget, owner="NeuronSplitting.select")
         if not hasattr(self, "eigen_"):
             raise RuntimeError("call score(data) before select or split")
-        cands = []
-        for i, change in self.predicted_change().items():
-            e = self.eigen_[i]
-            for j, c in enumerate(change.tolist()):
-                if c < 0:
-                    kind = "s2d" if c == float(e.lambda_min[j]) else "signed"
-                    cands.append((c, i, j, kind))
-        cands.sort(key=lambda t: (t[0], t[1], t[2]))
-        return [SplitPick(i, j, kind) for _, i, j, kind in cands[:n_new]]
+        change = self.predicted_change()
+        order = sorted(change)
+        scores = torch.cat([change[i].detach().cpu().double() for i in order]).numpy()
+        groups = np.concatenate([np.full(len(change[i]), i) for i in order])
+        neuron = np.concatenate([np.arange(len(change[i])) for i in order])
+        if budget is None:
+            chosen = select_count(scores, groups, n_new, self.layer_cap)
+        else:
+            costs = torch.cat([self.costs_[i] for i in order]).numpy()
+            chosen = select_under_budget(scores, costs, groups, budget, self.layer_cap).chosen
+        picks = []
+        for k in chosen:
+            i, j = int(groups[k]), int(neuron[k])
+            kind = "s2d" if scores[k] == float(self.eigen_[i].lambda_min[j]) else "signed"
+            picks.append(SplitPick(i, j, kind))
+        return picks
 
     @torch.no_grad()
-    def split(self, n_new, eps=1e-2, warn=True):
-        """A new model with up to ``n_new`` neurons split (see module docstring).
+    def split(self, n_new=None, eps=1e-2, warn=True, *, budget=None):
+        """A new model with ``n_new`` neurons split, or those :meth:`select` picks under ``budget``.
 
         Neurons whose split would not lower the loss to second order are not
         split, so fewer than ``n_new`` may be added. Build a new optimizer for
-        the returned model.
+        the returned model (its parameters are new tensors; the model passed
+        in and its optimizer are untouched).
         """
-        chosen = self.select(n_new)
+        chosen = self.select(n_new, budget=budget)
         new = copy.deepcopy(self.model)
         # later layers first: a layer's rows change before its inputs are duplicated
         for i, (_, nxt) in sorted(self.layers.items(), reverse=True):
@@ -242,6 +352,29 @@ class NeuronSplitting:
                 stacklevel=2,
             )
         return new
+
+
+def _recording_first(data, first):
+    """``data``, re-iterable if it was, appending its first batch's inputs to ``first``."""
+
+    class Recording:
+        def __iter__(self):
+            for xb, yb in data:
+                if not first:
+                    first.append(xb[:1])
+                yield xb, yb
+
+    return Recording()
+
+
+def check_layer_cap(layer_cap, layers):
+    """``layer_cap`` as None, an int ``>= 0`` or ``{layer: int >= 0}`` over ``layers``."""
+    if not isinstance(layer_cap, dict):
+        return layer_cap
+    unknown = sorted(set(layer_cap) - set(layers))
+    if unknown:
+        raise ValueError(f"layer_cap names layers {unknown} that are not split ({sorted(layers)})")
+    return {i: check_int(f"layer_cap[{i}]", c, minimum=0) for i, c in layer_cap.items()}
 
 
 @torch.no_grad()

@@ -170,3 +170,61 @@ def test_splitting_a_layer_without_bias(split_data, loss_of):
     grown = splitter.split(1, eps=eps, warn=False)
     actual = (loss_of(grown, X, y) - loss_of(net, X, y)) / (eps**2 / 2)
     assert actual == pytest.approx(float(eig[0].lambda_min[j]), rel=0.02)
+
+
+def test_budget_split_stays_within_the_flops_and_prefers_cheap_decreases(conv_net, conv_data):
+    from solvers.torch.growth.neuron_cost import model_flops
+
+    net = conv_net()
+    X, y = conv_data()
+    splitter = NeuronSplitting(net, signed=True)
+    splitter.score([(X, y)])
+    before = model_flops(net, X[:1])
+    for budget in (150.0, 1000.0, 5000.0):
+        grown = splitter.split(budget=budget, eps=1e-3, warn=False)
+        assert 0 < model_flops(grown, X[:1]) - before <= budget
+        assert float((grown(X) - net(X)).abs().max()) < 1e-4
+    # equal costs: the budget of k neurons picks what a count of k picks
+    flat = NeuronSplitting(net, signed=True, cost={0: 1.0, 3: 1.0})
+    flat.score([(X, y)])
+    assert flat.select(budget=3) == flat.select(3)
+
+
+def test_layer_cap_limits_each_layer(smooth_net, split_data):
+    X, y = split_data()
+    capped = NeuronSplitting(smooth_net(), signed=True, layer_cap=1)
+    capped.score([(X, y)])
+    for picks in (capped.select(10), capped.select(budget=1e6)):
+        layers = [p.layer for p in picks]
+        assert len(layers) == len(set(layers)) == 2
+    only = NeuronSplitting(smooth_net(), signed=True, layer_cap={0: 0})
+    only.score([(X, y)])
+    assert {p.layer for p in only.select(budget=1e6)} == {2}
+    with pytest.raises(ValueError, match=r"layer_cap names layers \[4\]"):
+        NeuronSplitting(smooth_net(), layer_cap={4: 1})
+    with pytest.raises(ValueError, match="layer_cap"):
+        NeuronSplitting(smooth_net(), layer_cap=-1)
+
+
+@pytest.mark.parametrize("budget", [0, -5.0, float("nan"), float("inf"), True, "10"])
+def test_bad_budget_is_refused_and_nothing_changes(budget, smooth_net, split_data):
+    net = smooth_net()
+    X, y = split_data()
+    splitter = NeuronSplitting(net)
+    eig = splitter.score([(X, y)])
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    with pytest.raises(ValueError, match="budget"):
+        splitter.split(budget=budget, warn=False)
+    assert splitter.eigen_ is eig
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in state.items())
+    with pytest.raises(TypeError, match="exactly one of n_new"):
+        splitter.select(2, budget=10.0)
+    with pytest.raises(TypeError, match="exactly one of n_new"):
+        splitter.split(warn=False)
+
+
+def test_costs_that_do_not_match_the_model_are_refused(smooth_net):
+    with pytest.raises(ValueError, match="layer 2: \\(4,\\) values for its 5 neurons"):
+        NeuronSplitting(smooth_net(), cost={0: 1.0, 2: [1.0] * 4})
+    with pytest.raises(ValueError, match="cost"):
+        NeuronSplitting(smooth_net(), cost="watts")
