@@ -192,10 +192,12 @@ class Proximal:
             self._saved_lrs = [g["lr"] for g in optimizer.param_groups]
             for g in optimizer.param_groups:
                 g["lr"] = g["lr"] / (k + 1)
-        if k == 0 or not any(lams):  # w == w~: the term and its gradient are 0
+        if not any(lams):
             return None
         closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
         if closure is None:
+            if k == 0:  # w == w~: the gradient of the term is 0
+                return None
             scale = amp_grad_scale(optimizer)  # a fused optimizer: gradients still scaled
             with torch.no_grad():
                 self._add_gradient(lams, scale)
@@ -341,11 +343,11 @@ def _grad_marks(params):
 
 
 def _same(before, params):
-    """Whether every ``.grad`` is the tensor, at the version, of ``before``."""
+    """Whether no backward wrote a gradient since ``before``: each ``.grad`` is None (cleared by
+    ``zero_grad``) or the tensor, at the version, of ``before``."""
     for (ref, version), p in zip(before, params, strict=True):
-        if ref is None:
-            if p.grad is not None:
-                return False
-        elif ref() is not p.grad or p.grad._version != version:
+        if p.grad is None:
+            continue
+        if ref is None or ref() is not p.grad or p.grad._version != version:
             return False
     return True

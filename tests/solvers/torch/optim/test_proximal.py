@@ -1,0 +1,320 @@
+# SPDX-License-Identifier: BSD-3-Clause
+"""Proximal: the reference update written out, equality with the regularised loss under SGD,
+Adam and AdaSLS (closures, trial points), the schedules, checkpoints and bad input."""
+
+import copy
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from solvers.torch import AdaSLS, Proximal
+
+
+def make_model(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+
+
+def make_data(n=64, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 5, generator=g, dtype=torch.float64), torch.randint(
+        0, 3, (n,), generator=g
+    )
+
+
+def batch(X, y, k, size=8):
+    i = (k * size) % len(X)
+    return X[i : i + size], y[i : i + size]
+
+
+def loss_fn(model, X, y):
+    return nn.functional.cross_entropy(model(X), y)
+
+
+OPTIMIZERS = {
+    "sgd": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=1e-3),
+    "adam": lambda p: torch.optim.Adam(p, lr=1e-2),
+    "adasls": lambda p: AdaSLS(p, n_batches_per_epoch=8),
+}
+
+
+def run_hooked(kind, steps, lam, n, **kwargs):
+    """The wrapper on the optimizer (closures for AdaSLS, backward-then-step otherwise)."""
+    X, y = make_data()
+    model = make_model()
+    opt = OPTIMIZERS[kind](model.parameters())
+    prox = Proximal(opt, lam=lam, anchor_every=n, **kwargs)
+    for k in range(steps):
+        xb, yb = batch(X, y, k)
+
+        def closure():
+            opt.zero_grad()
+            loss = loss_fn(model, xb, yb)
+            loss.backward()
+            return loss
+
+        if kind == "adasls":
+            opt.step(closure)
+        else:
+            closure()
+            opt.step()
+    return model, opt, prox
+
+
+def run_explicit(kind, steps, lam, n):
+    """The same objective written into the loss: f_B(w) + lam |w - w~|^2, anchor every n steps."""
+    X, y = make_data()
+    model = make_model()
+    opt = OPTIMIZERS[kind](model.parameters())
+    anchors = None
+    for k in range(steps):
+        if k % n == 0:
+            anchors = [p.detach().clone() for p in model.parameters()]
+        xb, yb = batch(X, y, k)
+
+        def closure():
+            opt.zero_grad()
+            reg = sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchors))
+            loss = loss_fn(model, xb, yb) + lam * reg
+            loss.backward()
+            return loss
+
+        if kind == "adasls":
+            opt.step(closure)
+        else:
+            closure()
+            opt.step()
+    return model, opt
+
+
+@pytest.mark.parametrize("kind", sorted(OPTIMIZERS))
+def test_equals_the_regularised_loss(kind):
+    """Gradient added in the pre-hook (SGD, Adam) or in the wrapped closure, whose value the
+    line search compares at trial points (AdaSLS): the same iterates as adding the term to the
+    loss."""
+    a, opt_a, _ = run_hooked(kind, 23, lam=0.5, n=5)
+    b, opt_b = run_explicit(kind, 23, lam=0.5, n=5)
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-10, atol=1e-12)
+    if kind == "adasls":
+        assert opt_a.totals == opt_b.totals  # the same accepted steps and backtracks
+        assert opt_a.totals["backtracks"] > 0
+
+
+def test_the_reference_update_with_harmonic_decay_and_momentum():
+    """TRSGD written out: g = grad + 2 lam (w - w~), momentum buffer, step lr / (k + 1)."""
+    X, y = make_data()
+    lam, n, lr, mom = 0.3, 4, 0.2, 0.9
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=mom)
+    Proximal(opt, lam=lam, anchor_every=n, lr_decay="harmonic")
+    ref = make_model()
+    w = [p.detach().clone() for p in ref.parameters()]
+    bufs = [None] * len(w)
+    anchors = None
+    for k in range(11):
+        xb, yb = batch(X, y, k)
+        opt.zero_grad()
+        loss_fn(model, xb, yb).backward()
+        opt.step()
+        # the reference, by hand
+        j = k % n
+        if j == 0:
+            anchors = [t.clone() for t in w]
+        ref_params = list(ref.parameters())
+        with torch.no_grad():
+            for p, t in zip(ref_params, w, strict=True):
+                p.copy_(t)
+        ref.zero_grad()
+        loss_fn(ref, xb, yb).backward()
+        for i, p in enumerate(ref_params):
+            g = p.grad + 2 * lam * (w[i] - anchors[i])
+            bufs[i] = g.clone() if bufs[i] is None else bufs[i].mul(mom).add(g)
+            w[i] = w[i] - lr / (j + 1) * bufs[i]
+        assert opt.param_groups[0]["lr"] == lr  # the scheduler's lr is back after each step
+    for p, t in zip(model.parameters(), w, strict=True):
+        torch.testing.assert_close(p.detach(), t, rtol=1e-12, atol=1e-14)
+
+
+def test_harmonic_steps_and_the_mean_step_factor():
+    """A linear loss <c, w>: step k of a cycle moves w by exactly lr / (k + 1) * c (lam = 0)."""
+    w = nn.Parameter(torch.zeros(3, dtype=torch.float64))
+    c = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    opt = torch.optim.SGD([w], lr=0.6)
+    Proximal(opt, lam=0.0, anchor_every=4, lr_decay="harmonic")
+    moves = []
+    for _ in range(8):
+        before = w.detach().clone()
+        opt.zero_grad()
+        (c * w).sum().backward()
+        opt.step()
+        moves.append(float(((before - w.detach()) / c).mean()))
+    expected = [0.6 / (k % 4 + 1) for k in range(8)]
+    assert moves == pytest.approx(expected, rel=1e-12)
+    assert Proximal.mean_step_factor(4) == pytest.approx(sum(expected) / 8 / 0.6)
+    assert Proximal.mean_step_factor(10) == pytest.approx(0.2928968, abs=1e-7)
+    assert Proximal.mean_step_factor(10, "none") == 1.0
+
+
+def test_lam_follows_the_learning_rate_decay():
+    X, y = make_data()
+    model = make_model()
+    groups = [
+        {"params": model[0].parameters(), "lr": 0.1},
+        {"params": model[2].parameters(), "lr": 0.05},
+    ]
+    opt = torch.optim.SGD(groups, lr=0.1)
+    prox = Proximal(opt, lam=0.1, anchor_every=3, lam_schedule="inverse_lr")
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=4, gamma=0.1)
+    assert prox.group_lams() == pytest.approx([0.1, 0.1])
+    for k in range(9):
+        opt.zero_grad()
+        loss_fn(model, *batch(X, y, k)).backward()
+        opt.step()
+        sched.step()
+    assert prox.group_lams() == pytest.approx([10.0, 10.0])  # two 10x decays: lam 0.1 -> 10
+    assert Proximal(opt, lam=0.1, lam_schedule="constant").group_lams() == [0.1, 0.1]
+
+
+def test_anchor_every_one_is_the_plain_optimizer_bit_for_bit():
+    a, _, prox = run_hooked("sgd", 9, lam=3.0, n=1)
+    b, _ = run_explicit("sgd", 0, lam=0.0, n=1)
+    X, y = make_data()
+    opt = OPTIMIZERS["sgd"](b.parameters())
+    for k in range(9):
+        opt.zero_grad()
+        loss_fn(b, *batch(X, y, k)).backward()
+        opt.step()
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    assert prox.step_count == 9
+
+
+def test_closure_without_backward_gets_the_loss_gradient_too():
+    """A closure that leaves backward to the line search: the wrapper runs it, then adds."""
+    X, y = make_data()
+    out = []
+    for backward in (True, False):
+        model = make_model()
+        opt = AdaSLS(model.parameters(), n_batches_per_epoch=8)
+        Proximal(opt, lam=0.5, anchor_every=3)
+        for k in range(7):
+            xb, yb = batch(X, y, k)
+
+            def closure(backward=backward):
+                opt.zero_grad()
+                loss = loss_fn(model, xb, yb)
+                if backward:
+                    loss.backward()
+                return loss
+
+            opt.step(closure)
+        out.append([p.detach().clone() for p in model.parameters()])
+    for p, q in zip(*out, strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-14)
+
+
+def test_state_dict_resumes_bit_for_bit():
+    X, y = make_data()
+
+    def build(seed):
+        model = make_model(seed)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        prox = Proximal(
+            opt, lam=0.2, anchor_every=4, lr_decay="harmonic", lam_schedule="inverse_lr"
+        )
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=5, gamma=0.5)
+        return model, opt, prox, sched
+
+    def steps(model, opt, sched, first, count):
+        for k in range(first, first + count):
+            opt.zero_grad()
+            loss_fn(model, *batch(X, y, k)).backward()
+            opt.step()
+            sched.step()
+
+    model, opt, prox, sched = build(0)
+    steps(model, opt, sched, 0, 14)
+    model2, opt2, prox2, sched2 = build(0)
+    steps(model2, opt2, sched2, 0, 6)  # mid-cycle: the anchor matters
+    ckpt = copy.deepcopy(
+        {"m": model2.state_dict(), "o": opt2.state_dict(), "p": prox2.state_dict(),
+         "s": sched2.state_dict()}
+    )  # fmt: skip
+    model3, opt3, prox3, sched3 = build(5)
+    model3.load_state_dict(ckpt["m"])
+    opt3.load_state_dict(ckpt["o"])
+    prox3.load_state_dict(ckpt["p"])
+    sched3.load_state_dict(ckpt["s"])
+    steps(model3, opt3, sched3, 6, 8)
+    for p, q in zip(model.parameters(), model3.parameters(), strict=True):
+        assert torch.equal(p, q)
+    assert prox3.step_count == prox.step_count == 14
+    assert all(torch.equal(a, b) for a, b in zip(prox.anchors, prox3.anchors, strict=True))
+    assert opt3.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"anchor_every": 0}, "anchor_every"),
+        ({"anchor_every": 2.5}, "anchor_every"),
+        ({"lam": -0.1}, "lam"),
+        ({"lam": math.nan}, "lam"),
+        ({"lam": math.inf}, "lam"),
+        ({"lam_schedule": "cosine"}, "lam_schedule"),
+        ({"lr_decay": "linear"}, "lr_decay"),
+    ],
+)
+def test_bad_settings_name_the_argument_and_attach_nothing(kwargs, name):
+    opt = torch.optim.SGD(make_model().parameters(), lr=0.1)
+    with pytest.raises(ValueError, match=repr(name)):
+        Proximal(opt, **kwargs)
+    assert not opt._optimizer_step_pre_hooks and not opt._optimizer_step_post_hooks
+    with pytest.raises(TypeError, match="optimizer"):
+        Proximal(make_model())
+
+
+def test_bad_state_dict_changes_nothing():
+    model, opt, prox = run_hooked("sgd", 3, lam=0.1, n=2)
+    good = copy.deepcopy(prox.state_dict())
+    shapes = copy.deepcopy(good)
+    shapes["anchors"][0] = torch.zeros(2)
+    short = {**good, "anchors": good["anchors"][:-1]}
+    for bad in (shapes, short, {"step_count": 1}, {**good, "step_count": -1}, "x",
+                {**good, "initial_lrs": [0.1, 0.2]}):  # fmt: skip
+        with pytest.raises(ValueError):
+            prox.load_state_dict(bad)
+        assert prox.step_count == good["step_count"]
+        assert all(torch.equal(a, b) for a, b in zip(prox.anchors, good["anchors"], strict=True))
+
+
+def test_a_step_that_raises_gets_its_lr_back_at_the_next_step():
+    model = make_model()
+    X, y = make_data()
+    opt = AdaSLS(model.parameters(), lr=1.0, n_batches_per_epoch=8)
+    prox = Proximal(opt, lam=0.1, anchor_every=4, lr_decay="harmonic")
+    for k in range(2):
+        xb, yb = batch(X, y, k)
+
+        def closure():
+            opt.zero_grad()
+            loss = loss_fn(model, xb, yb)
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+
+    def nan_closure():
+        opt.zero_grad()
+        loss = loss_fn(model, X[:8], y[:8]) * math.nan
+        loss.backward()
+        return loss
+
+    with pytest.raises(ValueError, match="not finite"):
+        opt.step(nan_closure)
+    assert opt.param_groups[0]["lr"] == pytest.approx(1.0 / 3)  # scaled for the failed step
+    prox.remove()
+    assert opt.param_groups[0]["lr"] == 1.0
+    assert prox.step_count == 2
