@@ -76,7 +76,9 @@ def run_explicit(kind, steps, lam, n):
 
         def closure():
             opt.zero_grad()
-            reg = sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchors))
+            reg = sum(
+                ((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchors, strict=True)
+            )
             loss = loss_fn(model, xb, yb) + lam * reg
             loss.backward()
             return loss
@@ -277,7 +279,7 @@ def test_bad_settings_name_the_argument_and_attach_nothing(kwargs, name):
 
 
 def test_bad_state_dict_changes_nothing():
-    model, opt, prox = run_hooked("sgd", 3, lam=0.1, n=2)
+    _, _, prox = run_hooked("sgd", 3, lam=0.1, n=2)
     good = copy.deepcopy(prox.state_dict())
     shapes = copy.deepcopy(good)
     shapes["anchors"][0] = torch.zeros(2)
