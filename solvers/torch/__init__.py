@@ -17,7 +17,8 @@
   :func:`orthogonalize_`); :class:`SSGD`; export (:func:`export_dense`,
   :func:`export_sparse`, :func:`to_torch_prune`, :func:`from_torch_prune`).
 - :mod:`solvers.torch.growth`: :class:`NeuronSplitting` (splitting steepest
-  descent and signed splitting) and ExpandNets (:func:`expand`,
+  descent and signed splitting, under a count or a FLOPs budget),
+  :class:`FireflyGrowth` (Firefly descent) and ExpandNets (:func:`expand`,
   :func:`contract`).
 - :mod:`solvers.torch.ensemble`: :class:`ParameterEnsemble`, ensembles drawn
   from the distribution of the weights late in training (SWAG-diagonal and
@@ -33,6 +34,7 @@ from solvers.torch.ensemble import ParameterEnsemble
 from solvers.torch.growth import (
     ExpandedConv2d,
     ExpandedLinear,
+    FireflyGrowth,
     NeuronSplitting,
     SplitEigen,
     contract,
@@ -72,6 +74,7 @@ __all__ = [
     "DynamicSparsity",
     "ExpandedConv2d",
     "ExpandedLinear",
+    "FireflyGrowth",
     "GradualMagnitudePruning",
     "LineSearchOptimizer",
     "LotteryTicket",
