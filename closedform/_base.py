@@ -268,9 +268,10 @@ class _BaseManifoldNet(_StreamingMixin, ValidatedEstimatorMixin, BaseEstimator):
             weights=weights,
         )  # fmt: skip
         head = fit_svm_head(hidden[-1], Y, counts, head_settings, block_rows=block)
-        # the sweeps keep the first fit's penalty ("auto" chooses it once): their objectives
-        # are compared with the same gamma, and a sweep costs no second leave-one-out
-        head_settings = head_settings._replace(alpha=head.alpha)
+        # the sweeps keep the first fit's penalty and iteration count ("auto" chooses them once):
+        # their objectives are compared with the same gamma, and a sweep costs no second choice
+        chosen = head.n_iter if head_settings.max_iter == "auto" else head_settings.max_iter
+        head_settings = head_settings._replace(alpha=head.alpha, max_iter=chosen)
         stopped, first_factor = progress.accept(0, layers, head), None
         for it in range(1, self.max_iter):
             stopped = stopped or progress.converged(self.tol)

@@ -24,7 +24,10 @@ sample weights ``a`` on the simplex it minimises, by alternating exact steps,
   - ``"gpi"``: the Euclidean Stiefel manifold ``W^T W = I`` by generalised
     power iteration (Nie, Zhang, Li 2017), warm-started, monotone;
   - ``"ridge"``: unconstrained, ``W = G^-1 C``; the alternation then
-    converges to the L2-SVM optimum (a convex problem).
+    converges to the L2-SVM optimum (a convex problem), slowly: with fixed
+    weights this head runs the alternation's first step, then preconditioned
+    conjugate gradients with exact line searches on the same objective
+    (:mod:`closedform.squared_hinge`).
 
   With fixed weights ``G`` does not change: it is factored once and the
   factor serves every iteration.
@@ -45,7 +48,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from solvers.backend import get_namespace_and_device, to_namespace
+from closedform.squared_hinge import squared_hinge_cg
+from solvers.backend import get_namespace_and_device, to_namespace, to_numpy
 from solvers.linalg import (
     cho_solve,
     cholesky,
@@ -57,6 +61,7 @@ from solvers.ridge import ridge_gcv, ridge_loo
 
 __all__ = [
     "AUTO_ALPHAS",
+    "AUTO_MAX_ITER",
     "HEADS",
     "LOO_ROWS",
     "PRIMAL_MAX_FEATURES",
@@ -69,6 +74,7 @@ __all__ = [
     "relative_scale",
     "simplex_weights",
     "solve_head",
+    "validation_iterations",
 ]
 
 HEADS = ("stiefel", "gpi", "ridge")
@@ -80,6 +86,11 @@ AUTO_ALPHAS = tuple(10.0 ** (e / 2) for e in range(-16, 3))
 #: (:func:`loo_alpha`).
 LOO_ROWS = 2000
 
+#: ``max_iter="auto"`` holds out this fraction of the rows to score the
+#: iteration counts 1 ... :data:`AUTO_MAX_ITER` (:func:`validation_iterations`).
+VALIDATION_FRACTION = 0.1
+AUTO_MAX_ITER = 10
+
 #: Up to this many features ``alpha="auto"`` decomposes the ``p x p`` covariance
 #: (exact leave-one-out residuals; 3 s for 3000 features on two CPU cores).
 PRIMAL_MAX_FEATURES = 4096
@@ -89,7 +100,10 @@ class HeadSettings(NamedTuple):
     """The decision layer's hyperparameters (:func:`fit_svm_head`), fixed for a fit.
 
     ``head``: the (W, b) step, one of :data:`HEADS`; ``alpha``: the relative
-    ridge penalty, or ``"auto"``; ``max_iter``: retargeting iterations;
+    ridge penalty, or ``"auto"``; ``max_iter``: iterations (retargeting
+    alternations; for ``head="ridge"`` with the squared hinge, the
+    least-squares fit then conjugate-gradient iterations), or ``"auto"``
+    (:func:`validation_iterations` for that head, :data:`AUTO_MAX_ITER` otherwise);
     ``tol``: stop when ``J`` decreases by less than ``tol * J``;
     ``adaptive_weights``, ``keep_ratio``: the simplex weights keeping a fraction
     ``rho`` of the samples; ``gpi_max_iter``: GPI iterations per step for
@@ -99,7 +113,7 @@ class HeadSettings(NamedTuple):
 
     head: str = "stiefel"
     alpha: float | str = 1e-5
-    max_iter: int = 10
+    max_iter: int | str = 10
     tol: float = 1e-4
     adaptive_weights: bool = False
     keep_ratio: float = 1.0
@@ -282,8 +296,14 @@ def fit_svm_head(
     problem = _Problem(base, mean, *_penalised(G0, gamma, H.dtype))
     adaptive = settings.adaptive_weights
     max_iter = 1 if settings.loss == "squared" and not adaptive else settings.max_iter
+    if max_iter == "auto" and not (settings.head == "ridge" and settings.loss == "squared_hinge"):
+        max_iter = AUTO_MAX_ITER
     k = min(max(round(settings.keep_ratio * n) - 1, 1), n - 1) if n > 1 else 1
     Z = Y64 if targets is None else xp.astype(targets, xp.float64)
+    if max_iter == "auto" and adaptive:
+        max_iter = AUTO_MAX_ITER
+    if settings.head == "ridge" and settings.loss == "squared_hinge" and not adaptive:
+        return _fit_ridge_hinge(H, Y64, Z, problem, gamma, alpha, max_iter, settings.tol, callback)
     W, curve, lam, losses = None, [], 0.0, None
     for it in range(max_iter):
         if it > 0 and adaptive and n > 1:  # reweight by the previous pass's losses
@@ -307,6 +327,135 @@ def fit_svm_head(
         if len(curve) > 1 and curve[-2] - J <= settings.tol * abs(curve[-2]):
             break
     return HeadFit(W, b, problem.weights, F, Z, curve, len(curve), gamma, alpha)
+
+
+def _fit_ridge_hinge(H, Y, Z, problem, gamma, alpha, max_iter, tol, callback):
+    """``head="ridge"``, squared hinge, fixed weights: the least-squares fit to ``Z``, then CG.
+
+    The first iteration is the alternation's (W, b) step on the targets ``Z``;
+    the remaining ``max_iter - 1`` are conjugate-gradient iterations on the
+    same objective (:func:`closedform.squared_hinge.squared_hinge_cg`), which
+    converge far faster than further alternations at the same cost.
+    ``max_iter="auto"`` takes the count of :func:`validation_iterations`.
+    """
+    if max_iter == "auto":
+        max_iter = validation_iterations(H, Y, problem, gamma, tol)
+
+    def report(iteration, J, W, b):
+        if callback is not None:
+            callback({"iteration": iteration, "objective": J})
+
+    W, b, F, curve = _ridge_hinge_path(H, Y, Z, problem, gamma, max_iter, tol, report)
+    Z, _ = _retarget(F, Y, Z, "squared_hinge")
+    return HeadFit(W, b, problem.weights, F, Z, curve, len(curve), gamma, alpha)
+
+
+def _ridge_hinge_path(H, Y, Z, problem, gamma, max_iter, tol, monitor):
+    """The iterates of :func:`_fit_ridge_hinge`; ``monitor(iteration, J, W, b)`` sees each."""
+    xp, _ = get_namespace_and_device(H)
+    W, b, F = _weights_step(H, Z, problem, None, HeadSettings(head="ridge"))
+    _, losses = _retarget(F, Y, Z, "squared_hinge")
+    curve = [float(problem.weights @ losses) + gamma * float(xp.sum(W * W))]
+    if not math.isfinite(curve[0]):
+        raise FloatingPointError(
+            "The SVM head's objective is not finite; check the features for NaN/inf."
+        )
+    try:
+        monitor(1, curve[0], W, b)
+    except StopIteration:
+        return W, b, F, curve
+    if max_iter > 1:
+
+        def centred(iteration, J, W, c):
+            monitor(iteration + 1, J, W, c - problem.mean @ W)
+
+        c = b + problem.mean @ W  # the centred parametrisation f = (h - mean) W + c
+        W, c, F, more = squared_hinge_cg(
+            H, Y, problem.weights, problem.mean, problem.L, gamma, W, c,
+            max_iter=max_iter - 1, tol=tol, callback=centred,
+        )  # fmt: skip
+        b = c - problem.mean @ W
+        curve += more
+    return W, b, F, curve
+
+
+def validation_iterations(H, Y, problem, gamma, tol):
+    """``max_iter="auto"``: the iteration count with the best held-out accuracy.
+
+    The iterations trade the least-squares fit (1 iteration) for the
+    squared-hinge optimum (converged). With many rows per feature the
+    converged SVM classifies best (MNIST, 60000 rows and 1000 units: 97.7 %
+    against 97.1 % for least squares), with few it overfits (digits, 1437 rows
+    and 500 units: 96.3 % against 97.2 %, 5-fold CV). So the path is run
+    once, up to :data:`AUTO_MAX_ITER` iterations, on the rows with a
+    fraction :data:`VALIDATION_FRACTION` held out (:func:`_held_out_rows`);
+    its weighted accuracy on them after every iteration picks the count, the
+    largest among ties (the SVM, unless least squares is seen to do better).
+    The held-out rows' moments are subtracted from the full ones, so no
+    second Gram matrix is accumulated.
+
+    Parameters
+    ----------
+    H : array of shape (n, p)
+    Y : array of shape (n, c)
+        Codes in {-1, +1}, float64.
+    problem : _Problem
+        The weighted problem on all rows (weights on the simplex).
+    gamma : float
+    tol : float
+
+    Returns
+    -------
+    int in [1, AUTO_MAX_ITER]
+    """
+    xp, device = get_namespace_and_device(H)
+    is_held = _held_out_rows(H, VALIDATION_FRACTION)
+    held = np.flatnonzero(to_numpy(is_held))
+    if held.size < 1 or H.shape[0] - held.size < 2:
+        return AUTO_MAX_ITER
+    rows = to_namespace(held, xp, device)
+    w_held = xp.take(problem.weights, rows, axis=0)
+    w_train = 1.0 - float(xp.sum(w_held))
+    if not w_train > 0.0 or not float(xp.sum(w_held)) > 0.0:
+        return AUTO_MAX_ITER
+    H_held, Y_held = xp.take(H, rows, axis=0), xp.take(Y, rows, axis=0)
+    weights = xp.where(is_held, xp.zeros_like(problem.weights), problem.weights) / w_train
+    # moments of the training rows = all rows' less the held-out rows' (weights summing to one)
+    H_held64 = xp.astype(H_held, xp.float64)
+    mean, G0 = problem.mean, problem.G - gamma * xp.eye(H.shape[1], dtype=xp.float64, device=device)
+    mean_train = (mean - w_held @ H_held64) / w_train
+    scatter_held = H_held64.T @ (w_held[:, None] * H_held64)
+    G0_train = (G0 + mean[:, None] * mean[None, :] - scatter_held) / w_train
+    G0_train = G0_train - mean_train[:, None] * mean_train[None, :]
+    try:
+        train = _Problem(weights, mean_train, *_penalised(G0_train, gamma, H.dtype))
+    except FloatingPointError:  # the difference lost definiteness to rounding: accumulate it
+        mean_train, G0_train = weighted_moments(H, weights)
+        train = _Problem(weights, mean_train, *_penalised(G0_train, gamma, H.dtype))
+    truth = xp.argmax(Y_held, axis=1) if Y.shape[1] > 1 else Y_held[:, 0] > 0.0
+    scores = []
+
+    def monitor(iteration, J, W, b):
+        F = xp.astype(H_held @ xp.astype(W, H.dtype), xp.float64) + b
+        guess = xp.argmax(F, axis=1) if Y.shape[1] > 1 else F[:, 0] > 0.0
+        scores.append(float(w_held @ xp.astype(guess == truth, xp.float64)))
+
+    _ridge_hinge_path(H, Y, Y, train, gamma, AUTO_MAX_ITER, tol, monitor)
+    return 1 + max(range(len(scores)), key=lambda k: (scores[k], k))
+
+
+def _held_out_rows(H, fraction):
+    """A boolean mask holding out about ``fraction`` of the rows, by a hash of their values.
+
+    A row is held out when the fractional part of ``997 h . r`` (``r`` a fixed
+    Gaussian direction) is below ``fraction``: equal rows fall on the same
+    side, so integer sample weights and repeated rows hold out the same data.
+    """
+    xp, device = get_namespace_and_device(H)
+    direction = np.random.default_rng(0).standard_normal(H.shape[1])
+    projection = xp.astype(H @ xp.astype(to_namespace(direction, xp, device), H.dtype), xp.float64)
+    code = projection * 997.0
+    return code - xp.floor(code) < fraction
 
 
 def _base_weights(H, sample_weight):

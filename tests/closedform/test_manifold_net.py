@@ -119,12 +119,23 @@ def test_backward_sweeps_keep_the_last_accepted_weights(make_problem, case, max_
         np.testing.assert_array_equal(a, b)
 
 
-def test_digits_accuracy_beats_the_least_squares_elm(digits):
+def test_digits_svm_head_beats_least_squares_with_many_rows_per_unit(digits, monkeypatch):
+    # 1500 rows on 30 units: the squared-hinge optimum classifies better than the
+    # least-squares fit (measured 87.5 against 86.2 %), and head_max_iter="auto" sees it
+    # on its held-out rows (with few rows per unit it may not: at 500 units least squares
+    # wins on digits, 97.2 against 96.3 % in 5-fold CV)
     X, y, Xt, yt = digits
-    elm = ManifoldNetClassifier((500,), head_max_iter=1, random_state=0).fit(X, y)
-    net = ManifoldNetClassifier((500,), random_state=0).fit(X, y)
-    assert net.score(Xt, yt) > 0.92
-    assert net.score(Xt, yt) >= elm.score(Xt, yt)
+    chosen = []
+    choose = svm_head.validation_iterations
+    monkeypatch.setattr(
+        svm_head, "validation_iterations", lambda *a: chosen.append(choose(*a)) or chosen[-1]
+    )
+    least_squares = ManifoldNetClassifier((30,), head_max_iter=1, random_state=0).fit(X, y)
+    net = ManifoldNetClassifier((30,), random_state=0).fit(X, y)
+    assert len(chosen) == 1 and chosen[0] > 1
+    assert net.score(Xt, yt) >= least_squares.score(Xt, yt) + 0.005
+    converged = ManifoldNetClassifier((30,), head_max_iter=100, tol=0.0, random_state=0)
+    assert converged.fit(X, y).objective_curve_[-1] < net.objective_curve_[-1]
 
 
 def test_early_stopping_keeps_the_best_validation_weights(digits):

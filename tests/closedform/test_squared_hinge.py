@@ -1,0 +1,162 @@
+# SPDX-License-Identifier: BSD-3-Clause
+"""The L2-SVM by preconditioned CG (closedform.squared_hinge) against its definition."""
+
+import itertools
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize, minimize_scalar
+
+from closedform import svm_head
+from closedform.squared_hinge import exact_line_search, squared_hinge_cg
+from closedform.svm_head import HeadSettings, fit_svm_head
+from solvers.linalg import cholesky, weighted_moments
+
+
+def _problem(n=400, p=15, c=3, seed=0, flip=0.1):
+    rng = np.random.default_rng(seed)
+    H = rng.standard_normal((n, p))
+    labels = np.argmax(H[:, :c] + 0.3 * rng.standard_normal((n, c)), axis=1)
+    noisy = rng.random(n) < flip  # overlapping classes: many samples inside the margin
+    labels[noisy] = rng.integers(0, c, noisy.sum())
+    Y = -np.ones((n, c))
+    Y[np.arange(n), labels] = 1.0
+    weights = rng.random(n) + 0.5
+    return H, Y, weights / weights.sum()
+
+
+def _objective(theta, H, Y, a, mean, gamma):
+    p, c = H.shape[1], Y.shape[1]
+    W, b = theta[: p * c].reshape(p, c), theta[p * c :]
+    R = np.clip(1.0 - Y * ((H - mean) @ W + b), 0.0, None)
+    J = a @ np.sum(R * R, axis=1) + gamma * np.sum(W * W)
+    G = a[:, None] * Y * R
+    grad = np.concatenate([(-2.0 * (H - mean).T @ G + 2.0 * gamma * W).ravel(), -2.0 * G.sum(0)])
+    return J, grad
+
+
+def _setup(H, a, gamma):
+    mean, G0 = weighted_moments(H, a)
+    return mean, cholesky(G0 + gamma * np.eye(H.shape[1]))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cg_reaches_the_svm_optimum_of_a_reference_solver(seed):
+    H, Y, a = _problem(seed=seed)
+    gamma = 0.01
+    mean, L = _setup(H, a, gamma)
+    p, c = H.shape[1], Y.shape[1]
+    W, b, F, curve = squared_hinge_cg(
+        H, Y, a, mean, L, gamma, np.zeros((p, c)), np.zeros(c), max_iter=200, tol=0.0
+    )
+    ref = minimize(
+        _objective, np.zeros(p * c + c), args=(H, Y, a, mean, gamma), jac=True,
+        method="L-BFGS-B", options={"maxiter": 10_000, "ftol": 1e-15, "gtol": 1e-12},
+    )  # fmt: skip
+    assert curve[-1] <= ref.fun + 1e-12  # measured: equal to 1e-16
+    np.testing.assert_allclose(W, ref.x[: p * c].reshape(p, c), atol=1e-5)  # measured 4e-7
+    np.testing.assert_allclose(b, ref.x[p * c :], atol=1e-5)
+    # the returned outputs are those of the returned weights
+    np.testing.assert_allclose(F, (H - mean) @ W + b, atol=1e-10)
+    assert all(later <= earlier + 1e-15 for earlier, later in itertools.pairwise(curve))
+
+
+def test_cg_beats_the_alternation_at_equal_iterations():
+    # the retargeting alternation is the same preconditioned direction with a unit step
+    # on separable classes, where most samples lie beyond the margin and the
+    # alternation's majorisation is loose
+    H, Y, a = _problem(n=600, p=30, seed=3, flip=0.0)
+    settings = HeadSettings(head="ridge", alpha=1e-3, tol=0.0, max_iter=10)
+    optimum = fit_svm_head(H, Y, a, settings._replace(max_iter=300)).objective_curve[-1]
+    cg = fit_svm_head(H, Y, a, settings)
+    mean, G0 = weighted_moments(H, a)
+    problem = svm_head._Problem(a, mean, *svm_head._penalised(G0, cg.gamma))
+    Z, curve = Y, []
+    for _ in range(10):
+        W, _, F = svm_head._weights_step(H, Z, problem, None, settings)
+        Z, losses = svm_head._retarget(F, Y, Z, "squared_hinge")
+        curve.append(a @ losses + cg.gamma * np.sum(W * W))
+    assert cg.n_iter == 10
+    assert cg.objective_curve[0] == pytest.approx(curve[0], rel=1e-12)
+    gap_cg, gap_alternation = cg.objective_curve[-1] - optimum, curve[-1] - optimum
+    assert gap_cg < 0.01 * gap_alternation
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_exact_line_search_is_the_minimiser_along_the_direction(seed):
+    rng = np.random.default_rng(seed)
+    n, c = 300, 4
+    F, dF = rng.standard_normal((n, c)), rng.standard_normal((n, c))
+    Y = np.where(rng.random((n, c)) < 0.5, -1.0, 1.0)
+    a = np.full(n, 1.0 / n)
+    W, D = rng.standard_normal(20), rng.standard_normal(20)
+    gamma = 0.1
+    if (a[:, None] * -2 * np.clip(1 - Y * F, 0, None) * Y * dF).sum() + 2 * gamma * W @ D > 0:
+        dF, D = -dF, -D  # a descent direction
+
+    def phi(s):
+        return a @ np.sum(np.clip(1 - Y * (F + s * dF), 0, None) ** 2, 1) + gamma * np.sum(
+            (W + s * D) ** 2
+        )
+
+    s = exact_line_search(F, dF, Y, a, gamma, W @ D, D @ D)
+    ref = minimize_scalar(phi, bounds=(0.0, 100.0), method="bounded", options={"xatol": 1e-12})
+    assert s == pytest.approx(ref.x, abs=1e-7)
+    assert phi(s) <= ref.fun + 1e-14
+    # an ascent direction is refused: no step
+    assert exact_line_search(F, -dF, Y, a, gamma, -(W @ D), D @ D) == 0.0
+
+
+def test_head_max_iter_auto_picks_the_best_held_out_count(monkeypatch):
+    # the count returned is the argmax of the held-out accuracy, the largest among ties,
+    # and the training rows' moments are the full moments less the held-out rows'
+    H, Y, a = _problem(n=500, p=10, seed=4)
+    settings = HeadSettings(head="ridge", alpha=1e-3, max_iter="auto")
+    seen = []
+    downdated = []
+    original_path = svm_head._ridge_hinge_path
+
+    def path(H_, Y_, Z, problem, gamma, max_iter, tol, monitor):
+        def spy(iteration, J, W, b):
+            monitor(iteration, J, W, b)
+            seen.append(iteration)
+
+        downdated.append(problem)
+        return original_path(H_, Y_, Z, problem, gamma, max_iter, tol, spy)
+
+    monkeypatch.setattr(svm_head, "_ridge_hinge_path", path)
+    fit = fit_svm_head(H, Y, a, settings)
+    train = downdated[0]
+    held = train.weights == 0.0
+    assert 30 <= held.sum() <= 70  # about 10 %
+    np.testing.assert_array_equal(held, svm_head._held_out_rows(H, 0.1))
+    mean, G0 = weighted_moments(H[~held], a[~held])
+    np.testing.assert_allclose(train.mean, mean, atol=1e-12)
+    np.testing.assert_allclose(train.G - G0, fit.gamma * np.eye(10), atol=1e-12)
+    tried = seen.index(1, 1)  # the validation run, until it converged (tol) or reached the cap
+    assert seen[:tried] == list(range(1, tried + 1)) and tried <= svm_head.AUTO_MAX_ITER
+    # replay: the held-out accuracy of each iterate fitted on the training rows
+    scores = []
+    for k in range(1, tried + 1):
+        W, b, _, _ = original_path(H, Y, Y, train, fit.gamma, k, settings.tol, lambda *a: None)
+        guess = np.argmax(H[held] @ W + b, axis=1)
+        scores.append(a[held] @ (guess == np.argmax(Y[held], axis=1)))
+    best = max(range(len(scores)), key=lambda k: (scores[k], k)) + 1
+    assert fit.n_iter == best
+
+
+def test_validation_needs_rows_to_hold_out():
+    H, Y, a = _problem(n=5, p=3, seed=5)
+    fit = fit_svm_head(H, Y, a, HeadSettings(head="ridge", alpha=1e-3, max_iter="auto"))
+    assert 1 <= fit.n_iter <= svm_head.AUTO_MAX_ITER
+
+
+def test_held_out_rows_follow_the_rows_values():
+    # repeated rows fall on the same side: integer weights hold out what repetition does
+    H, _, _ = _problem(n=300, p=8, seed=6)
+    held = svm_head._held_out_rows(H, 0.1)
+    assert 0.05 < held.mean() < 0.15
+    order = np.random.default_rng(0).permutation(300)
+    np.testing.assert_array_equal(svm_head._held_out_rows(H[order], 0.1), held[order])
+    repeated = np.repeat(H, 3, axis=0)
+    np.testing.assert_array_equal(svm_head._held_out_rows(repeated, 0.1), np.repeat(held, 3))
