@@ -317,3 +317,25 @@ def test_bad_state_dict_changes_nothing():
         assert now["step_count"] == good["step_count"]
         for k, t in good["moments"]["mean"].items():
             assert torch.equal(now["moments"]["mean"][k], t)
+
+
+@pytest.mark.gpu
+def test_collection_on_cuda_never_waits_for_the_device():
+    model = make_model().cuda()
+    X, y = (t.cuda() for t in make_data())
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    ens = ParameterEnsemble(model, opt, rank=3)
+    train(model, opt, X, y, 2)  # warm-up (lazy state creation)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for k in range(5):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(X[k : k + 16]), y[k : k + 16]).backward()
+            opt.step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert ens.n_collected == 7
+    proba = ens.predict(X, n_samples=2)
+    assert proba.device.type == "cuda"
+    torch.testing.assert_close(proba.sum(1), torch.ones(len(X), device="cuda"))

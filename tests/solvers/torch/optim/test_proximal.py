@@ -320,3 +320,23 @@ def test_a_step_that_raises_gets_its_lr_back_at_the_next_step():
     prox.remove()
     assert opt.param_groups[0]["lr"] == 1.0
     assert prox.step_count == 2
+
+
+@pytest.mark.gpu
+def test_hooks_on_cuda_never_wait_for_the_device():
+    model = make_model().cuda()
+    X, y = (t.cuda() for t in make_data())
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    Proximal(opt, lam=0.1, anchor_every=3, lam_schedule="inverse_lr", lr_decay="harmonic")
+    opt.zero_grad()
+    loss_fn(model, X, y).backward()
+    opt.step()  # warm-up (lazy state creation)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for k in range(5):
+            opt.zero_grad()
+            loss_fn(model, *batch(X, y, k)).backward()
+            opt.step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
