@@ -17,4 +17,5 @@ SUITES = {
     "sparse": "benchmarks.sparse_suite",
     "defaults": "benchmarks.defaults_suite",
     "torch-defaults": "benchmarks.torch_defaults_suite",
+    "growth": "benchmarks.growth_suite",
 }
