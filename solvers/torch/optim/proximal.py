@@ -180,6 +180,12 @@ class Proximal:
 
     def _pre_step(self, optimizer, args, kwargs):
         self._restore_lrs()  # a previous step raised before its post-hook
+        if len(optimizer.param_groups) != len(self.groups):
+            raise RuntimeError(
+                f"the optimizer has {len(optimizer.param_groups)} parameter groups, "
+                f"{len(self.groups)} when Proximal was attached: attach Proximal after "
+                "add_param_group (no step was taken)"
+            )
         self._skipped = amp_step_skipped(optimizer)
         if self._skipped:
             return None

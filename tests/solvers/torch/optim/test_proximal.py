@@ -292,6 +292,18 @@ def test_bad_state_dict_changes_nothing():
         assert all(torch.equal(a, b) for a, b in zip(prox.anchors, good["anchors"], strict=True))
 
 
+def test_a_group_added_after_attaching_is_refused_before_the_step():
+    model = make_model()
+    opt = torch.optim.SGD(model[0].parameters(), lr=0.1)
+    Proximal(opt, lam=0.1)
+    opt.add_param_group({"params": model[2].parameters()})
+    before = [p.detach().clone() for p in model.parameters()]
+    loss_fn(model, *make_data()).backward()
+    with pytest.raises(RuntimeError, match="parameter groups"):
+        opt.step()
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before, strict=True))
+
+
 def test_a_step_that_raises_gets_its_lr_back_at_the_next_step():
     model = make_model()
     X, y = make_data()
