@@ -105,16 +105,12 @@ def controllers():
     """name -> factory(model, optimizer) of each sparse controller kept compatible."""
     from solvers.torch import DynamicSparsity, GradualMagnitudePruning, StaticSparsity
 
+    # the schedule these files were made with (the defaults before issue 16)
+    dst = dict(update_every=3, total_steps=12, seed=0, drop_fraction=0.3, end=0.75)
     return {
-        "rigl": lambda m, o: DynamicSparsity(
-            m, o, 0.3, grow="rigl", update_every=3, total_steps=12, seed=0
-        ),
-        "set": lambda m, o: DynamicSparsity(
-            m, o, 0.3, grow="set", update_every=3, total_steps=12, seed=0
-        ),
-        "momentum": lambda m, o: DynamicSparsity(
-            m, o, 0.3, grow="momentum", update_every=3, total_steps=12, seed=0
-        ),
+        "rigl": lambda m, o: DynamicSparsity(m, o, 0.3, grow="rigl", **dst),
+        "set": lambda m, o: DynamicSparsity(m, o, 0.3, grow="set", **dst),
+        "momentum": lambda m, o: DynamicSparsity(m, o, 0.3, grow="momentum", **dst),
         "static": lambda m, o: StaticSparsity(m, o, 0.3),
         "gmp": lambda m, o: GradualMagnitudePruning(m, o, 0.3, start=1, end=9, update_every=3),
     }

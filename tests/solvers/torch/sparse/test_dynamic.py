@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from solvers.torch import AdaSLS, DropSchedule, DynamicSparsity
+from solvers.torch.sparse.dynamic import ITOP_UPDATES, default_update_every
 
 
 def test_drop_schedule_is_cosine_until_the_horizon():
@@ -21,6 +22,50 @@ def test_drop_schedule_is_cosine_until_the_horizon():
     assert DropSchedule(0.4, every=10, decay="constant").fraction_at(70) == 0.4
     with pytest.raises(ValueError, match=r"'decay' parameter of DropSchedule"):
         DropSchedule(0.4, decay="linear", end=10)
+
+
+def test_default_update_interval_is_the_itop_one():
+    # the sparse benchmark's schedule: 1/24 of training for RigL (500 of 12,000 steps),
+    # 1/65 for SET (184); RigL's 100 steps without total_steps; never below 1
+    assert default_update_every("rigl", 12_000) == 500
+    assert default_update_every("momentum", 12_000) == 500
+    assert default_update_every("set", 12_000) == 184
+    assert default_update_every("rigl", None) == 100
+    assert default_update_every("set", 10) == 1
+    assert set(ITOP_UPDATES) == {"rigl", "set", "momentum"}
+
+
+@pytest.mark.parametrize("grow", ["rigl", "set", "momentum"])
+def test_defaults_follow_total_steps_and_explore_to_the_end(grow, mlp, data, train):
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    total = 130
+    sparse = DynamicSparsity(model, opt, 0.3, grow=grow, total_steps=total)
+    every = total // ITOP_UPDATES[grow]
+    s = sparse.schedule
+    assert (s.every, s.fraction, s.end, s.horizon, s.decay) == (every, 0.5, None, total, "cosine")
+    assert s.fraction_at(total // 2) == pytest.approx(0.25 * (1 + math.cos(math.pi * 65 / 130)))
+    X, y = data()
+    train(model, opt, X, y, total)
+    steps = [h["step"] for h in sparse.history]
+    assert steps == list(range(every, total + 1, every))  # past 75 %, up to the last step
+    fractions = [h["drop_fraction"] for h in sparse.history]
+    assert all(a > b for a, b in pairwise(fractions)) and fractions[-1] < 1e-3
+    assert sparse.history[0]["moved"] > 0
+
+
+def test_explicit_schedule_arguments_override_the_defaults(mlp):
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    rigl = DynamicSparsity(
+        model, opt, 0.3, drop_fraction=0.3, update_every=7, end=0.75, total_steps=200
+    )
+    s = rigl.schedule
+    assert (s.every, s.fraction, s.end, s.horizon) == (7, 0.3, 150, 150)
+    assert not s.due(154) and s.due(147)
+    rigl.remove()
+    constant = DynamicSparsity(model, opt, 0.3, update_every=5, decay="constant")
+    assert (constant.schedule.every, constant.schedule.end) == (5, None)
 
 
 def test_bad_controller_input(mlp):
@@ -211,7 +256,7 @@ def test_skipped_amp_steps_are_not_counted(fused, mlp, data):
 def test_torch_compile_and_line_search_optimizers(mlp, data):
     model = mlp()
     opt = AdaSLS(model.parameters(), n_batches_per_epoch=4)
-    sparse = DynamicSparsity(model, opt, 0.3, update_every=2, total_steps=8)
+    sparse = DynamicSparsity(model, opt, 0.3, update_every=2, total_steps=8, end=0.75)
     compiled = torch.compile(model, backend="eager")
     X, y = data()
     for _ in range(8):
