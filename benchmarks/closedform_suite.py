@@ -10,6 +10,10 @@ seconds of
   layers; early stopping; the hidden-layer draw (``init`` samples/gaussian);
 - scikit-learn's ``MLPClassifier`` (adam, early stopping, one hidden layer
   of 256), the anchor for the accuracy target and the fit-time ratio;
+- torch MLPs (one ReLU hidden layer of 256 / 512 / 1024 units, Adam 1e-3,
+  batch 128, the test accuracy after every epoch): the time-to-accuracy
+  curves that a user of PyTorch would draw, compared with ours at every
+  accuracy from 97.5 % up (:func:`time_to_accuracy`);
 - an ELM of the same width (random Gaussian sigmoid units and a ridge
   least-squares readout, ``ManifoldNetClassifier(init="gaussian",
   head_max_iter=1)``, hpelm's recipe);
@@ -23,6 +27,7 @@ same run. Writes ``benchmarks/results/closedform_{dataset}.json`` and ``.png``
 
 from __future__ import annotations
 
+import math
 import os
 import time
 import warnings
@@ -49,6 +54,19 @@ def add_arguments(p):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--widths", type=int, nargs="+", default=None, help="hidden widths to sweep")
     p.add_argument("--skip-linear-svc", action="store_true", help="leave out LinearSVC (slow)")
+    p.add_argument(
+        "--torch-widths",
+        type=int,
+        nargs="*",
+        default=[256, 512, 1024],
+        help="hidden widths of the torch MLP baselines (none: skip them)",
+    )
+    p.add_argument(
+        "--torch-epochs",
+        type=int,
+        default=None,
+        help="epochs of the torch MLPs (default 20 on MNIST, 50 on digits)",
+    )
     p.add_argument("--out", default=RESULTS, help="folder for the JSON and PNG results")
 
 
@@ -99,7 +117,7 @@ def runs(widths, default_width, seed):
 def run(args):
     data = datasets.load(args.data, n_train=args.n_train)
     mnist = data.name == "mnist"
-    widths = args.widths or ([1000, 2000, 3000, 4000] if mnist else [100, 200, 500])
+    widths = args.widths or ([1000, 1500, 2000, 3000, 4000] if mnist else [100, 200, 500])
     default_width = 3000 if mnist else 500
     if default_width not in widths:
         default_width = widths[-1]
@@ -114,6 +132,9 @@ def run(args):
         if args.skip_linear_svc and name.startswith("LinearSVC"):
             continue
         results.append(fit_and_score(name, group, width, make(), data))
+    epochs = args.torch_epochs or (20 if mnist else 50)
+    for width in args.torch_widths:
+        results.append(torch_mlp_run(width, data, epochs, args.seed))
     summary = summarize(results, default_width)
     print(format_table(results))
     print(format_summary(summary))
@@ -164,6 +185,83 @@ def fit_and_score(name, group, width, model, data):
     return row
 
 
+def torch_mlp_run(width, data, epochs, seed, *, batch_size=128, lr=1e-3):
+    """A one-hidden-layer ReLU MLP trained by torch's Adam; the test accuracy after every epoch.
+
+    The seconds are training time only (the evaluation after each epoch is
+    not counted), with torch's default threads, like every other model here.
+    """
+    import torch
+
+    torch.manual_seed(seed)
+    X = torch.from_numpy(data.X_train)
+    y = torch.from_numpy(data.y_train)
+    X_test = torch.from_numpy(data.X_test)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(X.shape[1], width), torch.nn.ReLU(), torch.nn.Linear(width, data.n_classes)
+    )
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    order = torch.Generator().manual_seed(seed)
+    curve, seconds = [], 0.0
+    for epoch in range(1, epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        for rows in torch.randperm(X.shape[0], generator=order).split(batch_size):
+            optimizer.zero_grad(set_to_none=True)
+            loss_fn(model(X[rows]), y[rows]).backward()
+            optimizer.step()
+        seconds += time.perf_counter() - t0
+        model.eval()
+        with torch.no_grad():
+            predicted = model(X_test).argmax(1).numpy()
+        curve.append({"epoch": epoch, "seconds": seconds,
+                      "test_accuracy": float(np.mean(predicted == data.y_test))})  # fmt: skip
+    name = f"torch MLP ({width},) Adam 1e-3"
+    best = max(curve, key=lambda point: point["test_accuracy"])
+    print(f"  {name:48s} {100 * best['test_accuracy']:6.2f} %  {best['seconds']:7.1f} s "
+          f"(best, epoch {best['epoch']})", flush=True)  # fmt: skip
+    return {
+        "name": name, "group": "torch", "width": width, "fit_seconds": curve[-1]["seconds"],
+        "test_accuracy": curve[-1]["test_accuracy"], "n_iter": epochs, "curve": curve,
+        "params": {"batch_size": batch_size, "lr": lr, "epochs": epochs},
+    }  # fmt: skip
+
+
+#: accuracies at which :func:`time_to_accuracy` compares the two families
+ACCURACY_FROM, ACCURACY_STEP = 0.975, 0.0005
+
+
+def time_to_accuracy(results):
+    """Seconds each family needs to reach every accuracy from 97.5 % up, and their ratio.
+
+    Ours: the fastest default fit (the ``width`` group) scoring at least the
+    level; torch: the first epoch of any of its MLPs that reaches it. The
+    levels run in steps of 0.05 points up to the best score of either family;
+    at a level only torch reaches the ratio is 0, only ours, infinite.
+    """
+    ours = [(r["fit_seconds"], r["test_accuracy"]) for r in results if r["group"] == "width"]
+    torch_points = [
+        (p["seconds"], p["test_accuracy"])
+        for r in results if r["group"] == "torch" for p in r["curve"]
+    ]  # fmt: skip
+    if not ours or not torch_points:
+        return []
+    top = max(a for _, a in ours + torch_points)
+    levels, level = [], ACCURACY_FROM
+    while level <= top + 1e-12:
+        levels.append(round(level, 4))
+        level += ACCURACY_STEP
+    rows = []
+    for level in levels:
+        t_ours = min((t for t, a in ours if a >= level - 1e-12), default=math.inf)
+        t_torch = min((t for t, a in torch_points if a >= level - 1e-12), default=math.inf)
+        ratio = 0.0 if math.isinf(t_ours) else math.inf if math.isinf(t_torch) else t_torch / t_ours
+        rows.append({"accuracy": level, "ours_seconds": t_ours, "torch_seconds": t_torch,
+                     "ratio": ratio})  # fmt: skip
+    return rows
+
+
 def _find(results, name):
     return next((r for r in results if r["name"] == name), None)
 
@@ -186,6 +284,15 @@ def summarize(results, default_width):
         "gain_over_elm_points": {},
         "sweeps_points": {},
     }
+    curve = time_to_accuracy(results)
+    if curve:
+        worst = min(curve, key=lambda row: row["ratio"])
+        summary["time_to_accuracy"] = {
+            "levels": curve,
+            "min_ratio": worst["ratio"],
+            "min_ratio_at": worst["accuracy"],
+            "meets_1_5x": worst["ratio"] >= 1.5,
+        }
     for r in results:
         if r["group"] == "width":
             elm = next(e for e in results if e["group"] == "elm" and e["width"] == r["width"])
@@ -221,6 +328,13 @@ def format_summary(s):
         "gain over the ELM at equal width (points): "
         + ", ".join(f"{w}: {g:+.2f}" for w, g in s["gain_over_elm_points"].items()),
     ]
+    if "time_to_accuracy" in s:
+        t = s["time_to_accuracy"]
+        lines.append(
+            f"time to accuracy, torch MLPs / ours, from {100 * ACCURACY_FROM:.2f} % to "
+            f"{100 * t['levels'][-1]['accuracy']:.2f} %: at least {t['min_ratio']:.2f} x "
+            f"(at {100 * t['min_ratio_at']:.2f} %); >= 1.5 x everywhere: {t['meets_1_5x']}"
+        )
     for name, v in s["sweeps_points"].items():
         lines.append(
             f"{name}: {v['accuracy_gain']:+.2f} points, {v['extra_seconds']:+.1f} s, "
@@ -232,7 +346,7 @@ def format_summary(s):
 #: the plot's colour of each group of models
 COLORS = {
     "anchor": "black", "width": "tab:blue", "elm": "tab:orange", "head": "tab:green",
-    "init": "tab:purple", "sweeps": "tab:red", "depth": "tab:brown",
+    "init": "tab:purple", "sweeps": "tab:red", "depth": "tab:brown", "torch": "tab:gray",
 }  # fmt: skip
 
 
@@ -243,13 +357,19 @@ def plot(path, results, title):
         rows = [r for r in results if r["group"] == group]
         if not rows:
             continue
+        if group == "torch":  # a curve per MLP: the test accuracy after every epoch
+            for r, style in zip(rows, ("o-", "s-", "^-", "v-", "d-"), strict=False):
+                x = [p["seconds"] for p in r["curve"]]
+                y = [100 * p["test_accuracy"] for p in r["curve"]]
+                marks.append(Line(x, y, style, r["name"], {"color": color, "lw": 0.8, "ms": 3}))
+            continue
         seconds = [r["fit_seconds"] for r in rows]
         accuracy = [100 * r["test_accuracy"] for r in rows]
         names = [r["name"] for r in rows]
         marks.append(Scatter(seconds, accuracy, group, names, {"color": color, "s": 28}))
         if group in ("width", "elm"):
             marks.append(Line(seconds, accuracy, options={"color": color, "lw": 0.8}))
-    accs = [100 * r["test_accuracy"] for r in results]
+    accs = [100 * r["test_accuracy"] for r in results if r["group"] != "torch"]
     panel = Panel(
         marks, xlabel="fit seconds (log)", ylabel="test accuracy (%)", title=title,
         xscale="log", ylim=(max(min(accs) - 0.5, np.percentile(accs, 10) - 2), max(accs) + 0.3),

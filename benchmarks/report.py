@@ -269,10 +269,31 @@ class Panel:
             ax.set_xscale(self.xscale, **self.xscale_options)
         if self.ylim is not None:
             ax.set_ylim(*(self.ylim(*ax.get_ylim()) if callable(self.ylim) else self.ylim))
+        for scale, axis, limits in ((self.xscale, ax.xaxis, ax.get_xlim()),
+                                    (self.yscale, ax.yaxis, ax.get_ylim())):  # fmt: skip
+            if scale in ("log", "symlog"):
+                _plain_log_ticks(axis, limits)
         if self.grid is not None:
             ax.grid(alpha=self.grid)
         if self.legend is not None:
             ax.legend(**self.legend)
+
+
+def _plain_log_ticks(axis, limits):
+    """Tick labels of a log axis as plain numbers (``0.05``, ``20``), not ``5 x 10^-2``.
+
+    Minor ticks are labelled only when the axis spans less than a decade (then
+    the major ticks alone would leave it with one label or none).
+    """
+    import math
+
+    from matplotlib import ticker
+
+    plain = ticker.FuncFormatter(lambda v, _: f"{v:g}")
+    axis.set_major_formatter(plain)
+    low, high = (abs(v) for v in limits)
+    narrow = min(low, high) > 0 and math.log10(max(low, high) / min(low, high)) < 1.0
+    axis.set_minor_formatter(plain if narrow else ticker.NullFormatter())
 
 
 class Series(NamedTuple):
