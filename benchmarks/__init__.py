@@ -18,4 +18,6 @@ SUITES = {
     "defaults": "benchmarks.defaults_suite",
     "torch-defaults": "benchmarks.torch_defaults_suite",
     "growth": "benchmarks.growth_suite",
+    "ensemble": "benchmarks.ensemble_suite",
+    "proximal": "benchmarks.proximal_suite",
 }
