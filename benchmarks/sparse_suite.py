@@ -165,6 +165,8 @@ def make_controller(method, model, opt, density, total_steps, steps_per_epoch, X
     if method == "static":
         return StaticSparsity(model, opt, density, seed=seed)
     if method in ("set", "rigl_itop"):
+        # DynamicSparsity's defaults given total_steps (issue 16), spelled out; the
+        # floor of 5 steps only matters on digits
         grow = "set" if method == "set" else "rigl"
         return DynamicSparsity(
             model, opt, density, grow=grow, drop_fraction=0.5,
