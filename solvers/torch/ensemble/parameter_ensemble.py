@@ -282,7 +282,9 @@ class ParameterEnsemble:
                     b.copy_(saved)
 
     @torch.no_grad()
-    def predict(self, inputs, n_samples=30, *, bn_loader=None, generator=None, batch_size=None):
+    def predict(
+        self, inputs, n_samples=30, *, bn_loader=None, generator=None, batch_size=None, scale=None
+    ):
         """Class probabilities averaged over ``n_samples`` members.
 
         Parameters
@@ -305,6 +307,9 @@ class ParameterEnsemble:
             ``seed``, so repeated calls use the same members.
         batch_size : int, optional
             Rows of a tensor ``inputs`` per forward; default all at once.
+        scale : float, optional
+            Overrides the ensemble's ``scale`` (for example to choose it on
+            held-out data).
 
         Returns
         -------
@@ -326,6 +331,7 @@ class ParameterEnsemble:
             "ParameterEnsemble.predict",
         )
         self._require_moments("predict()")
+        scale = self.scale if scale is None else _check_scale(scale)
         if generator is None:
             generator = torch.Generator().manual_seed(self.seed)
         device = next(iter(self.params.values())).device
@@ -333,7 +339,7 @@ class ParameterEnsemble:
         was_training = self.model.training
         try:
             for _ in range(n_samples):
-                with self.loaded(self.sample(generator)):
+                with self.loaded(self.sample(generator, scale=scale)):
                     if bn_loader is not None:
                         refresh_batchnorm_(self.model, bn_loader, device)
                     self.model.eval()

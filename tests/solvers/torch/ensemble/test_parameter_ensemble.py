@@ -187,6 +187,9 @@ def test_predict_averages_the_members_probabilities():
             probas.append(torch.softmax(model(X), 1))
     torch.testing.assert_close(got, torch.stack(probas).mean(0))
     torch.testing.assert_close(ens.predict(X, n_samples=3, batch_size=7), got)
+    with ens.loaded(ens.mean()), torch.no_grad():
+        swa = torch.softmax(model(X), 1)
+    torch.testing.assert_close(ens.predict(X, n_samples=2, scale=0.0), swa)
 
 
 def test_masked_weights_keep_zero_variance_and_zero_value():
