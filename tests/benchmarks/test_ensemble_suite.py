@@ -19,11 +19,11 @@ def _args(*argv):
 
 @pytest.fixture
 def tiny_digits(monkeypatch):
-    """``datasets.load`` cut to 256 training and 64 test digits (the suite's loader)."""
+    """``datasets.load`` cut to 320 training and 64 test digits (the suite's loader)."""
     load = suite.datasets.load
 
     def small(data=None, n_train=None):
-        ds = load(data, n_train=256)
+        ds = load(data, n_train=320)
         ds.X_test, ds.y_test = ds.X_test[:64], ds.y_test[:64]
         return ds
 
@@ -33,7 +33,7 @@ def tiny_digits(monkeypatch):
 def test_tiny_run_writes_every_model_and_method(tiny_digits, tmp_path, capsys, read_png):
     args = _args("--models", "pretrained", "--epochs", "1", "--seeds", "1", "--batch", "32",
                  "--n-samples", "2", "--snapshots", "4", "--rank", "3", "--bn-samples", "64",
-                 "--out", str(tmp_path))  # fmt: skip
+                 "--n-val", "64", "--out", str(tmp_path))  # fmt: skip
     payload = suite.run(args)
     out = capsys.readouterr().out
     with open(tmp_path / "ensemble_digits.json") as f:
@@ -44,7 +44,10 @@ def test_tiny_run_writes_every_model_and_method(tiny_digits, tmp_path, capsys, r
         for method in suite.METHODS:
             m = r["methods"][method]
             assert 0 <= m["acc"] <= 1 and math.isfinite(m["nll"]) and 0 <= m["ece"] <= 1
-        assert set(r["targets"]) == {"ensemble_diag", "ensemble_swag"}
+        assert set(r["targets"]) == {"ensemble_diag", "ensemble_swag", "ensemble_diag_val",
+                                     "ensemble_swag_val"}  # fmt: skip
+        assert r["methods"]["ensemble_swag_val"]["scale"] in suite.SCALES
+    assert saved["n_train"] == 256 and saved["n_val"] == 64
     assert "| pretrained | ensemble_swag |" in out
     assert read_png(tmp_path / "ensemble_digits.png").shape[0] > 100
 
@@ -64,10 +67,12 @@ def test_targets_compare_with_swa_and_the_better_final_model():
         "ensemble_diag": {"acc": 0.975, "nll": 0.07, "ece": 0.0},
         "ensemble_swag": {"acc": 0.98, "nll": 0.09, "ece": 0.0},
     }
-    assert suite.targets(methods) == {
-        "ensemble_diag": {"nll_below_swa": True, "acc_at_least_final": False},
-        "ensemble_swag": {"nll_below_swa": False, "acc_at_least_final": True},
-    }
+    methods["ensemble_diag_val"] = methods["ensemble_diag"]
+    methods["ensemble_swag_val"] = methods["ensemble_swag"]
+    got = suite.targets(methods)
+    assert got["ensemble_diag"] == {"nll_below_swa": True, "acc_at_least_final": False}
+    assert got["ensemble_swag"] == {"nll_below_swa": False, "acc_at_least_final": True}
+    assert got["ensemble_swag_val"] == got["ensemble_swag"]
 
 
 def test_metrics_against_their_definitions():
