@@ -231,49 +231,59 @@ def run(args):
     print(f"{data.name}: {len(tensors[0])} train / {len(tensors[2])} val / {len(tensors[4])} "
           f"test; {epochs} epochs; batches {batches}", flush=True)  # fmt: skip
     t_start = time.perf_counter()
-    runs = []
-    for method, lr, b, seed in plan(args):
-        runs.append(train_run(method, lr, b, seed, tensors, epochs))
-        r = runs[-1]
-        print(f"  batch {b:3d} {method:10s} lr {lr:<8g} seed {seed}: val {100 * r['val_acc']:.2f} %"
-              f" test {100 * r['test_acc']:.2f} %", flush=True)  # fmt: skip
     factor = Proximal.mean_step_factor(PROX["anchor_every"], PROX["lr_decay"])
-    for b in batches:
+    runs, done = [], []
+    for b in batches:  # a batch size at a time; the JSON is rewritten after each
+        for method, lr, _, seed in (t for t in plan(args) if t[2] == b):
+            _report(runs, train_run(method, lr, b, seed, tensors, epochs))
         for prox, base in BASE.items():
             chosen = select(runs, prox, b)
-            if chosen is None:
-                continue
-            lr = chosen["lr"] * factor
-            for seed in range(args.seeds):
-                runs.append(train_run(f"{base}_mean_step", lr, b, seed, tensors, epochs))
-                r = runs[-1]
-                print(f"  batch {b:3d} {base}_mean_step lr {lr:<8.4g} seed {seed}: "
-                      f"val {100 * r['val_acc']:.2f} % test {100 * r['test_acc']:.2f} %",
-                      flush=True)  # fmt: skip
+            if chosen is not None:
+                lr = chosen["lr"] * factor
+                for seed in range(args.seeds):
+                    _report(runs, train_run(f"{base}_mean_step", lr, b, seed, tensors, epochs))
+        done.append(b)
+        meta = {"n_train": len(tensors[0]), "n_val": len(tensors[2]), "epochs": epochs,
+                "factor": factor, "t_start": t_start, "complete": done == batches}  # fmt: skip
+        payload, stem = _write(args, data, runs, done, meta)
+    print(format_rows(payload["selected"]))
+    for b, v in payload["verdict"].items():
+        print(f"  batch {b}: {v}")
+    print(f"wrote {stem}.json and {stem}.png ({math.ceil(time.perf_counter() - t_start)} s)")
+    return payload
+
+
+def _report(runs, r):
+    runs.append(r)
+    print(
+        f"  batch {r['batch']:3d} {r['method']:14s} lr {r['lr']:<8.4g} seed {r['seed']}: "
+        f"val {100 * r['val_acc']:.2f} % test {100 * r['test_acc']:.2f} %",
+        flush=True,
+    )
+
+
+def _write(args, data, runs, batches, meta):
+    """Select, judge and write the JSON and PNG of the batch sizes done so far."""
     methods = ("sgd", "sgd_mean_step", "prox_sgd", "adam", "adam_mean_step", "prox_adam")
     rows = [s for b in batches for m in methods if (s := select(runs, m, b)) is not None]
-    verdicts = {str(b): verdict(rows, b) for b in batches}
-    print(format_rows(rows))
-    for b, v in verdicts.items():
-        print(f"  batch {b}: {v}")
     payload = {
         "suite": "proximal",
         "dataset": data.name,
-        "n_train": len(tensors[0]),
-        "n_val": len(tensors[2]),
-        "epochs": epochs,
+        "n_train": meta["n_train"],
+        "n_val": meta["n_val"],
+        "epochs": meta["epochs"],
         "proximal": PROX,
-        "mean_step_factor": factor,
+        "mean_step_factor": meta["factor"],
         "settings": {k: v for k, v in vars(args).items() if k not in ("out", "func")},
+        "complete": meta["complete"],
         "machine": machine_info(),
-        "total_seconds": time.perf_counter() - t_start,
+        "total_seconds": time.perf_counter() - meta["t_start"],
         "selected": rows,
-        "verdict": verdicts,
+        "verdict": {str(b): verdict(rows, b) for b in batches},
         "runs": runs,
     }
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, f"proximal_{data.name}{args.tag}")
     write_json(stem + ".json", payload)
     plot(stem + ".png", runs, rows, batches)
-    print(f"wrote {stem}.json and {stem}.png ({math.ceil(time.perf_counter() - t_start)} s)")
-    return payload
+    return payload, stem
