@@ -28,7 +28,7 @@ from functools import lru_cache
 
 import torch
 
-from solvers.linesearch.preconditioners import make_momentum, make_preconditioner
+from solvers.linesearch.preconditioners import EMAMomentum, make_momentum, make_preconditioner
 
 __all__ = [
     "GroupStep",
@@ -224,7 +224,26 @@ def search_step(config, parts, *, f0, pp_groups, previous, eps, eta_max, trial, 
     for part, lr in zip(parts, lrs, strict=True):
         states = commit(state, part)
         if out.step_size > 0.0:
-            group_transforms(part.group)[1].finish_foreach_(part, states, min(out.step_size, lr))
+            finish(part, states, min(out.step_size, lr))
         else:
             part.move_to(0.0)
     return out
+
+
+def finish(part, states, eta):
+    """Move a group to its final point with step ``eta`` (after :func:`commit`).
+
+    The momentum's :meth:`finish_foreach_`, except for AMSGrad's EMA momentum
+    after a trial moved the parameters: ``w - eta A^-1 m_k / (1 - beta1^k)``
+    is then written from the saved ``w`` in one ``addcdiv(out=)`` per tensor
+    instead of restoring ``w`` and adding to it (one pass over the parameters
+    fewer; the same operations on the same values, so the same bits).
+    """
+    momentum = group_transforms(part.group)[1]
+    if not (type(momentum) is EMAMomentum and part.denom is not None and part.at):
+        momentum.finish_foreach_(part, states, eta)
+        return
+    for p, w, st, denom in zip(part.params, part.origin, states, part.denom, strict=True):
+        scale = -eta / (1.0 - momentum.beta1 ** st["step"])
+        torch.addcdiv(w, st["exp_avg"], denom, value=scale, out=p)
+    part.at = math.nan  # off the search line: no move_to from here

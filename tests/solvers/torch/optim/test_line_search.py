@@ -443,3 +443,47 @@ def test_half_precision_inner_products_do_not_overflow():
     opt.step(closure)
     assert opt.last_step["status"] == "accepted"
     assert opt.last_step["step_size"] > 0.0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_final_step_matches_the_momentums_own_bit_for_bit(dtype, mlp, data, monkeypatch):
+    # AMSGrad's EMA step after a trial is written from the saved w in one pass
+    # (_functional.finish); it must be the EMAMomentum.finish_foreach_ result exactly,
+    # through accepted first trials and backtracks alike
+    from solvers.torch.optim import _functional as F
+
+    def generic(part, states, eta):
+        F.group_transforms(part.group)[1].finish_foreach_(part, states, eta)
+
+    X, y = data(n=96)
+    runs = []
+    for fused in (True, False):
+        if not fused:
+            monkeypatch.setattr(F, "finish", generic)
+        torch.manual_seed(0)
+        model = mlp().to(dtype)
+        opt = AdaSLS(model.parameters(), n_batches_per_epoch=3)
+        for k in range(24):
+            xb, yb = X[k % 3 :: 3].to(dtype), y[k % 3 :: 3]
+
+            def closure():
+                opt.zero_grad()
+                loss = torch.nn.functional.cross_entropy(model(xb), yb)
+                loss.backward()
+                return loss
+
+            w0 = [p.detach().clone() for p in model.parameters()]
+            opt.step(closure)
+        runs.append((model, opt))
+    (fused_model, fused_opt), (model, opt) = runs
+    assert fused_opt.totals == opt.totals and opt.totals["backtracks"] > 0
+    for a, b in zip(fused_model.parameters(), model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    # and it is the AMSGrad step w - eta m / (1 - beta1^k) / (sqrt(vmax / (1 - beta2^k)) + eps)
+    eta = opt.last_step["step_size"]
+    for p, w in zip(model.parameters(), w0, strict=True):
+        st = opt.state[p]
+        k = st["step"]
+        denom = (st["max_exp_avg_sq"].sqrt() / (1 - 0.99**k) ** 0.5).add(1e-8)
+        expected = w + (-eta / (1 - 0.9**k)) * st["exp_avg"] / denom
+        torch.testing.assert_close(p.detach(), expected)
