@@ -50,12 +50,12 @@ BASE = {"prox_sgd": "sgd", "prox_adam": "adam"}
 
 def add_arguments(p):
     p.add_argument("--data", help="MNIST .npz (x_train, y_train, x_test, y_test); default: digits")
-    p.add_argument("--n-train", type=int, default=None, help="default 10000 MNIST, all digits")
+    p.add_argument("--n-train", type=int, default=None, help="default 6000 MNIST, all digits")
     p.add_argument("--n-val", type=int, default=None, help="default 2000 MNIST, 287 digits")
-    p.add_argument("--epochs", type=int, default=None, help="default 3 MNIST, 10 digits")
+    p.add_argument("--epochs", type=int, default=None, help="default 2 MNIST, 10 digits")
     p.add_argument("--batches", default="8,16")
-    p.add_argument("--sgd-lrs", default="0.003,0.01,0.03")
-    p.add_argument("--adam-lrs", default="0.0001,0.0003,0.001")
+    p.add_argument("--sgd-lrs", default="0.01,0.03,0.1")
+    p.add_argument("--adam-lrs", default="0.0003,0.001,0.003")
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--tag", default="", help="suffix of the result files")
     p.add_argument("--out", default=RESULTS)
@@ -223,9 +223,9 @@ def run(args):
     torch.set_num_threads(1)
     data = datasets.load(args.data)
     mnist = data.name != "digits"
-    n_train = args.n_train or (10000 if mnist else None)
+    n_train = args.n_train or (6000 if mnist else None)
     n_val = args.n_val or (2000 if mnist else 287)
-    epochs = args.epochs or (3 if mnist else 10)
+    epochs = args.epochs or (2 if mnist else 10)
     tensors, _ = split(data, n_train, n_val)
     batches = [int(v) for v in args.batches.split(",") if v]
     print(f"{data.name}: {len(tensors[0])} train / {len(tensors[2])} val / {len(tensors[4])} "
