@@ -38,11 +38,12 @@ against 97.2 % after the alternation's 10.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 from solvers.backend import get_namespace_and_device
 from solvers.linalg import cho_solve
 
-__all__ = ["exact_line_search", "squared_hinge_cg"]
+__all__ = ["HingeProblem", "exact_line_search", "squared_hinge_cg"]
 
 #: Newton steps allowed in one exact line search; each is ``O(n c)``.
 LINE_SEARCH_MAX_ITER = 50
@@ -110,8 +111,22 @@ def exact_line_search(F, dF, Y, weights, gamma, WD, DD, start=1.0, rtol=1e-14):
     return lo
 
 
-def squared_hinge_cg(H, Y, weights, mean, L, gamma, W, c, *, max_iter, tol, callback=None):
-    """Minimise the one-vs-rest squared-hinge objective (module docstring) from ``(W, c)``.
+class HingeProblem(NamedTuple):
+    """One weighting of the rows: ``weights`` (n,) on the simplex, their ``mean`` of the
+    features (p,), and the lower Cholesky factor ``L`` of ``G`` (the preconditioner)."""
+
+    weights: object
+    mean: object
+    L: object
+
+
+def squared_hinge_cg(H, Y, problems, gamma, starts, *, max_iter, tol, callback=None):
+    """Minimise the squared-hinge objective (module docstring) of each problem from its start.
+
+    The problems share the features: each pass over ``H`` (the outputs of the
+    search directions, the gradients' ``H^T (a y r)``) serves all of them at
+    once, as one product with ``c`` columns per problem, which costs little
+    more than one problem's since the products are bound by reading ``H``.
 
     Parameters
     ----------
@@ -120,83 +135,102 @@ def squared_hinge_cg(H, Y, weights, mean, L, gamma, W, c, *, max_iter, tol, call
         the rest in float64).
     Y : array of shape (n, c)
         Codes in {-1, +1}, float64.
-    weights : array of shape (n,)
-        Sample weights on the simplex, float64.
-    mean : array of shape (p,)
-        The weighted mean ``h`` of the features.
-    L : array of shape (p, p)
-        Lower Cholesky factor of ``G`` (the preconditioner).
+    problems : sequence of HingeProblem
     gamma : float
         The absolute penalty.
-    W : array of shape (p, c)
-    c : array of shape (c,)
-        Starting point, float64, in the centred parametrisation
-        ``f = W^T (h_i - h) + c``.
+    starts : sequence of (W, c)
+        One starting point per problem, float64, ``W`` (p, c) and ``c`` (c,)
+        in the centred parametrisation ``f = W^T (h_i - h) + c``.
     max_iter : int
         Iterations (each: one search direction, one exact line search).
     tol : float
-        Stop when ``J`` decreases by less than ``tol * J`` in an iteration.
+        A problem stops when its ``J`` decreases by less than ``tol * J``.
     callback : callable, default=None
-        ``callback(iteration, J, W, c)`` after every iteration; raising
-        ``StopIteration`` stops.
+        ``callback(j, iteration, J, W, c, F)`` for problem ``j`` at its start
+        (iteration 0) and after each of its iterations; raising
+        ``StopIteration`` stops that problem.
 
     Returns
     -------
-    W, c : arrays
-        The last iterate.
-    F : array of shape (n, c)
-        Its outputs, float64.
-    curve : list of float
-        ``J`` after each iteration.
+    list of (W, c, F, curve)
+        Per problem: the last iterate, its outputs ``F`` (n, c) in float64 and
+        ``J`` at the start and after each iteration.
     """
     xp, _ = get_namespace_and_device(H)
+    k, n_out = len(problems), Y.shape[1]
 
-    def outputs(D_W, D_c):
-        return xp.astype(H @ xp.astype(D_W, H.dtype), xp.float64) - (mean @ D_W)[None, :] + D_c
+    def split(A):
+        return [A[:, j * n_out : (j + 1) * n_out] for j in range(A.shape[1] // n_out)]
 
-    def half_gradient(F, W):
-        R = weights[:, None] * (Y * xp.clip(1.0 - Y * F, min=0.0))
-        S = xp.astype(H.T @ xp.astype(R, H.dtype), xp.float64)
-        r_sum = xp.sum(R, axis=0)
-        return gamma * W - (S - mean[:, None] * r_sum[None, :]), -r_sum
+    def outputs(live, D_W, D_c):  # one pass: H @ [D_1 ... D_m]
+        HD = split(xp.astype(H @ xp.astype(xp.concat(D_W, axis=1), H.dtype), xp.float64))
+        return [HD[i] - (problems[j].mean @ D_W[i])[None, :] + D_c[i] for i, j in enumerate(live)]
 
-    def objective(F, W):
+    def residuals(j, F):
+        return problems[j].weights[:, None] * (Y * xp.clip(1.0 - Y * F, min=0.0))
+
+    def objective(j, F, W):
         hinge = xp.clip(1.0 - Y * F, min=0.0)
-        return float(weights @ xp.sum(hinge * hinge, axis=1)) + gamma * float(xp.sum(W * W))
+        return float(problems[j].weights @ xp.sum(hinge * hinge, axis=1)) + gamma * float(
+            xp.sum(W * W)
+        )
 
-    F = outputs(W, c)
-    curve, previous = [], None
-    step = 1.0
-    for it in range(max_iter):
-        g_W, g_c = half_gradient(F, W)
-        z_W, z_c = cho_solve(L, g_W), g_c  # the preconditioned gradient
-        gz = float(xp.sum(g_W * z_W)) + float(xp.sum(g_c * z_c))
-        if previous is None:
-            D_W, D_c = -z_W, -z_c
-        else:
-            z_old_W, z_old_c, gz_old, D_old_W, D_old_c = previous
-            # PR+: beta = <g, z - z_old> / <g_old, z_old>, restarted at 0
-            beta = (gz - float(xp.sum(g_W * z_old_W)) - float(xp.sum(g_c * z_old_c))) / gz_old
-            beta = max(beta, 0.0) if gz_old > 0.0 else 0.0
-            D_W, D_c = -z_W + beta * D_old_W, -z_c + beta * D_old_c
-            if float(xp.sum(g_W * D_W)) + float(xp.sum(g_c * D_c)) >= 0.0:
-                D_W, D_c = -z_W, -z_c  # not a descent direction: restart
-        previous = (z_W, z_c, gz, D_W, D_c)
-        dF = outputs(D_W, D_c)
-        WD, DD = float(xp.sum(W * D_W)), float(xp.sum(D_W * D_W))
-        step = exact_line_search(F, dF, Y, weights, gamma, WD, DD, start=max(step, 1.0))
-        W, c, F = W + step * D_W, c + step * D_c, F + step * dF
-        J = objective(F, W)
+    W = [xp.asarray(w) for w, _ in starts]
+    c = [xp.asarray(v) for _, v in starts]
+    F = outputs(list(range(k)), W, c)
+    curves, previous, steps, live = [[] for _ in range(k)], [None] * k, [1.0] * k, []
+
+    def record(j, iteration):
+        J = objective(j, F[j], W[j])
         if not math.isfinite(J):
             raise FloatingPointError(
                 "The SVM head's objective is not finite; check the features for NaN/inf."
             )
-        curve.append(J)
+        curves[j].append(J)
         if callback is not None:
             try:
-                callback(it + 1, J, W, c)
+                callback(j, iteration, J, W[j], c[j], F[j])
             except StopIteration:
-                break
-        if step == 0.0 or (len(curve) > 1 and curve[-2] - J <= tol * abs(curve[-2])):
+                return False
+        return True
+
+    live = [j for j in range(k) if record(j, 0)]
+    for it in range(max_iter):
+        if not live:
             break
-    return W, c, F, curve
+        R = [residuals(j, F[j]) for j in live]
+        S = split(xp.astype(H.T @ xp.astype(xp.concat(R, axis=1), H.dtype), xp.float64))
+        D_W, D_c = [], []
+        for i, j in enumerate(live):
+            r_sum = xp.sum(R[i], axis=0)
+            g_W = gamma * W[j] - (S[i] - problems[j].mean[:, None] * r_sum[None, :])
+            g_c = -r_sum
+            z_W, z_c = cho_solve(problems[j].L, g_W), g_c  # the preconditioned gradient
+            gz = float(xp.sum(g_W * z_W)) + float(xp.sum(g_c * z_c))
+            d_W, d_c = -z_W, -z_c
+            if previous[j] is not None:
+                z_old_W, z_old_c, gz_old, d_old_W, d_old_c = previous[j]
+                # PR+: beta = <g, z - z_old> / <g_old, z_old>, restarted at 0
+                beta = gz - float(xp.sum(g_W * z_old_W)) - float(xp.sum(g_c * z_old_c))
+                beta = max(beta / gz_old, 0.0) if gz_old > 0.0 else 0.0
+                d_W, d_c = -z_W + beta * d_old_W, -z_c + beta * d_old_c
+                if float(xp.sum(g_W * d_W)) + float(xp.sum(g_c * d_c)) >= 0.0:
+                    d_W, d_c = -z_W, -z_c  # not a descent direction: restart
+            previous[j] = (z_W, z_c, gz, d_W, d_c)
+            D_W.append(d_W)
+            D_c.append(d_c)
+        dF = outputs(live, D_W, D_c)
+        still = []
+        for i, j in enumerate(live):
+            WD, DD = float(xp.sum(W[j] * D_W[i])), float(xp.sum(D_W[i] * D_W[i]))
+            steps[j] = exact_line_search(
+                F[j], dF[i], Y, problems[j].weights, gamma, WD, DD, start=max(steps[j], 1.0)
+            )
+            W[j], c[j] = W[j] + steps[j] * D_W[i], c[j] + steps[j] * D_c[i]
+            F[j] = F[j] + steps[j] * dF[i]
+            going = record(j, it + 1)
+            last, before = curves[j][-1], curves[j][-2]
+            if going and steps[j] > 0.0 and before - last > tol * abs(before):
+                still.append(j)
+        live = still
+    return [(W[j], c[j], F[j], curves[j]) for j in range(k)]

@@ -8,7 +8,7 @@ import pytest
 from scipy.optimize import minimize, minimize_scalar
 
 from closedform import svm_head
-from closedform.squared_hinge import exact_line_search, squared_hinge_cg
+from closedform.squared_hinge import HingeProblem, exact_line_search, squared_hinge_cg
 from closedform.svm_head import HeadSettings, fit_svm_head
 from solvers.linalg import cholesky, weighted_moments
 
@@ -46,9 +46,10 @@ def test_cg_reaches_the_svm_optimum_of_a_reference_solver(seed):
     gamma = 0.01
     mean, L = _setup(H, a, gamma)
     p, c = H.shape[1], Y.shape[1]
-    W, b, F, curve = squared_hinge_cg(
-        H, Y, a, mean, L, gamma, np.zeros((p, c)), np.zeros(c), max_iter=200, tol=0.0
-    )
+    ((W, b, F, curve),) = squared_hinge_cg(
+        H, Y, [HingeProblem(a, mean, L)], gamma, [(np.zeros((p, c)), np.zeros(c))],
+        max_iter=200, tol=0.0,
+    )  # fmt: skip
     ref = minimize(
         _objective, np.zeros(p * c + c), args=(H, Y, a, mean, gamma), jac=True,
         method="L-BFGS-B", options={"maxiter": 10_000, "ftol": 1e-15, "gtol": 1e-12},
@@ -108,41 +109,39 @@ def test_exact_line_search_is_the_minimiser_along_the_direction(seed):
 
 
 def test_head_max_iter_auto_picks_the_best_held_out_count(monkeypatch):
-    # the count returned is the argmax of the held-out accuracy, the largest among ties,
-    # and the training rows' moments are the full moments less the held-out rows'
+    # the fit returned is the full path's iterate at the count whose fit on the training rows
+    # scores best on the held-out rows (the largest among ties), and the training rows'
+    # moments are the full moments less the held-out rows'
     H, Y, a = _problem(n=500, p=10, seed=4)
     settings = HeadSettings(head="ridge", alpha=1e-3, max_iter="auto")
     seen = []
-    downdated = []
-    original_path = svm_head._ridge_hinge_path
+    paths = svm_head._ridge_hinge_paths
 
-    def path(H_, Y_, Z, problem, gamma, max_iter, tol, monitor):
-        def spy(iteration, J, W, b):
-            monitor(iteration, J, W, b)
-            seen.append(iteration)
+    def spy(H_, Y_, Z, problems, *rest):
+        seen.append(problems)
+        return paths(H_, Y_, Z, problems, *rest)
 
-        downdated.append(problem)
-        return original_path(H_, Y_, Z, problem, gamma, max_iter, tol, spy)
-
-    monkeypatch.setattr(svm_head, "_ridge_hinge_path", path)
+    monkeypatch.setattr(svm_head, "_ridge_hinge_paths", spy)
     fit = fit_svm_head(H, Y, a, settings)
-    train = downdated[0]
+    full, train = seen[0]
     held = train.weights == 0.0
     assert 30 <= held.sum() <= 70  # about 10 %
     np.testing.assert_array_equal(held, svm_head._held_out_rows(H, 0.1))
     mean, G0 = weighted_moments(H[~held], a[~held])
     np.testing.assert_allclose(train.mean, mean, atol=1e-12)
     np.testing.assert_allclose(train.G - G0, fit.gamma * np.eye(10), atol=1e-12)
-    tried = seen.index(1, 1)  # the validation run, until it converged (tol) or reached the cap
-    assert seen[:tried] == list(range(1, tried + 1)) and tried <= svm_head.AUTO_MAX_ITER
-    # replay: the held-out accuracy of each iterate fitted on the training rows
-    scores = []
-    for k in range(1, tried + 1):
-        W, b, _, _ = original_path(H, Y, Y, train, fit.gamma, k, settings.tol, lambda *a: None)
+    # replay each count separately, on the training rows and on all rows
+    scores, fits = [], []
+    for k in range(1, svm_head.AUTO_MAX_ITER + 1):
+        ((W, b, _, _),) = paths(H, Y, Y, [train], fit.gamma, k, settings.tol, lambda *x: None)
         guess = np.argmax(H[held] @ W + b, axis=1)
         scores.append(a[held] @ (guess == np.argmax(Y[held], axis=1)))
-    best = max(range(len(scores)), key=lambda k: (scores[k], k)) + 1
-    assert fit.n_iter == best
+        fits.append(paths(H, Y, Y, [full], fit.gamma, k, settings.tol, lambda *x: None)[0])
+    best = max(range(len(scores)), key=lambda k: (scores[k], k))
+    assert fit.n_iter == min(best + 1, len(fits[-1][3]))
+    np.testing.assert_allclose(fit.W, fits[best][0], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(fit.b, fits[best][1], rtol=1e-12, atol=1e-14)
+    assert fit.objective_curve == pytest.approx(fits[best][3], rel=1e-12)
 
 
 def test_validation_needs_rows_to_hold_out():
