@@ -13,8 +13,10 @@ boosted tree that predicts a configuration's score from its tabular encoding.
    worst score seen;
 3. optionally prune choices whose estimated effect is clearly negative
    (:mod:`solvers.model_selection.pruning`; never the incumbent's);
-4. draw ``n_candidates`` new random configurations from the space kept, and
-   evaluate ``batch_size`` of them: each slot, with probability
+4. draw ``n_candidates`` new configurations from the space kept, a fraction
+   ``local_fraction`` of them neighbours of the best configurations so far
+   (one parameter moved) and the rest random, and evaluate ``batch_size`` of
+   them: each slot, with probability
    ``exploration``, is a uniformly random candidate of the pool; otherwise
    the first slot takes ``argmax_x f(x)`` over the pool and each further slot
    ``argmax_x f_b(x)`` of a predictor ``f_b`` fitted on a bootstrap resample
@@ -25,8 +27,13 @@ boosted tree that predicts a configuration's score from its tabular encoding.
 The encoding is :class:`solvers.model_selection.space.SearchSpace`'s. Against
 the paper: the predictor is scikit-learn's histogram GBDT (LightGBM's
 algorithm, no new dependency), sized for tens of points (leaves of at least
-two samples) rather than the paper's 1000 architectures, and its SHAP-based
-pruning is replaced by partial dependence (see the pruning module).
+two samples) rather than the paper's 1000 architectures, its SHAP-based
+pruning is replaced by partial dependence (see the pruning module), and the
+candidates include neighbours of the best configurations (the paper ranks
+random architectures only; with 30 evaluations instead of 1000, the local
+candidates let the predictor refine the incumbent: on the search benchmark's
+digits space, 4 of 5 seeds at or above random search with them, 2-3 of 5
+without).
 """
 
 from __future__ import annotations
@@ -48,6 +55,9 @@ from solvers.model_selection.pruning import prune
 from solvers.model_selection.space import MAX_ENUMERATED, SearchSpace, check_names
 
 __all__ = ["GBDTSearchCV", "default_predictor"]
+
+#: the best configurations whose neighbours join each round's candidates
+N_PARENTS = 5
 
 
 def default_predictor(random_state=None):
@@ -101,6 +111,10 @@ class GBDTSearchCV(ValidatedEstimatorMixin, BaseSearchCV):
     exploration : float in [0, 1], default=0.2
         Probability that a slot of a round goes to a uniformly random
         candidate instead of the next best predicted one.
+    local_fraction : float in [0, 1], default=0.5
+        Share of the ``n_candidates`` that are neighbours of the
+        :data:`N_PARENTS` best configurations (one parameter moved,
+        :meth:`SearchSpace.neighbour`) instead of random draws.
     prune : bool, default=True
         Prune choices (list values, quartile regions of distributions with a
         ``cdf``) whose partial-dependence effect is below ``-prune_threshold``
@@ -176,6 +190,7 @@ class GBDTSearchCV(ValidatedEstimatorMixin, BaseSearchCV):
         "batch_size": [interval(Integral, 1, None, closed="left")],
         "n_candidates": [interval(Integral, 1, None, closed="left")],
         "exploration": [interval(Real, 0.0, 1.0, closed="both")],
+        "local_fraction": [interval(Real, 0.0, 1.0, closed="both")],
         "prune": ["boolean"],
         "prune_threshold": [interval(Real, 0.0, None, closed="left")],
         "predictor": [HasMethods(["fit", "predict"]), None],
@@ -192,6 +207,7 @@ class GBDTSearchCV(ValidatedEstimatorMixin, BaseSearchCV):
         batch_size=5,
         n_candidates=1000,
         exploration=0.2,
+        local_fraction=0.5,
         prune=True,
         prune_threshold=1.0,
         predictor=None,
@@ -211,6 +227,7 @@ class GBDTSearchCV(ValidatedEstimatorMixin, BaseSearchCV):
         self.batch_size = batch_size
         self.n_candidates = n_candidates
         self.exploration = exploration
+        self.local_fraction = local_fraction
         self.prune = prune
         self.prune_threshold = prune_threshold
         self.predictor = predictor
@@ -317,17 +334,17 @@ class GBDTSearchCV(ValidatedEstimatorMixin, BaseSearchCV):
         results = evaluate(initial, 0, ["initial"] * len(initial), [math.nan] * len(initial))
         round = 0
         while len(rows) < self.n_iter:
-            pool = _draw(space, rng, self.n_candidates, seen)
-            if not pool:
-                break
             round += 1
             X = np.asarray(rows)
             y = _guide_scores(results, self.refit)
+            pool, local = self._pool(space, rng, seen, rows, results, y)
+            if not pool:
+                break
             finite = np.isfinite(y)
             predictor = None
             if finite.any():
                 y = np.where(finite, y, np.min(y[finite]))
-                predictor = self._make_predictor(rng).fit(X, y)
+                predictor = self._make_predictor(rng).fit(_no_empty_columns(X), y)
                 self.predictor_ = predictor
             if predictor is not None and self.prune:
                 best = int(np.argmax(y))
@@ -339,15 +356,41 @@ class GBDTSearchCV(ValidatedEstimatorMixin, BaseSearchCV):
                     self.pruned_ += [p.as_dict() for p in new]
                     pool = [(p, r) for p, r in pool if _kept(space, r)]
                     if not pool:
-                        pool = _draw(space, rng, self.n_candidates, seen)
+                        pool, local = self._pool(space, rng, seen, rows, results, y)
                         if not pool:
                             break
             n_new = min(self.batch_size, self.n_iter - len(rows), len(pool))
-            batch, proposed_by, predicted = self._propose(pool, predictor, X, y, rng, n_new)
+            batch, proposed_by, predicted = self._propose(pool, predictor, X, y, rng, n_new, local)
             results = evaluate(batch, round, proposed_by, predicted)
         self.n_rounds_ = round + 1
         if search_ctx is not None:
             search_ctx.call_on_fit_task_end(estimator=self)
+
+    def _pool(self, space, rng, seen, rows, results, y):
+        """A round's candidates (random, then neighbours of the best) and the neighbours' keys."""
+        n_local = int(self.local_fraction * self.n_candidates)
+        pool = _draw(space, rng, self.n_candidates - n_local, seen)
+        if n_local == 0:
+            return pool, set()
+        finite = np.where(np.isfinite(y), y, -np.inf)
+        top = np.argsort(-finite, kind="stable")[:N_PARENTS]
+        top = [i for i in top if np.isfinite(finite[i])]
+        if not top:
+            return pool, set()
+        keys = set(seen) | {r.tobytes() for _, r in pool}
+        local = set()
+        params = results["params"]
+        for _ in range(2 * n_local):
+            if n_local == 0:
+                break
+            i = top[rng.randint(len(top))]
+            p, r = space.neighbour(rows[i], params[i], rng)
+            if r.tobytes() not in keys and _kept(space, r):
+                keys.add(r.tobytes())
+                local.add(r.tobytes())
+                pool.append((p, r))
+                n_local -= 1
+        return pool, local
 
     def _make_predictor(self, rng):
         seed = int(rng.randint(np.iinfo(np.int32).max))
@@ -358,28 +401,42 @@ class GBDTSearchCV(ValidatedEstimatorMixin, BaseSearchCV):
             predictor.set_params(random_state=seed)
         return predictor
 
-    def _propose(self, pool, predictor, X, y, rng, n_new):
+    def _propose(self, pool, predictor, X, y, rng, n_new, local):
         """``n_new`` candidates of ``pool`` (module docstring, step 4)."""
         rows = np.asarray([r for _, r in pool])
         predicted = np.full(len(pool), np.nan) if predictor is None else predictor.predict(rows)
         used = np.zeros(len(pool), dtype=bool)
+        is_random = np.array([r.tobytes() not in local for _, r in pool], dtype=bool)
         batch, proposed_by, scores = [], [], []
         for slot in range(n_new):
             explore = predictor is None or rng.uniform() < self.exploration
-            if explore:
-                free = np.flatnonzero(~used)
+            if explore:  # a random candidate (a neighbour only when none is left)
+                free = np.flatnonzero(~used & is_random)
+                free = free if len(free) else np.flatnonzero(~used)
                 i = int(free[rng.randint(len(free))])
             else:
                 ranking = predicted
                 if slot > 0:  # Thompson sampling by bootstrap: a plausible predictor
                     boot = rng.randint(len(y), size=len(y))
-                    ranking = self._make_predictor(rng).fit(X[boot], y[boot]).predict(rows)
+                    f_b = self._make_predictor(rng).fit(_no_empty_columns(X[boot]), y[boot])
+                    ranking = f_b.predict(rows)
                 i = int(np.argmax(np.where(used, -np.inf, ranking)))
             used[i] = True
             batch.append(pool[i])
             proposed_by.append("random" if explore else "predictor")
             scores.append(math.nan if explore else float(predicted[i]))
         return batch, proposed_by, scores
+
+
+def _no_empty_columns(X):
+    """``X`` with its all-NaN columns set to 0 (a dict not drawn yet; the GBDT's binning
+    refuses a column without values)."""
+    empty = np.isnan(X).all(axis=0)
+    if not empty.any():
+        return X
+    X = X.copy()
+    X[:, empty] = 0.0
+    return X
 
 
 def _guide_scores(results, refit):

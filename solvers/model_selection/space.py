@@ -150,6 +150,13 @@ def _same(a, b):
         return False
 
 
+def _like(v, template):
+    """``v`` as the type of ``template`` (a discrete distribution's ``ppf`` gives floats)."""
+    if isinstance(template, (int, np.integer)) and not isinstance(template, bool):
+        return type(template)(round(float(v)))
+    return float(v)
+
+
 def _positive_support(dist):
     try:
         low = dist.support()[0]
@@ -281,6 +288,38 @@ class SearchSpace:
                         v = dim.dist.rvs(random_state=rng)
                 params[dim.name] = v
         return params, self.encode(s, params, choices)
+
+    def neighbour(self, row, params, rng, *, scale=0.1):
+        """``params`` (feature row ``row``) with one parameter moved: ``(params, row)``.
+
+        A list parameter is redrawn among the values kept; a distribution with
+        a ``cdf`` moves in prior quantile, ``u' = F(x) + scale * N(0, 1)``
+        (clipped to (0, 1)), ``x' = F^{-1}(u')``, and is redrawn if ``x'``
+        falls in a pruned region; other distributions are redrawn.
+        """
+        s = self.subspace_of(row)
+        dims = self.dims_of(s)
+        dim = dims[rng.randint(len(dims))]
+        new = dict(params)
+        if dim.values is not None:
+            kept = [i for i in range(len(dim.values)) if i not in dim.pruned]
+            new[dim.name] = dim.values[kept[rng.randint(len(kept))]]
+        else:
+            v = None
+            if _has_cdf(dim.dist) and _is_real(params[dim.name]):
+                u = float(dim.dist.cdf(params[dim.name])) + scale * rng.standard_normal()
+                v = dim.dist.ppf(min(max(u, 1e-9), 1.0 - 1e-9))
+                v = _like(v, params[dim.name])
+                if dim.choice_of(v) in dim.pruned:
+                    v = None
+            if v is None:
+                v = dim.dist.rvs(random_state=rng)
+                for _ in range(MAX_REDRAWS):
+                    if dim.choice_of(v) not in dim.pruned:
+                        break
+                    v = dim.dist.rvs(random_state=rng)
+            new[dim.name] = v
+        return new, self.encode(s, new)
 
     def encode(self, s, params, choices=None):
         """The feature row of ``params``, a configuration of dict ``s``."""

@@ -20,6 +20,7 @@ from solvers._validation import InvalidParameterError
 from solvers.model_selection import (
     GBDTSearchCV,
     SearchSpace,
+    default_predictor,
     eigenpro_space,
     manifold_net_space,
 )
@@ -62,8 +63,13 @@ TOY_SPACE = {"kind": KINDS, "x": loguniform(1e-4, 1e4), "k": [1, 2, 3, 4, 5]}
 X_TOY, Y_TOY = np.zeros((12, 2)), np.zeros(12)
 
 
+#: a cheaper predictor for the tests that check the bookkeeping, not the search's quality
+FAST = default_predictor().set_params(max_iter=20, learning_rate=0.3)
+
+
 def toy_search(**kw):
-    settings = dict(n_iter=30, n_initial=10, batch_size=5, cv=2, random_state=0)
+    settings = dict(n_iter=30, n_initial=10, batch_size=5, n_candidates=200, cv=2, random_state=0)
+    settings["predictor"] = FAST
     return GBDTSearchCV(Toy(), TOY_SPACE, **{**settings, **kw})
 
 
@@ -159,7 +165,8 @@ def test_pipeline_multimetric_refit_and_parallel_jobs():
         "logisticregression__C": loguniform(1e-3, 1e2),
         "standardscaler__with_mean": [True, False],
     }
-    kw = dict(n_iter=8, n_initial=4, batch_size=2, cv=3, random_state=0)
+    kw = dict(n_iter=6, n_initial=4, batch_size=2, n_candidates=100, predictor=FAST, cv=3)
+    kw["random_state"] = 0
     one = GBDTSearchCV(pipe, space, **kw).fit(X, y)
     two = GBDTSearchCV(pipe, space, n_jobs=2, **kw).fit(X, y)
     assert one.cv_results_["params"] == two.cv_results_["params"]
@@ -176,7 +183,17 @@ def test_pipeline_multimetric_refit_and_parallel_jobs():
 def test_failing_fits_get_error_score_and_do_not_stop_the_search():
     space = {**TOY_SPACE, "fail": [True, False]}
     with pytest.warns(FitFailedWarning):
-        s = GBDTSearchCV(Toy(), space, n_iter=20, n_initial=8, batch_size=4, cv=2, random_state=0)
+        s = GBDTSearchCV(
+            Toy(),
+            space,
+            n_iter=20,
+            n_initial=8,
+            batch_size=4,
+            cv=2,
+            random_state=0,
+            predictor=FAST,
+            n_candidates=200,
+        )
         s.fit(X_TOY, Y_TOY)
     failed = np.array([p["fail"] for p in s.cv_results_["params"]])
     assert failed.any() and not failed.all()
@@ -188,7 +205,7 @@ def test_failing_fits_get_error_score_and_do_not_stop_the_search():
         GBDTSearchCV(Toy(), space, n_iter=4, n_initial=4, cv=2, error_score="raise",
                      random_state=0).fit(X_TOY, Y_TOY)  # fmt: skip
     s = GBDTSearchCV(Toy(), space, n_iter=12, n_initial=8, batch_size=4, cv=2, error_score=-50.0,
-                     random_state=0)  # fmt: skip
+                     random_state=0, predictor=FAST, n_candidates=200)  # fmt: skip
     with pytest.warns(FitFailedWarning):
         s.fit(X_TOY, Y_TOY)
     assert (
@@ -200,7 +217,7 @@ def test_predictor_guided_search_beats_random_search():
     """Same evaluations, five seeds: the guided best is higher on every seed."""
     wins = []
     for seed in range(5):
-        g = toy_search(random_state=seed).fit(X_TOY, Y_TOY)
+        g = toy_search(random_state=seed, predictor=None, n_candidates=300).fit(X_TOY, Y_TOY)
         r = RandomizedSearchCV(Toy(), TOY_SPACE, n_iter=30, cv=2, random_state=seed).fit(
             X_TOY, Y_TOY
         )
@@ -211,7 +228,9 @@ def test_predictor_guided_search_beats_random_search():
 def test_small_grid_is_exhausted_without_repeats():
     space = {"kind": ["good", "b"], "k": [1, 2]}
     with pytest.warns(UserWarning, match="holds 4 configurations"):
-        s = GBDTSearchCV(Toy(), space, n_iter=10, n_initial=2, batch_size=1, cv=2, random_state=0)
+        s = GBDTSearchCV(
+            Toy(), space, n_iter=10, n_initial=2, batch_size=1, cv=2, random_state=0, predictor=FAST
+        )
         s.fit(X_TOY, Y_TOY)
     params = s.cv_results_["params"]
     assert len(params) == 4 and len({tuple(sorted(p.items())) for p in params}) == 4
@@ -219,7 +238,17 @@ def test_small_grid_is_exhausted_without_repeats():
 
 def test_list_of_dicts_space():
     space = [{"kind": ["good"], "x": loguniform(1, 100)}, {"kind": ["b", "c"], "k": randint(1, 6)}]
-    s = GBDTSearchCV(Toy(), space, n_iter=16, n_initial=6, batch_size=5, cv=2, random_state=0)
+    s = GBDTSearchCV(
+        Toy(),
+        space,
+        n_iter=16,
+        n_initial=6,
+        batch_size=5,
+        cv=2,
+        random_state=0,
+        predictor=FAST,
+        n_candidates=200,
+    )
     s.fit(X_TOY, Y_TOY)
     for p in s.cv_results_["params"]:
         assert set(p) in ({"kind", "x"}, {"kind", "k"})
@@ -293,6 +322,28 @@ def test_pruned_choices_are_never_drawn():
     assert {p["kind"] for p in draws} == {"good", "e", "f"}
     xs = np.array([p["x"] for p in draws])
     assert xs.min() >= 1e-2 and xs.max() < 1e2
+
+
+def test_neighbours_move_one_parameter_and_respect_pruning():
+    space = SearchSpace(TOY_SPACE)
+    dims = {d.name: d for d in space.dimensions}
+    dims["kind"].pruned |= {1, 2}
+    rng = np.random.RandomState(0)
+    params = {"kind": "good", "k": 3, "x": 20.0}
+    row = space.encode(0, params)
+    moved = {"kind": 0, "k": 0, "x": 0}
+    for _ in range(300):
+        new, new_row = space.neighbour(row, params, rng)
+        changed = [n for n in params if new[n] != params[n]]
+        assert len(changed) <= 1 and new["kind"] not in ("b", "c")
+        np.testing.assert_array_equal(new_row, space.encode(0, new))
+        for n in changed:
+            moved[n] += 1
+            if n == "x":  # u moves by N(0, 0.1^2): 0.8 decades of x; within 4 sd
+                assert abs(math.log10(new["x"] / 20.0)) < 8 * 0.4 + 1e-9
+            if n == "k":
+                assert isinstance(new["k"], int)
+    assert min(moved.values()) > 50
 
 
 # -- the pruning rule -------------------------------------------------------------------------
