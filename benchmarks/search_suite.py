@@ -100,7 +100,7 @@ def run(args):
     data = datasets.load(args.data, n_train=args.n_train or (3000 if args.data else None))
     mnist = data.name == "mnist"
     widths = tuple(
-        args.widths or ((100, 200, 500, 1000, 2000) if mnist else (50, 100, 200, 500, 1000))
+        args.widths or ((100, 200, 500, 1000) if mnist else (50, 100, 200, 500, 1000))
     )
     print(
         f"{data.name}: {data.X_train.shape[0]} train / {data.X_test.shape[0]} test; "
