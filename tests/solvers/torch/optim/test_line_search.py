@@ -2,6 +2,7 @@
 """solvers.torch.optim.line_search: AdaSLS, SLS, SPS as torch.optim optimizers."""
 
 import copy
+import math
 import os
 
 import numpy as np
@@ -487,3 +488,49 @@ def test_fused_final_step_matches_the_momentums_own_bit_for_bit(dtype, mlp, data
         denom = (st["max_exp_avg_sq"].sqrt() / (1 - 0.99**k) ** 0.5).add(1e-8)
         expected = w + (-eta / (1 - 0.9**k)) * st["exp_avg"] / denom
         torch.testing.assert_close(p.detach(), expected)
+
+
+def test_every_accepted_amsgrad_step_size_satisfies_armijo_along_the_search_direction(mlp, data):
+    # AdaSLS's default (AMSGrad + EMA momentum) searches along d = A^-1 g and then moves
+    # along A^-1 m_hat: the accepted eta must satisfy Armijo at w - eta d on the minibatch
+    X, y = data(n=96)
+    torch.manual_seed(0)
+    model = mlp().double()
+    X = X.double()
+    opt = AdaSLS(model.parameters(), n_batches_per_epoch=3)
+    params = list(model.parameters())
+    checked = 0
+    for k in range(30):
+        xb, yb = X[k % 3 :: 3], y[k % 3 :: 3]
+
+        def loss_at(ws):
+            with torch.no_grad():
+                saved = [p.detach().clone() for p in params]
+                for p, w in zip(params, ws, strict=True):
+                    p.copy_(w)
+                f = torch.nn.functional.cross_entropy(model(xb), yb).item()
+                for p, w in zip(params, saved, strict=True):
+                    p.copy_(w)
+            return f
+
+        def closure():
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(xb), yb)
+            loss.backward()
+            return loss
+
+        w0 = [p.detach().clone() for p in params]
+        f0 = opt.step(closure).item()
+        eta = opt.last_step["step_size"]
+        if eta == 0.0:
+            continue
+        d, pp = [], 0.0
+        for p in params:
+            st = opt.state[p]
+            denom = st["max_exp_avg_sq"].sqrt() / math.sqrt(1 - 0.99 ** st["step"]) + 1e-8
+            d.append(p.grad / denom)
+            pp += torch.dot(p.grad.flatten(), d[-1].flatten()).item()
+        f1 = loss_at([w - eta * di for w, di in zip(w0, d, strict=True)])
+        assert f1 <= f0 - 0.1 * eta * pp + 8 * np.finfo(np.float64).eps * abs(f0) + 1e-12
+        checked += 1
+    assert checked >= 25 and opt.totals["backtracks"] > 0
