@@ -11,6 +11,7 @@ same command and reuse the reporting (JSON, table, PNG).
 
 #: suite name -> module implementing ``add_arguments`` and ``run``
 SUITES = {
+    "showcase": "benchmarks.showcase_suite",
     "eigenpro": "benchmarks.eigenpro_suite",
     "optimizers": "benchmarks.optimizers_suite",
     "closedform": "benchmarks.closedform_suite",
