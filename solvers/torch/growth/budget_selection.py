@@ -23,6 +23,13 @@ left over are then filled greedily with the remaining eligible candidates in
 order of ``s_i / cost_i`` (most loss decrease per unit of cost first), each
 taken only if it still fits. The chosen set therefore never exceeds the
 budget or a cap, and it contains every integral ``beta_i = 1`` of the LP.
+
+Consecutive layers. The linear costs omit the weights joining a new neuron
+of one layer to a new neuron of the next (a product of the two counts,
+:func:`~solvers.torch.growth.neuron_cost.pair_costs`). Given ``pairs``, the
+exact cost ``sum_i cost_i + sum_l pair_l n_l n_l'`` is what must fit: the
+kept set is trimmed (largest ``s_i / cost_i`` first) until it does, and the
+greedy fill counts it too.
 """
 
 from __future__ import annotations
@@ -55,7 +62,19 @@ def _caps(groups, layer_cap):
     return {int(g): int(layer_cap) for g in np.unique(groups)}
 
 
-def select_under_budget(scores, costs, groups, budget, layer_cap=None):
+def _exact_cost(taken, costs, groups, pairs):
+    """Linear costs plus ``pair_l n_l n_l'`` for each grown pair of consecutive layers."""
+    total = float(costs[taken].sum()) if taken else 0.0
+    if pairs:
+        count = {}
+        for i in taken:
+            count[int(groups[i])] = count.get(int(groups[i]), 0) + 1
+        for g, (nxt, pair) in pairs.items():
+            total += pair * count.get(g, 0) * count.get(nxt, 0)
+    return total
+
+
+def select_under_budget(scores, costs, groups, budget, layer_cap=None, pairs=None):
     """Solve the budgeted LP over the candidates and round it (see the module docstring).
 
     Parameters
@@ -68,6 +87,9 @@ def select_under_budget(scores, costs, groups, budget, layer_cap=None):
         The cost budget, > 0.
     layer_cap : int or dict of int to int, optional
         The most candidates taken from one layer (all layers, or per layer).
+    pairs : dict of int to (int, float), optional
+        ``{group: (next group, cost of one pair of new neurons)}``: the
+        quadratic cost term of consecutive grown layers (see above).
 
     Returns
     -------
@@ -97,17 +119,18 @@ def select_under_budget(scores, costs, groups, budget, layer_cap=None):
     if res.status != 0:  # the LP is feasible (beta = 0) and bounded: only a solver failure
         raise RuntimeError(f"linprog (HiGHS) failed on the budget LP: {res.message}")
     beta[eligible] = np.clip(res.x, 0.0, 1.0)
-    taken = [i for i in eligible if beta[i] >= KEEP]
-    spent = float(costs[taken].sum())
+    ratio = lambda i: (scores[i] / costs[i], i)  # noqa: E731
+    taken = sorted((int(i) for i in eligible if beta[i] >= KEEP), key=ratio)
+    while taken and _exact_cost(taken, costs, groups, pairs) > budget:
+        taken.pop()  # the least decrease per unit of cost
     count = {}
     for i in taken:
         count[int(groups[i])] = count.get(int(groups[i]), 0) + 1
-    rest = sorted(set(eligible.tolist()) - set(taken), key=lambda i: (scores[i] / costs[i], i))
-    for i in rest:
+    for i in sorted(set(eligible.tolist()) - set(taken), key=ratio):
         g = int(groups[i])
-        if spent + costs[i] <= budget and count.get(g, 0) < caps.get(g, n + 1):
+        fits = _exact_cost([*taken, i], costs, groups, pairs) <= budget
+        if fits and count.get(g, 0) < caps.get(g, n + 1):
             taken.append(i)
-            spent += float(costs[i])
             count[g] = count.get(g, 0) + 1
     chosen = np.asarray(sorted(taken, key=lambda i: (scores[i], i)), dtype=np.int64)
     return BudgetChoice(chosen, beta, float(res.fun))

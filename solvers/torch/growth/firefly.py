@@ -66,7 +66,7 @@ from solvers._validation import (
     validate_params,
 )
 from solvers.torch.growth.budget_selection import select_count, select_under_budget
-from solvers.torch.growth.neuron_cost import check_costs, neuron_costs
+from solvers.torch.growth.neuron_cost import check_costs, neuron_costs, pair_costs
 from solvers.torch.growth.split_eigen import SplitEigen
 from solvers.torch.growth.splittable import check_splittable
 from solvers.torch.growth.splitting import (
@@ -349,14 +349,15 @@ class FireflyGrowth:
                     f"the candidate scores of layer {i} hold NaN or inf: check the data, the "
                     "targets and the model's parameters"
                 )
-        costs = self.cost if isinstance(self.cost, dict) else None
-        if costs is None:
+        costs, pairs = self.cost, {}  # user costs: their sum is the cost
+        if not isinstance(costs, dict):
             costs = neuron_costs(self.model, self.layers, first[0], self.cost)
+            pairs = pair_costs(self.model, self.layers, first[0], self.cost)
         out = {}
         for i, c in cand.items():
             out[i] = {k: (v.detach() if torch.is_tensor(v) else v) for k, v in c.items()}
             out[i]["split_score"], out[i]["new_score"] = scores[i]
-        self.candidates_, self.costs_, self.history_ = out, costs, history
+        self.candidates_, self.costs_, self.pairs_, self.history_ = out, costs, pairs, history
         return {i: scores[i] for i in self.layers}
 
     def _gates(self, i, value):
@@ -423,7 +424,9 @@ class FireflyGrowth:
             chosen = select_count(scores, groups, n_new, self.layer_cap)
         else:
             costs = torch.cat(costs).numpy()
-            chosen = select_under_budget(scores, costs, groups, budget, self.layer_cap).chosen
+            chosen = select_under_budget(
+                scores, costs, groups, budget, self.layer_cap, self.pairs_
+            ).chosen
         return [FireflyPick(int(groups[k]), int(index[k]), kinds[k]) for k in chosen]
 
     @torch.no_grad()

@@ -16,6 +16,11 @@ block`` after ``Flatten`` where a channel is ``block`` columns,
 
 ``P`` the number of output positions of a layer (1 for a ``Linear``,
 ``H_out x W_out`` for a ``Conv2d``, read from a forward pass of one input).
+These costs add up only to first order: when a layer and the next one both
+grow, the weights between their new neurons cost ``pair_l`` each pair more
+(``P_l' kh' kw'``, ``P_l' block`` or 1 FLOPs; one weight per pair in
+parameters), the quadratic term :func:`pair_costs` gives and
+:func:`~solvers.torch.growth.budget_selection.select_under_budget` adds back.
 FLOPs are multiply-accumulates per input sample, one multiply-add counted
 as one FLOP (the convention of fvcore and of the papers' MACs); bias
 additions are not counted. Every neuron of a layer costs the same.
@@ -28,7 +33,7 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["check_costs", "model_flops", "neuron_costs", "output_positions"]
+__all__ = ["check_costs", "model_flops", "neuron_costs", "output_positions", "pair_costs"]
 
 COST_KINDS = ("flops", "params")
 
@@ -51,15 +56,18 @@ def output_positions(model, sample):
     return positions
 
 
-def model_flops(model, sample):
+def model_flops(model, sample, *, nonzero=True):
     """Multiply-accumulates per input sample of the ``Linear``/``Conv2d`` layers.
 
-    A layer whose weights are masked (zeros) counts only its non-zero weights,
-    so a pruned network is charged for what a sparse kernel would compute.
+    With ``nonzero`` (the default) a layer is charged only for its non-zero
+    weights, what a sparse kernel would compute for a pruned network;
+    ``nonzero=False`` counts every weight (a neuron just added with zero
+    outgoing weights costs what it will cost once trained).
     """
     positions = output_positions(model, sample)
     mods = list(model)
-    return float(sum(positions[k] * int(torch.count_nonzero(mods[k].weight)) for k in positions))
+    count = torch.count_nonzero if nonzero else torch.numel
+    return float(sum(positions[k] * int(count(mods[k].weight)) for k in positions))
 
 
 def neuron_costs(model, layers, sample, kind="flops"):
@@ -83,6 +91,26 @@ def neuron_costs(model, layers, sample, kind="flops"):
         else:
             cost = positions[i] * fan_in + positions[nxt] * fan_out
         out[i] = torch.full((m,), float(cost), dtype=torch.float64)
+    return out
+
+
+def pair_costs(model, layers, sample, kind="flops"):
+    """``{layer: (next layer, cost)}`` of one weight-group between a new neuron and a new next one.
+
+    Only for layers whose next layer is grown too (a key of ``layers``): a
+    new neuron of ``layer`` and a new neuron of the next layer are joined
+    by ``kh x kw`` (``Conv2d``), ``block`` (``Flatten -> Linear``) or 1
+    weights, at the next layer's ``P`` positions for FLOPs.
+    """
+    mods = list(model)
+    positions = output_positions(model, sample) if kind == "flops" else None
+    out = {}
+    for i, (_, nxt) in layers.items():
+        if nxt not in layers:
+            continue
+        after = mods[nxt]
+        per_pair = after.weight.numel() // (mods[i].weight.shape[0] * after.weight.shape[0])
+        out[i] = (nxt, float(per_pair * (positions[nxt] if kind == "flops" else 1)))
     return out
 
 

@@ -81,7 +81,7 @@ from solvers._validation import (
     validate_params,
 )
 from solvers.torch.growth.budget_selection import select_count, select_under_budget
-from solvers.torch.growth.neuron_cost import check_costs, neuron_costs
+from solvers.torch.growth.neuron_cost import check_costs, neuron_costs, pair_costs
 from solvers.torch.growth.rayleigh import rayleigh_eigen
 from solvers.torch.growth.split_eigen import eigen_of, exact_eigen, lanczos_eigen
 from solvers.torch.growth.splittable import check_splittable
@@ -257,10 +257,11 @@ class NeuronSplitting:
         else:
             eigen = self._matrix_eigen(data)
         # all layers first: a failure keeps the previous scores
-        costs = self.cost if isinstance(self.cost, dict) else None
-        if costs is None:
+        costs, pairs = self.cost, {}  # user costs: their sum is the cost
+        if not isinstance(costs, dict):
             costs = neuron_costs(self.model, self.layers, first[0], self.cost)
-        self.eigen_, self.costs_ = eigen, costs
+            pairs = pair_costs(self.model, self.layers, first[0], self.cost)
+        self.eigen_, self.costs_, self.pairs_ = eigen, costs, pairs
         return self.eigen_
 
     def _matrix_eigen(self, data):
@@ -320,7 +321,9 @@ class NeuronSplitting:
             chosen = select_count(scores, groups, n_new, self.layer_cap)
         else:
             costs = torch.cat([self.costs_[i] for i in order]).numpy()
-            chosen = select_under_budget(scores, costs, groups, budget, self.layer_cap).chosen
+            chosen = select_under_budget(
+                scores, costs, groups, budget, self.layer_cap, self.pairs_
+            ).chosen
         picks = []
         for k in chosen:
             i, j = int(groups[k]), int(neuron[k])

@@ -62,3 +62,25 @@ def test_nothing_eligible():
     assert choice.chosen.size == 0 and choice.lp_objective == 0.0
     assert select_under_budget([-1.0], [5.0], [0], 4.0).chosen.size == 0  # too expensive
     assert select_under_budget([-1.0, -2.0], [1.0, 1.0], [0, 1], 4.0, {1: 0}).chosen.tolist() == [0]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_pair_costs_of_consecutive_layers_are_within_the_budget(seed):
+    rng = np.random.default_rng(seed)
+    n = 9
+    scores = rng.normal(size=n) - 0.5
+    costs = rng.uniform(1, 3, size=n)
+    groups = np.repeat([0, 1, 2], 3)
+    pairs = {0: (1, 0.7), 1: (2, 1.5)}
+    budget = float(rng.uniform(4, 12))
+    chosen = select_under_budget(scores, costs, groups, budget, pairs=pairs).chosen
+    count = np.bincount(groups[chosen], minlength=3)
+    exact = costs[chosen].sum() + 0.7 * count[0] * count[1] + 1.5 * count[1] * count[2]
+    assert exact <= budget
+    # maximal: no further eligible candidate fits
+    for i in np.flatnonzero(scores < 0):
+        if i not in chosen:
+            c = count.copy()
+            c[groups[i]] += 1
+            more = costs[chosen].sum() + costs[i] + 0.7 * c[0] * c[1] + 1.5 * c[1] * c[2]
+            assert more > budget

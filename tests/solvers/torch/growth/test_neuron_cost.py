@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: BSD-3-Clause
 """solvers.torch.growth.neuron_cost: a neuron's cost is what its copy adds to the model."""
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -75,3 +76,33 @@ def test_user_costs_must_match_the_model(smooth_net):
         check_costs([1.0], net, layers)
     with pytest.raises(ValueError, match="not selected"):
         NeuronSplitting(net, layers=[0], cost={0: 1.0, 2: 1.0})
+
+
+@pytest.mark.parametrize("grower", ["split", "firefly"])
+def test_consecutive_layers_grown_together_stay_within_the_budget(
+    grower, smooth_net, split_data, conv_net, conv_data
+):
+    """The weights between the new neurons of consecutive layers are charged too."""
+    from solvers.torch import FireflyGrowth
+
+    both = 0
+    for net, (X, y) in [(smooth_net(), split_data()), (conv_net(), conv_data(40))]:
+        if grower == "split":
+            g = NeuronSplitting(net, signed=True)
+        else:
+            g = FireflyGrowth(net, n_candidates=4)
+        for kind, measure in (
+            ("flops", lambda m, X=X: model_flops(m, X[:1], nonzero=False)),
+            ("params", _params),
+        ):
+            g.cost = kind
+            g.score([(X[:20], y[:20]), (X[20:], y[20:])])
+            assert set(g.pairs_) == {i for i, (_, nxt) in g.layers.items() if nxt in g.layers}
+            per = {i: float(c[0]) for i, c in g.costs_.items()}
+            for budget in np.linspace(min(per.values()), 6 * max(per.values()), 13):
+                grown = g.split(budget=budget, eps=1e-3, warn=False) if grower == "split" else (
+                    g.grow(budget=budget, warn=False))  # fmt: skip
+                assert measure(grown) - measure(net) <= budget
+                added = [grown[i].weight.shape[0] - net[i].weight.shape[0] for i in g.layers]
+                both += sum(a > 0 for a in added) >= 2
+    assert both > 0  # the quadratic term was exercised
