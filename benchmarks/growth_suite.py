@@ -155,19 +155,27 @@ def fresh_units(model, budget, sample, g):
     import torch
 
     from solvers.torch.growth.firefly import _append_neurons
-    from solvers.torch.growth.neuron_cost import neuron_costs
+    from solvers.torch.growth.neuron_cost import neuron_costs, pair_costs
     from solvers.torch.growth.splittable import splittable_layers
 
     layers = splittable_layers(model)
     costs = {i: float(c[0]) for i, c in neuron_costs(model, layers, sample).items()}
+    pairs = pair_costs(model, layers, sample)
     count, left = dict.fromkeys(layers, 0), budget
+
+    def cost(i):  # one more unit in layer i, with the weights to new units next to it
+        extra = pairs[i][1] * count[pairs[i][0]] if i in pairs else 0.0
+        for j, (nxt, pair) in pairs.items():
+            extra += pair * count[j] if nxt == i else 0.0
+        return costs[i] + extra
+
     while True:
-        fits = [i for i in layers if costs[i] <= left]
+        fits = [i for i in layers if cost(i) <= left]
         if not fits:
             break
         i = fits[int(torch.randint(len(fits), (1,), generator=g))]
+        left -= cost(i)
         count[i] += 1
-        left -= costs[i]
     new = copy.deepcopy(model)
     for i, (_, nxt) in sorted(layers.items(), reverse=True):
         k = count[i]
@@ -247,11 +255,13 @@ def growth_run(method, seed, cfg):
     epoch += cfg["warmup_epochs"]
     point(0)
     for r in range(1, cfg["rounds"] + 1):
-        budget = cfg["grow"] * model_flops(model, X[:1])
+        budget = cfg["grow"] * model_flops(model, X[:1], nonzero=False)
         idx = torch.randperm(X.shape[0], generator=g)[: cfg["n_score"]]
         score_data = [(X[idx[i : i + 250]], y[idx[i : i + 250]]) for i in range(0, len(idx), 250)]
+        before = model_flops(model, X[:1], nonzero=False)
         model, info = grow_round(method, model, budget, cfg["grow"], score_data, X[:1], seed, g)
-        info.update({"round": r, "budget": budget})
+        added = model_flops(model, X[:1], nonzero=False) - before
+        info.update({"round": r, "budget": budget, "added_flops": added})
         log.append(info)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         train_epochs(model, opt, X, y, cfg["epochs_per_round"], g)
