@@ -21,4 +21,5 @@ SUITES = {
     "growth": "benchmarks.growth_suite",
     "ensemble": "benchmarks.ensemble_suite",
     "proximal": "benchmarks.proximal_suite",
+    "search": "benchmarks.search_suite",
 }
