@@ -135,6 +135,8 @@ class FireflyGrowth:
         ``a``, ``b``, ``u`` (the new neurons), ``split_score``, ``new_score``.
     costs_ : dict of int to Tensor
         Each neuron's cost in a layer (a split or a new neuron alike).
+    pairs_ : dict of int to (int, float)
+        The cost of each pair of new neurons in consecutive layers.
     history_ : list of float
         Mean augmented loss of each candidate-training epoch.
 

@@ -151,7 +151,10 @@ class NeuronSplitting:
         Each neuron's cost under a ``budget``: the multiply-accumulates per
         input sample its copy adds (for the input size seen by :meth:`score`),
         its added parameters, or ``{layer: one cost per neuron (or a scalar)}``
-        checked against the model.
+        checked against the model. Computed costs also charge the weights
+        between new neurons of consecutive layers
+        (:func:`~solvers.torch.growth.neuron_cost.pair_costs`); user costs are
+        summed as given.
     layer_cap : int or dict of int to int, optional
         The most neurons split in one layer by one :meth:`split` (all layers,
         or per layer).
@@ -162,6 +165,9 @@ class NeuronSplitting:
         After :meth:`score`.
     costs_ : dict of int to Tensor
         Each neuron's cost, after :meth:`score`.
+    pairs_ : dict of int to (int, float)
+        The cost of each pair of new neurons in a layer and the next one,
+        after :meth:`score` (empty with user costs).
 
     Examples
     --------
