@@ -38,6 +38,9 @@ from benchmarks.report import Line, Panel, machine_info, save_figure, text_table
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
 
+#: bytes each ManifoldNet fit may use for its blocks (fixed for reproducible runs)
+MEMORY_BUDGET = 2**30
+
 #: the searches, in table order
 SEARCHES = ("gbdt", "random", "halving")
 
@@ -54,6 +57,7 @@ def add_arguments(p):
     p.add_argument("--cv", type=int, default=3)
     p.add_argument("--widths", type=int, nargs="+", default=None, help="hidden widths")
     p.add_argument("--out", default=RESULTS, help="folder for the JSON and PNG results")
+    p.add_argument("--tag", default="", help="suffix of the result files' names")
 
 
 def searches(n_iter, n_initial, batch_size, cv, widths, seed):
@@ -65,7 +69,10 @@ def searches(n_iter, n_initial, batch_size, cv, widths, seed):
     from solvers.model_selection import GBDTSearchCV, manifold_net_space
 
     space = manifold_net_space(widths=widths)
-    est = ManifoldNetClassifier(random_state=0)
+    # a fixed memory budget: "auto" sizes the blocks from the memory free at the time, and
+    # the block sizes change the float sums (decision values by up to 0.05 on digits),
+    # so a search's path would depend on the other jobs of the machine
+    est = ManifoldNetClassifier(random_state=0, memory_budget=MEMORY_BUDGET)
     return [
         ("gbdt", GBDTSearchCV(est, space, n_iter=n_iter, n_initial=n_initial,
                               batch_size=batch_size, cv=cv, random_state=1000 + seed)),
@@ -99,9 +106,7 @@ def halving_candidates(n_iter, factor=3):
 def run(args):
     data = datasets.load(args.data, n_train=args.n_train or (3000 if args.data else None))
     mnist = data.name == "mnist"
-    widths = tuple(
-        args.widths or ((100, 200, 500, 1000) if mnist else (50, 100, 200, 500, 1000))
-    )
+    widths = tuple(args.widths or ((100, 200, 500, 1000) if mnist else (50, 100, 200, 500, 1000)))
     print(
         f"{data.name}: {data.X_train.shape[0]} train / {data.X_test.shape[0]} test; "
         f"{args.seeds} seeds x {args.n_iter} configurations x {args.cv} folds; widths {widths}",
@@ -136,7 +141,7 @@ def run(args):
         "runs": runs,
         "summary": summary,
     }
-    stem = os.path.join(args.out, f"search_{data.name}")
+    stem = os.path.join(args.out, f"search_{data.name}{args.tag}")
     write_json(stem + ".json", payload)
     plot(stem + ".png", runs, f"Search over ManifoldNetClassifier on {data.name}", args.cv)
     print(f"wrote {stem}.json and {stem}.png")
