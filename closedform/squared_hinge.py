@@ -22,9 +22,9 @@ conjugate-gradient method (Polak-Ribiere+, Nocedal & Wright 2006, Sec. 5.2,
 with the preconditioned form of Hager & Zhang 2006, "A survey of nonlinear
 conjugate gradient methods"), and every step goes to the exact minimiser of
 ``J`` along the search direction ``D``: ``phi(s) = J((W, c) + s D)`` is a
-convex piecewise quadratic in ``s``, minimised by safeguarded Newton steps on
-the already computed outputs ``F`` and ``dF = H D`` (``O(n c)`` each; Keerthi &
-DeCoste, JMLR 2005, use the same exact line search for the L2-SVM).
+convex piecewise quadratic in ``s``, minimised exactly from one sort of its
+breakpoints (:func:`exact_line_search`; Keerthi & DeCoste, JMLR 2005, use the
+same exact line search for the L2-SVM).
 
 One iteration costs what one alternation costs, two passes over ``H``
 (``dF = (H - h) D_W + D_c`` and the gradient's ``H^T (a y r)``) and one
@@ -45,18 +45,20 @@ from solvers.linalg import cho_solve
 
 __all__ = ["HingeProblem", "exact_line_search", "squared_hinge_cg"]
 
-#: Newton steps allowed in one exact line search; each is ``O(n c)``.
-LINE_SEARCH_MAX_ITER = 50
 
-
-def exact_line_search(F, dF, Y, weights, gamma, WD, DD, start=1.0, rtol=1e-14):
+def exact_line_search(F, dF, Y, weights, gamma, WD, DD):
     """The exact minimiser ``s >= 0`` of ``J`` along a search direction.
 
-    ``phi(s) = sum_i a_i ||(1 - y_i (f_i + s df_i))_+||^2 + gamma ||W + s D||^2``.
-    ``phi`` is convex and piecewise quadratic; Newton steps on ``phi'`` (its
-    generalised second derivative is the curvature of the current piece) are
-    kept inside a bracket ``[lo, hi]`` with ``phi'(lo) < 0 < phi'(hi)``, and a
-    step that would leave it bisects instead, so the search always converges.
+    ``phi(s) = sum_i a_i ||(1 - y_i (f_i + s df_i))_+||^2 + gamma ||W + s D||^2``
+    is convex and piecewise quadratic, so ``phi'`` is continuous,
+    non-decreasing and piecewise linear: each entry ``(i, k)`` with slack
+    ``m = 1 - y f`` and ``q = y df`` contributes ``-2 a_i (m - s q) q`` while
+    ``m - s q > 0``. Entries switch off (``q > 0``) or on (``q < 0``) at
+    ``s = m / q``; sorting these breakpoints once gives ``phi'`` on every
+    piece by cumulative sums, and the root lies on the first piece whose end
+    has ``phi' >= 0``: one sort of at most ``n c`` values instead of an
+    iterative search (Newton steps on ``phi'`` needed about 25 evaluations
+    over all entries on MNIST, each as costly as the sort).
 
     Parameters
     ----------
@@ -68,10 +70,6 @@ def exact_line_search(F, dF, Y, weights, gamma, WD, DD, start=1.0, rtol=1e-14):
     gamma : float
     WD, DD : float
         ``<W, D_W>`` and ``<D_W, D_W>`` (the penalty's part of ``phi``).
-    start : float, default=1.0
-        First trial step.
-    rtol : float, default=1e-14
-        Stop when a Newton step changes ``s`` by less than ``rtol * |s|``.
 
     Returns
     -------
@@ -79,36 +77,41 @@ def exact_line_search(F, dF, Y, weights, gamma, WD, DD, start=1.0, rtol=1e-14):
         The step ``s >= 0``; 0 when ``D`` is not a descent direction.
     """
     xp, _ = get_namespace_and_device(F)
-    M = 1.0 - Y * F  # margins' slack at s = 0
-    YdF = Y * dF
-    a = weights[:, None]
-
-    def slope_and_curvature(s):
-        r = xp.clip(M - s * YdF, min=0.0)
-        slope = -2.0 * float(xp.sum(a * r * YdF)) + 2.0 * gamma * (WD + s * DD)
-        active = xp.astype(r > 0.0, YdF.dtype)
-        curve = 2.0 * float(xp.sum(a * active * YdF * YdF)) + 2.0 * gamma * DD
-        return slope, curve
-
-    slope0, _ = slope_and_curvature(0.0)
-    if not slope0 < 0.0:
+    m = xp.reshape(1.0 - Y * F, (-1,))
+    q = xp.reshape(Y * dF, (-1,))
+    a = xp.reshape(xp.broadcast_to(weights[:, None], F.shape), (-1,))
+    A, B = -2.0 * a * m * q, 2.0 * a * q * q  # an active entry adds A + B s to phi'
+    on = ((m > 0.0) & (q != 0.0)) | ((m == 0.0) & (q < 0.0))  # active just after s = 0
+    A0 = float(xp.sum(xp.where(on, A, xp.zeros_like(A)))) + 2.0 * gamma * WD
+    B0 = float(xp.sum(xp.where(on, B, xp.zeros_like(B)))) + 2.0 * gamma * DD
+    if not A0 < 0.0:  # phi'(0) >= 0: no descent along D
         return 0.0
-    lo, hi, s = 0.0, math.inf, float(start)
-    for _ in range(LINE_SEARCH_MAX_ITER):
-        slope, curve = slope_and_curvature(s)
-        if slope == 0.0:
-            return s
-        if slope < 0.0:
-            lo = s
-        else:
-            hi = s
-        step = s - slope / curve if curve > 0.0 else math.inf
-        if not lo < step < hi:  # Newton left the bracket: expand or bisect
-            step = 2.0 * lo + 1.0 if math.isinf(hi) else 0.5 * (lo + hi)
-        if abs(step - s) <= rtol * abs(s):
-            return step
-        s = step
-    return lo
+    # breakpoints at s > 0: q > 0, m > 0 switch off; q < 0, m < 0 switch on
+    off, switch_on = on & (q > 0.0), (m < 0.0) & (q < 0.0)
+    events = off | switch_on
+    t = (m / xp.where(events, q, xp.ones_like(q)))[events]
+    ones = xp.ones_like(A)
+    sign = xp.where(off, -ones, ones)[events]
+    order = xp.argsort(t)
+    t = xp.take(t, order)
+    dA = xp.take(sign * A[events], order)
+    dB = xp.take(sign * B[events], order)
+    # coefficients of phi' on the piece ending at each breakpoint, and phi' there
+    A_piece = A0 + xp.cumulative_sum(dA) - dA
+    B_piece = B0 + xp.cumulative_sum(dB) - dB
+    ends = A_piece + B_piece * t
+    reached = xp.nonzero(ends >= 0.0)[0]
+    if reached.shape[0] > 0:
+        k = int(reached[0])
+        A_root, B_root = float(A_piece[k]), float(B_piece[k])
+        floor, ceiling = (float(t[k - 1]) if k else 0.0), float(t[k])
+    else:  # beyond the last breakpoint
+        A_root = A0 + float(xp.sum(dA))
+        B_root = B0 + float(xp.sum(dB))
+        floor, ceiling = (float(t[-1]) if t.shape[0] else 0.0), math.inf
+    if not B_root > 0.0:  # a flat piece: phi' is 0 from its start
+        return floor
+    return min(max(-A_root / B_root, floor), ceiling)
 
 
 class HingeProblem(NamedTuple):
@@ -223,9 +226,7 @@ def squared_hinge_cg(H, Y, problems, gamma, starts, *, max_iter, tol, callback=N
         still = []
         for i, j in enumerate(live):
             WD, DD = float(xp.sum(W[j] * D_W[i])), float(xp.sum(D_W[i] * D_W[i]))
-            steps[j] = exact_line_search(
-                F[j], dF[i], Y, problems[j].weights, gamma, WD, DD, start=max(steps[j], 1.0)
-            )
+            steps[j] = exact_line_search(F[j], dF[i], Y, problems[j].weights, gamma, WD, DD)
             W[j], c[j] = W[j] + steps[j] * D_W[i], c[j] + steps[j] * D_c[i]
             F[j] = F[j] + steps[j] * dF[i]
             going = record(j, it + 1)

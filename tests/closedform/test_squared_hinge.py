@@ -83,29 +83,50 @@ def test_cg_beats_the_alternation_at_equal_iterations():
     assert gap_cg < 0.01 * gap_alternation
 
 
-@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("seed", range(8))
 def test_exact_line_search_is_the_minimiser_along_the_direction(seed):
     rng = np.random.default_rng(seed)
     n, c = 300, 4
     F, dF = rng.standard_normal((n, c)), rng.standard_normal((n, c))
+    if seed % 2:  # ties: repeated breakpoints, entries with q = 0 and slack exactly 0
+        F[:50], dF[:50] = F[50:100], dF[50:100]
+        dF[100:120] = 0.0
+        F[120:130] = 1.0
     Y = np.where(rng.random((n, c)) < 0.5, -1.0, 1.0)
-    a = np.full(n, 1.0 / n)
+    a = rng.random(n)
+    a /= a.sum()
     W, D = rng.standard_normal(20), rng.standard_normal(20)
-    gamma = 0.1
+    gamma = [0.1, 1e-4][seed % 2]
     if (a[:, None] * -2 * np.clip(1 - Y * F, 0, None) * Y * dF).sum() + 2 * gamma * W @ D > 0:
         dF, D = -dF, -D  # a descent direction
 
     def phi(s):
-        return a @ np.sum(np.clip(1 - Y * (F + s * dF), 0, None) ** 2, 1) + gamma * np.sum(
-            (W + s * D) ** 2
-        )
+        hinge = np.clip(1 - Y * (F + s * dF), 0, None)
+        return a @ np.sum(hinge**2, 1) + gamma * np.sum((W + s * D) ** 2)
 
     s = exact_line_search(F, dF, Y, a, gamma, W @ D, D @ D)
     ref = minimize_scalar(phi, bounds=(0.0, 100.0), method="bounded", options={"xatol": 1e-12})
     assert s == pytest.approx(ref.x, abs=1e-7)
     assert phi(s) <= ref.fun + 1e-14
+    # phi' vanishes there (phi is differentiable: its pieces join with equal slopes)
+    h = 1e-6 * max(s, 1.0)
+    assert abs(phi(s + h) - phi(s - h)) / (2 * h) < 1e-6
     # an ascent direction is refused: no step
     assert exact_line_search(F, -dF, Y, a, gamma, -(W @ D), D @ D) == 0.0
+
+
+def test_exact_line_search_beyond_every_breakpoint_and_on_torch():
+    torch = pytest.importorskip("torch")
+    # every entry stays active: phi is one quadratic, minimised at -A0 / B0
+    F, dF = np.full((5, 2), -3.0), np.full((5, 2), 0.5)
+    Y, a = np.ones((5, 2)), np.full(5, 0.2)
+    s = exact_line_search(F, dF, Y, a, 0.0, 0.0, 0.0)
+    assert s == pytest.approx(8.0)  # 1 - (-3 + 0.5 s) = 0 at s = 8, the only breakpoint
+    # with the penalty: phi'(s) = 3 s - 28 up to s = 8, then 2 (s - 10): the root is 10
+    s = exact_line_search(F, dF, Y, a, 1.0, -10.0, 1.0)
+    assert s == pytest.approx(10.0)
+    as_torch = [torch.from_numpy(v) for v in (F, dF, Y, a)]
+    assert exact_line_search(*as_torch, 1.0, -10.0, 1.0) == pytest.approx(s, rel=1e-14)
 
 
 def test_head_max_iter_auto_picks_the_best_held_out_count(monkeypatch):
