@@ -379,3 +379,18 @@ def test_goldstein_runs_without_a_c_and_names_bad_betas():
     assert np.array_equal(res.x, same.x) and np.isfinite(res.x).all()
     with pytest.raises(ValueError, match=r"'betas\[0\]' parameter of minimize"):
         minimize(GLMObjective(), np.zeros(3), (X, y), betas=(1.0, 0.5))
+
+
+def test_malformed_objective_messages_name_what_was_returned(separable):
+    # issue 21: each message says the type or shape fun returned
+    X, y = separable(n=20, p=3)
+    cases = [
+        (lambda w, X, y: 0.5, TypeError, r"pair \(loss, gradient\); got float\.$"),
+        (lambda w, X, y: ("0.5", w), TypeError, r"as a number; got str\.$"),
+        (lambda w, X, y: (np.ones(2), w), ValueError, r"a scalar; got shape \(2,\)\.$"),
+        (lambda w, X, y: (0.5, list(w)), ValueError, r"shape \(3,\); got list\.$"),
+        (lambda w, X, y: (0.5, w[:2]), ValueError, r"shape \(3,\); got \(2,\)\.$"),
+    ]
+    for fun, error, match in cases:
+        with pytest.raises(error, match=match):
+            minimize(fun, np.zeros(3), (X, y), epochs=1)

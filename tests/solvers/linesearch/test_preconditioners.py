@@ -112,3 +112,20 @@ def test_factories():
         make_momentum("nesterov")
     with pytest.raises(ValueError, match="heavy_ball"):
         HeavyBall(1.0)
+
+
+def test_zero_eps_and_zero_heavy_ball_are_allowed_and_bad_values_named():
+    # issue 21: eps = 0 and heavy_ball = 0 are in range (closed at 0); the error names the argument
+    assert AdaGrad(eps=0.0).eps == 0.0
+    assert HeavyBall(heavy_ball=0.0).heavy_ball == 0.0
+    with pytest.raises(ValueError, match=r"^The 'eps' parameter"):
+        AdaGrad(eps=-1.0)
+    with pytest.raises(ValueError, match=r"^The 'heavy_ball' parameter"):
+        HeavyBall(heavy_ball=1.0)  # [0, 1): 1 would never forget
+    with pytest.raises(TypeError, match=r"^HeavyBall got both heavy_ball"):
+        HeavyBall(0.3, gamma=0.5)
+    with pytest.warns(DeprecationWarning, match=r"^HeavyBall\(gamma=\.\.\.\) is deprecated"):
+        HeavyBall(gamma=0.4)
+    # the heavy-ball state starts at rest, shaped like x
+    x = np.arange(3.0)
+    np.testing.assert_array_equal(HeavyBall().init(x, np)["displacement"], np.zeros(3))
