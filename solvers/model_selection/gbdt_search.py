@@ -33,7 +33,7 @@ candidates include neighbours of the best configurations (the paper ranks
 random architectures only; with 30 evaluations instead of 1000, the local
 candidates let the predictor refine the incumbent: on the search benchmark's
 digits space, 4 of 5 seeds at or above random search with them, 2-3 of 5
-without).
+without, in single runs; ``benchmarks/README.md`` has the committed figures).
 """
 
 from __future__ import annotations
