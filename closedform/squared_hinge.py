@@ -79,17 +79,19 @@ def exact_line_search(F, dF, Y, weights, gamma, WD, DD):
     xp, _ = get_namespace_and_device(F)
     m = xp.reshape(1.0 - Y * F, (-1,))
     q = xp.reshape(Y * dF, (-1,))
-    a = xp.reshape(xp.broadcast_to(weights[:, None], F.shape), (-1,))
-    A, B = -2.0 * a * m * q, 2.0 * a * q * q  # an active entry adds A + B s to phi'
     on = ((m > 0.0) & (q != 0.0)) | ((m == 0.0) & (q < 0.0))  # active just after s = 0
-    A0 = float(xp.sum(xp.where(on, A, xp.zeros_like(A)))) + 2.0 * gamma * WD
-    B0 = float(xp.sum(xp.where(on, B, xp.zeros_like(B)))) + 2.0 * gamma * DD
+    relevant = on | ((m < 0.0) & (q < 0.0))  # the others stay inactive for every s >= 0
+    a = xp.reshape(xp.broadcast_to(weights[:, None], F.shape), (-1,))[relevant]
+    m, q, on = m[relevant], q[relevant], on[relevant]
+    A, B = -2.0 * a * m * q, 2.0 * a * q * q  # an active entry adds A + B s to phi'
+    A0 = float(xp.sum(A[on])) + 2.0 * gamma * WD
+    B0 = float(xp.sum(B[on])) + 2.0 * gamma * DD
     if not A0 < 0.0:  # phi'(0) >= 0: no descent along D
         return 0.0
     # breakpoints at s > 0: q > 0, m > 0 switch off; q < 0, m < 0 switch on
-    off, switch_on = on & (q > 0.0), (m < 0.0) & (q < 0.0)
-    events = off | switch_on
-    t = (m / xp.where(events, q, xp.ones_like(q)))[events]
+    off = on & (q > 0.0)
+    events = off | ~on
+    t = (m / q)[events]
     ones = xp.ones_like(A)
     sign = xp.where(off, -ones, ones)[events]
     order = xp.argsort(t)
