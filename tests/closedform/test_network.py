@@ -2,16 +2,19 @@
 """closedform.network: layer draws, the ridge layer fit and the backward sweep."""
 
 import numpy as np
+import pytest
 from sklearn.linear_model import Ridge
 from sklearn.utils import check_random_state
 
 from closedform.activations import get_activation
+from closedform.backward import backward_target
 from closedform.network import (
     RidgeLayerFactor,
     SweepSettings,
     backward_sweep,
     forward,
     init_network,
+    pull_back,
 )
 
 
@@ -69,3 +72,147 @@ def test_backward_sweep_with_identity_fits_the_pulled_back_targets(make_problem)
     )
     assert same is factor
     np.testing.assert_array_equal(again[0][0], new_layers[0][0])
+
+
+# -- issue 21: the mutants of closedform/network.py that survived -----------------------------
+
+
+def _sample_init_reference(X, width, scale, seed, weights=None):
+    """The "samples" rule of the docstring, drawn with the same generator calls."""
+    rng = check_random_state(seed)
+    n = X.shape[0]
+    if weights is None:
+        rows = rng.choice(n, size=width, replace=width > n)
+        w = np.full(n, 1.0 / n)
+    else:
+        w = weights / weights.sum()
+        rows = rng.choice(n, size=width, replace=width > np.count_nonzero(w), p=w)
+    m = w @ X
+    r = np.sqrt(w @ np.sum((X - m) ** 2, axis=1))
+    D = X[rows] - m
+    W = scale * (D / np.linalg.norm(D, axis=1)[:, None]).T / r
+    return rows, W, rng.standard_normal(width) - m @ W
+
+
+@pytest.mark.parametrize("width", [5, 7])  # n = 7 rows: all distinct, then 5 of 7
+def test_samples_init_points_units_at_centred_rows(width):
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(7, 3)) * 1e-3 + 5.0  # small spread: norms below 1, a large mean
+    act = get_activation("identity")
+    (layer,), (H,) = init_network(
+        check_random_state(4), X, (width,), act, init="samples", init_scale=2.0
+    )
+    rows, W_ref, b_ref = _sample_init_reference(X, width, 2.0, 4)
+    # r comes from E||x||^2 - ||m||^2, which cancels here (measured error 2.7e-9)
+    assert len(set(rows)) == width  # drawn without replacement when width <= n
+    np.testing.assert_allclose(layer[0], W_ref, rtol=1e-8)
+    np.testing.assert_allclose(layer[1], b_ref, rtol=1e-8)
+    np.testing.assert_allclose(H, X @ layer[0] + layer[1], rtol=1e-12)
+    # scale-free: every unit has norm s / r
+    r = np.sqrt(np.mean(np.sum((X - X.mean(0)) ** 2, axis=1)))
+    np.testing.assert_allclose(np.linalg.norm(layer[0], axis=0), 2.0 / r, rtol=1e-8)
+
+
+def test_samples_init_with_weights_uses_only_weighted_rows():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(9, 4))
+    weights = np.array([0.0, 2.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0])
+    act = get_activation("identity")
+    for width in (3, 4):  # 3 rows of positive weight: with replacement beyond 3
+        (layer,), _ = init_network(
+            check_random_state(1),
+            X,
+            (width,),
+            act,
+            init="samples",
+            init_scale=1.5,
+            weights=weights / weights.sum(),
+        )
+        rows, W_ref, b_ref = _sample_init_reference(X, width, 1.5, 1, weights)
+        assert set(rows) <= {1, 3, 4}
+        np.testing.assert_allclose(layer[0], W_ref, rtol=1e-9)
+        np.testing.assert_allclose(layer[1], b_ref, rtol=1e-9)
+
+
+def test_gaussian_init_is_hpelms_rule_and_keeps_the_dtype():
+    X = np.random.default_rng(5).normal(size=(20, 9)).astype(np.float32)
+    act = get_activation("identity")
+    layers, hidden = init_network(
+        check_random_state(6), X, (4, 3), act, init="gaussian", init_scale=3.0
+    )
+    rng = check_random_state(6)
+    W1 = rng.standard_normal((9, 4)) * 3.0 / 3.0  # s / sqrt(d_in) = 1
+    b1 = rng.standard_normal(4)
+    W2 = rng.standard_normal((4, 3)) * 3.0 / 2.0
+    np.testing.assert_allclose(layers[0][0], W1, rtol=1e-6)
+    np.testing.assert_allclose(layers[0][1], b1, rtol=1e-6)
+    np.testing.assert_allclose(layers[1][0], W2, rtol=1e-6)
+    for W, b in layers:
+        assert W.dtype == np.float32 and b.dtype == np.float32
+    assert all(H.dtype == np.float32 for H in hidden)
+    layers_s, _ = init_network(check_random_state(6), X, (4,), act, init="samples", init_scale=1.0)
+    assert layers_s[0][0].dtype == np.float32 and layers_s[0][1].dtype == np.float32
+
+
+def test_samples_init_of_constant_data_gives_zero_weights():
+    X = np.full((4, 3), 2.0)  # 4 rows: the mean is exact in binary
+    (layer,), _ = init_network(
+        check_random_state(0), X, (4,), get_activation("identity"), init="samples", init_scale=1.0
+    )
+    np.testing.assert_array_equal(layer[0], np.zeros((3, 4)))
+    assert np.all(np.isfinite(layer[1]))
+
+
+@pytest.mark.parametrize("backend_name", ["numpy", "torch"])
+def test_pull_back_inverts_the_squashed_target(backend_name):
+    act = get_activation("sigmoid")
+    H = np.linspace(-0.5, 1.5, 9)[:, None] * np.ones((1, 2))
+    eps = 0.01
+    clipped = np.clip(H, eps, 1 - eps)
+    expected = np.log(clipped / (1 - clipped))
+    if backend_name == "torch":
+        torch = pytest.importorskip("torch")
+        out = pull_back(act, torch.as_tensor(H), eps).numpy()
+    else:
+        out = pull_back(act, H.copy(), eps)
+    np.testing.assert_allclose(out, expected, rtol=1e-12)
+
+
+def _sweep_reference(X, hidden, layers, W_head, b_head, T, settings, weights):
+    """Top-down: pull the target back through the layer above, refit on the layer below."""
+    new = list(layers)
+    for k in range(len(layers) - 1, -1, -1):
+        H_star = backward_target(settings.backward, T, W_head, b_head, hidden[k], mu=settings.mu)
+        Z = pull_back(settings.activation, H_star, settings.squash_eps)
+        below = X if k == 0 else hidden[k - 1]
+        W, b = RidgeLayerFactor(below, weights, settings.alpha_hidden, 10**9).solve(below, Z)
+        new[k] = (W, b)
+        T, W_head, b_head = Z, W, b
+    return new
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_backward_sweep_refits_every_layer_top_down(make_problem, weighted):
+    X, _ = make_problem(n=120)
+    act = get_activation("sigmoid")
+    layers, hidden = init_network(
+        check_random_state(0), X, (6, 5, 4), act, init="gaussian", init_scale=1.0
+    )
+    rng = np.random.default_rng(7)
+    W_head, b_head = rng.normal(size=(4, 2)), rng.normal(size=2)
+    T = rng.normal(size=(120, 2)) * 3.0  # far outside sigmoid's range once pulled back
+    w = rng.random(120) if weighted else None
+    w = None if w is None else w / w.sum()
+    settings = SweepSettings(act, "proximal", 0.3, 0.05, 0.1, 32)
+    new, factor = backward_sweep(X, hidden, layers, W_head, b_head, T, settings, weights=w)
+    ref = _sweep_reference(X, hidden, layers, W_head, b_head, T, settings, w)
+    for (W, b), (W_ref, b_ref) in zip(new, ref, strict=True):
+        np.testing.assert_allclose(W, W_ref, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(b, b_ref, rtol=1e-8, atol=1e-10)
+    # the returned factor is the first layer's: the (weighted) moments of X
+    mean = X.mean(0) if w is None else w @ X
+    np.testing.assert_allclose(factor.mean, mean, rtol=1e-12)
+    # float32 inputs: the new layers are float32
+    X32, hidden32 = X.astype(np.float32), [H.astype(np.float32) for H in hidden]
+    new32, _ = backward_sweep(X32, hidden32, layers, W_head, b_head, T, settings, weights=w)
+    assert all(W.dtype == np.float32 and b.dtype == np.float32 for W, b in new32)
