@@ -16,7 +16,10 @@ over :func:`solvers.model_selection.manifold_net_space` for
 ``ManifoldNetClassifier`` (width, activation, draw, scale, head, penalty,
 sweeps; penalties below ~1e-7 fail and get ``error_score=nan``). Each seed
 runs the three searches with their own random streams (ours ``1000 + seed``,
-the others ``seed``: no shared initial sample). A fit is one estimator fit on
+the others ``seed``: no shared initial sample); ``--paired`` seeds ours with
+``seed`` too, so that its initial sample is random search's first
+``n_initial`` configurations (common random numbers: the comparison is then
+of what each does with the remaining fits). A fit is one estimator fit on
 one CV split. Every refit best model is scored once on the test set.
 
 Writes ``benchmarks/results/search_{dataset}.json`` and ``.png`` and prints
@@ -58,9 +61,14 @@ def add_arguments(p):
     p.add_argument("--widths", type=int, nargs="+", default=None, help="hidden widths")
     p.add_argument("--out", default=RESULTS, help="folder for the JSON and PNG results")
     p.add_argument("--tag", default="", help="suffix of the result files' names")
+    p.add_argument(
+        "--paired",
+        action="store_true",
+        help="ours seeded like random search: both start from the same 10 configurations",
+    )
 
 
-def searches(n_iter, n_initial, batch_size, cv, widths, seed):
+def searches(n_iter, n_initial, batch_size, cv, widths, seed, paired=False):
     """(name, search) of the three searches of one seed."""
     from sklearn.experimental import enable_halving_search_cv  # noqa: F401
     from sklearn.model_selection import HalvingRandomSearchCV, RandomizedSearchCV
@@ -75,7 +83,8 @@ def searches(n_iter, n_initial, batch_size, cv, widths, seed):
     est = ManifoldNetClassifier(random_state=0, memory_budget=MEMORY_BUDGET)
     return [
         ("gbdt", GBDTSearchCV(est, space, n_iter=n_iter, n_initial=n_initial,
-                              batch_size=batch_size, cv=cv, random_state=1000 + seed)),
+                              batch_size=batch_size, cv=cv,
+                              random_state=seed if paired else 1000 + seed)),
         ("random", RandomizedSearchCV(est, space, n_iter=n_iter, cv=cv, random_state=seed)),
         ("halving", HalvingRandomSearchCV(est, space, n_candidates=halving_candidates(n_iter),
                                           factor=3, min_resources="exhaust", cv=cv,
@@ -116,7 +125,7 @@ def run(args):
     runs = []
     for seed in range(args.seeds):
         for name, search in searches(
-            args.n_iter, args.n_initial, args.batch_size, args.cv, widths, seed
+            args.n_iter, args.n_initial, args.batch_size, args.cv, widths, seed, args.paired
         ):
             runs.append(run_search(name, seed, search, data))
     summary = summarize(runs, args.n_iter)
@@ -135,6 +144,7 @@ def run(args):
             "cv": args.cv,
             "widths": list(widths),
             "halving_candidates": halving_candidates(args.n_iter),
+            "paired": args.paired,
         },
         "machine": machine_info(),
         "total_seconds": time.perf_counter() - t_start,

@@ -59,6 +59,14 @@ def test_halving_budget_is_what_scikit_learn_runs():
     assert s.n_candidates_ == [20, 7, 3] and len(s.cv_results_["params"]) == 30
 
 
+def test_searches_have_their_own_streams_unless_paired():
+    own = dict(suite.searches(30, 10, 5, 3, (20,), seed=2))
+    assert own["gbdt"].random_state == 1002 and own["random"].random_state == 2
+    assert own["halving"].n_candidates == 20 and own["gbdt"].estimator.memory_budget == 2**30
+    paired = dict(suite.searches(30, 10, 5, 3, (20,), seed=2, paired=True))
+    assert paired["gbdt"].random_state == paired["random"].random_state == 2
+
+
 def test_plot_writes_a_png(tmp_path, read_png):
     path = suite.plot(str(tmp_path / "s.png"), RUNS, "title", 3)
     assert read_png(path).shape[:2] == (600, 960)  # 8 x 5 inches at 120 dpi
@@ -70,7 +78,7 @@ def test_tiny_run_on_digits_writes_json_and_png(tmp_path, capsys):
     suite.add_arguments(parser)
     args = parser.parse_args(
         ["--seeds", "1", "--n-iter", "6", "--n-initial", "3", "--batch-size", "3", "--cv", "2",
-         "--widths", "20", "50", "--out", str(tmp_path)]
+         "--widths", "20", "50", "--paired", "--out", str(tmp_path)]
     )  # fmt: skip
     suite.run(args)
     assert "GBDTSearchCV >= random at equal fits" in capsys.readouterr().out
@@ -83,4 +91,7 @@ def test_tiny_run_on_digits_writes_json_and_png(tmp_path, capsys):
     curve = [b for _, b in runs["gbdt"]["curve"]]
     assert curve == sorted(curve) and curve[-1] == runs["gbdt"]["best_cv_score"]
     assert runs["gbdt"]["proposed_by"][:3] == ["initial"] * 3
+    # paired: the same initial sample as random search, so the same first three scores
+    assert runs["gbdt"]["curve"][:3] == runs["random"]["curve"][:3]
+    assert payload["settings"]["paired"]
     assert all(0.5 < r["test_score"] <= 1 for r in runs.values())
