@@ -182,7 +182,7 @@ def solve_triangular(L, B, *, lower=True, transpose=False):
 
         A = L.mT if transpose else L
         return torch.linalg.solve_triangular(A, B, upper=lower == transpose)
-    if kind == "cupy":  # pragma: no cover - needs a GPU
+    if kind == "cupy":  # pragma: no cover, no mutate block - needs a GPU
         import cupyx.scipy.linalg
 
         return cupyx.scipy.linalg.solve_triangular(L, B, lower=lower, trans=1 if transpose else 0)

@@ -318,3 +318,44 @@ def test_top_eigensystem_raises_when_the_retry_fails_too(monkeypatch, broken_par
         FloatingPointError, match=r"^top_eigensystem: the eigensolver returned non-finite values\.$"
     ):
         top_eigensystem(_psd(5), 2)
+
+
+def test_linalg_edge_cases_and_messages():
+    # the threshold itself passes (strict inequality)
+    limit = float(np.sqrt(np.finfo(np.float64).max / 4))
+    check_squares_summable(np.array([limit]), "X", 4)
+    # square problems are allowed: p = c for GPI, as many features as outputs for Procrustes
+    W, _ = stiefel_quadratic(np.diag([1.0, 2.0]), np.eye(2), max_iter=3)
+    np.testing.assert_allclose(W.T @ W, np.eye(2), atol=1e-12)
+    G = _psd(3) + np.eye(3)
+    W = generalized_procrustes(np.linalg.cholesky(G), np.eye(3))
+    np.testing.assert_allclose(W.T @ G @ W, np.eye(3), atol=1e-10)
+    with pytest.raises(
+        ValueError,
+        match=r"^The Stiefel constraint W\^T G W = I needs at least as many features as outputs; "
+        r"got 2 features for 3 outputs\.$",
+    ):
+        generalized_procrustes(np.eye(2), np.ones((2, 3)))
+    with pytest.raises(
+        FloatingPointError,
+        match=r"^The Gram matrix is not positive definite \(NaN/inf in the data, or a ridge "
+        r"penalty of 0 on rank-deficient features\); use a positive alpha\.$",
+    ):
+        cholesky(-np.eye(3))
+    # the jitter retry keeps float32
+    v = np.random.default_rng(14).standard_normal((4, 2)).astype(np.float32)
+    assert cholesky(v @ v.T, jitter=1e-3).dtype == np.float32
+
+
+def test_stiefel_quadratic_one_step_is_the_gpi_update():
+    # eta defaults to lambda_max(A) (here 0.3 < 1): W1 = polar(2 (eta I - A) W0 + 2 B)
+    rng = np.random.default_rng(15)
+    Q = np.linalg.qr(rng.standard_normal((5, 5)))[0]
+    A = Q @ np.diag([0.3, 0.2, 0.1, -0.1, -0.4]) @ Q.T
+    B = rng.standard_normal((5, 2))
+    W0 = np.linalg.qr(rng.standard_normal((5, 2)))[0]
+    W1, objectives = stiefel_quadratic(A, B, W0, max_iter=1)
+    np.testing.assert_allclose(W1, polar(2.0 * (0.3 * np.eye(5) - A) @ W0 + 2.0 * B), atol=1e-10)
+    assert len(objectives) == 1
+    expected = np.trace(W1.T @ A @ W1) - 2.0 * np.trace(W1.T @ B)
+    assert objectives[0] == pytest.approx(expected, rel=1e-12)
