@@ -24,7 +24,9 @@ batch order for a given seed. Methods, every setting at its default:
 - sparse controllers wrapped around ``Adam()`` (their docstrings' use), density
   0.1 where it has a default: :class:`~solvers.torch.StaticSparsity`
   (``static``), :class:`~solvers.torch.DynamicSparsity` (``rigl``: RigL growth,
-  ``update_every=100``, ``end=0.75``, given ``total_steps``),
+  given ``total_steps``; the committed results were made with the defaults of
+  that time, ``update_every=100``, ``end=0.75``, before issue 16 made the
+  ITOP schedule of ``rigl_itop`` the default),
   :class:`~solvers.torch.GradualMagnitudePruning` (``gmp``: no default
   schedule; final density 0.1 from the end of the first epoch to 60 % of
   training, ``update_every`` at its default 100);
