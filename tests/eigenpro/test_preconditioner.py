@@ -168,7 +168,9 @@ def _held_out_reference(p, K_hh, K_hs, alpha, n_train):
     return np.linalg.eigvalsh(M)[-1] / max(h - 1, 1) + alpha / n_train
 
 
-@pytest.mark.parametrize(("h", "n_components"), [(1, 3), (3, 3), (13, 3), (37, 0), (37, 6)])
+@pytest.mark.parametrize(
+    ("h", "n_components"), [(1, 3), (2, 3), (3, 3), (13, 3), (37, 0), (37, 1), (37, 6)]
+)
 def test_calibrate_matches_the_dense_held_out_estimate(backend, h, n_components):
     _xp, _device, to_xp = backend
     Xs, Xh = X[:50], X[100 : 100 + h]
@@ -209,3 +211,18 @@ def test_calibrate_raises_the_estimate_and_overwrite_works_in_place():
     q.calibrate(np.eye(3), np.zeros((3, 40)), n_train=400)
     assert q.held_out_eigenvalue_ == 0.0
     assert q.preconditioned_eigenvalue_ == top and q.critical_batch_size_ == pytest.approx(1 / top)
+
+
+def test_auto_k_at_the_boundaries_of_the_cap():
+    K = Gaussian(0.3)(X[:200])
+    # a cap equal to the critical batch of k = 2 (as fit computes it) selects k = 2 exactly
+    cap = NystromPreconditioner(n_components=2).fit(K, n_train=10_000).critical_batch_size_
+    assert NystromPreconditioner().fit(K, n_train=10_000, max_batch_size=cap).n_components_ == 2
+    # a cap between beta / lambda_1 and the critical batch of k = 1: still one direction
+    K_flat = Gaussian(100.0)(X[:20])
+    p = NystromPreconditioner().fit(K_flat, n_train=20, max_batch_size=2)
+    assert p.beta_ / p.top_eigenvalue_ < 2 < p.critical_batch_size_
+    assert p.n_components_ == 1
+    # a two-point subsample may flatten its top direction
+    two = NystromPreconditioner(n_components=1).fit(Gaussian(0.3)(X[:2]), n_train=2)
+    assert two.n_components_ == 1
