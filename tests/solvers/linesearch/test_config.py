@@ -7,7 +7,7 @@ import math
 import pytest
 
 from solvers.linesearch.config import SearchConfig, plan_step
-from solvers.linesearch.rules import NO_SEARCH, Armijo, FixedStep, Polyak
+from solvers.linesearch.rules import NO_SEARCH, Armijo, FixedStep, Polyak, SearchOutcome
 
 EPS = 2.0**-52
 
@@ -90,3 +90,59 @@ def test_from_settings_validates(settings, match):
     settings = {"line_search": "armijo", **settings}
     with pytest.raises(ValueError, match=match):
         SearchConfig.from_settings(**settings)
+
+
+def test_no_search_outcome_keeps_the_previous_step_and_counts_nothing():
+    # issue 21: a step refused before any trial reports zero evaluations and backtracks
+    config = SearchConfig(Armijo(), reset="grow", gamma=2.0, n_batches_per_epoch=1)
+
+    def forbidden(eta):
+        raise AssertionError("no trial expected")
+
+    out = config.search(
+        1.0, 0.0, previous=0.3, eta_max=1.0, eps=1e-16, decrease=forbidden, evaluate=forbidden
+    )
+    assert out == SearchOutcome(0.0, 0, 0, "small_gradient", 0.3)
+
+
+def test_polyak_rule_is_never_given_the_evaluate_function():
+    config = SearchConfig(Polyak(c=0.5), reset="max", gamma=2.0, n_batches_per_epoch=1)
+    calls = []
+    out = config.search(
+        1.0,
+        4.0,
+        previous=0.0,
+        eta_max=10.0,
+        eps=1e-16,
+        decrease=lambda e: 4.0 * e,
+        evaluate=calls.append,
+    )
+    # SPS: (f0 - f*) / (c pp) = 1 / 2, below eta_max
+    assert out.step_size == 0.5 and out.status == "polyak" and calls == []
+
+
+def test_lower_bound_uses_the_gap_to_f_star():
+    # f0 = f* = 1: at the bound (the gap f0 - f* is 0), for any sign of f*
+    for f_star in (1.0, -1.0):
+        config = SearchConfig(
+            Polyak(), reset="max", gamma=2.0, n_batches_per_epoch=1, f_star=f_star
+        )
+        eta0, status = config.first_trial(f_star, 1.0, 0.0, 1.0, 1e-16)
+        assert (eta0, status) == (0.0, "at_lower_bound")
+
+
+def test_plan_step_passes_f_star_to_the_polyak_cap():
+    # Armijo's first trial with the Polyak cap: (f0 - f*) / (c pp) = (3 - 1) / (0.5 * 1) = 4
+    eta0, status = plan_step(
+        Armijo(c=0.5),
+        f0=3.0,
+        pp=1.0,
+        previous=0.0,
+        eta_max=10.0,
+        reset="max",
+        growth=1.0,
+        f_star=1.0,
+        polyak_init=True,
+        eps=1e-16,
+    )
+    assert (eta0, status) == (4.0, None)

@@ -394,3 +394,42 @@ def test_malformed_objective_messages_name_what_was_returned(separable):
     for fun, error, match in cases:
         with pytest.raises(error, match=match):
             minimize(fun, np.zeros(3), (X, y), epochs=1)
+
+
+def test_callback_sees_the_iterate_and_the_result_says_why_it_stopped(separable):
+    # issue 21: the callback's x, fun and nit are the run's, and the messages are the documented
+    X, y = separable(n=60, p=3)
+    seen = []
+
+    def cb(r):
+        seen.append((r.x.copy(), r.fun, r.nit))
+        if r.epoch == 2:
+            raise StopIteration
+
+    kw = dict(epochs=4, batch_size=20, random_state=0)
+    stopped = minimize(GLMObjective(), np.zeros(3), (X, y), callback=cb, **kw)
+    (x1, f1, nit1), (x2, f2, nit2) = seen
+    assert (nit1, nit2) == (3, 6)
+    np.testing.assert_array_equal(x2, stopped.x)
+    assert f2 == stopped.fun == stopped.history["loss"][-1]
+    assert f1 == stopped.history["loss"][0]
+    once = minimize(GLMObjective(), np.zeros(3), (X, y), **{**kw, "epochs": 1})
+    np.testing.assert_array_equal(x1, once.x)
+    assert (stopped.status, stopped.message) == (1, "Stopped by the callback.")
+    full = minimize(GLMObjective(), np.zeros(3), (X, y), **kw)
+    assert (full.status, full.message) == (0, "Maximum number of epochs reached.")
+    # an epoch of three 20-row steps: well under a second even on a loaded machine
+    assert 0.0 < full.history["seconds"][0] < 0.9
+
+
+def test_without_shuffling_the_seed_does_not_matter(separable):
+    X, y = separable(n=50, p=3)
+    a = minimize(
+        GLMObjective(), np.zeros(3), (X, y), shuffle=False, batch_size=10, epochs=2, random_state=0
+    )
+    b = minimize(
+        GLMObjective(), np.zeros(3), (X, y), shuffle=False, batch_size=10, epochs=2, random_state=1
+    )
+    np.testing.assert_array_equal(a.x, b.x)
+    c = minimize(GLMObjective(), np.zeros(3), (X, y), batch_size=10, epochs=2, random_state=1)
+    assert not np.array_equal(a.x, c.x)  # shuffled batches take another path

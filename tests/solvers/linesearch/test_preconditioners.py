@@ -129,3 +129,22 @@ def test_zero_eps_and_zero_heavy_ball_are_allowed_and_bad_values_named():
     # the heavy-ball state starts at rest, shaped like x
     x = np.arange(3.0)
     np.testing.assert_array_equal(HeavyBall().init(x, np)["displacement"], np.zeros(3))
+
+
+def test_moment_parameters_are_in_their_documented_ranges():
+    # issue 21: beta1, beta2 in [0, 1), eps >= 0; errors name the argument
+    ams = AMSGrad(beta2=0.0, eps=0.0)
+    assert (ams.beta2, ams.eps) == (0.0, 0.0)
+    assert EMAMomentum(beta1=0.0).beta1 == 0.0
+    for make, name in [
+        (lambda: AMSGrad(beta2=1.0), "beta2"),
+        (lambda: AMSGrad(eps=-1e-8), "eps"),
+        (lambda: EMAMomentum(beta1=1.0), "beta1"),
+    ]:
+        with pytest.raises(ValueError, match=rf"^The '{name}' parameter"):
+            make()
+    built = make_preconditioner("amsgrad", beta2=0.5, eps=0.25)
+    assert (built.beta2, built.eps) == (0.5, 0.25)
+    # the default momentum follows the preconditioner, named or given as an object
+    assert default_momentum(AMSGrad()) == default_momentum("amsgrad") == "ema"
+    assert default_momentum(AdaGrad()) == default_momentum("adagrad") == "none"

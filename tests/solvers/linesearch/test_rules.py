@@ -16,6 +16,7 @@ from solvers.linesearch.rules import (
     check_reset,
     initial_step,
     make_step_rule,
+    noise_tolerance,
 )
 
 
@@ -263,3 +264,23 @@ def test_check_reset_and_repr():
     assert repr(rule) == "Goldstein(c=0.2, beta_b=0.5, beta_f=3.0, max_backtracks=7)"
     assert repr(eval(repr(rule))) == repr(rule)  # the repr rebuilds the rule
     assert repr(FixedStep()) == "FixedStep()"
+
+
+def test_armijo_accepts_on_the_tolerance_boundary_and_names_its_arguments():
+    # f0 = 1, c = 0.25, eta = pp = 1, tol = 0.125: f = 0.875 is exactly on the widened bound
+    out = Armijo(c=0.25).search(1.0, 1.0, lambda e: e, lambda e: 0.875, 0.125, 4.0)
+    assert (out.step_size, out.n_evals, out.n_backtracks) == (1.0, 1, 0)
+    with pytest.raises(ValueError, match=r"^The 'max_backtracks' parameter"):
+        Armijo(max_backtracks=0)
+
+
+def test_initial_step_restarts_from_eta_max_without_a_previous_step():
+    for reset in RESETS:
+        assert initial_step(reset, 0.0, 10.0, 2.0) == 10.0
+        assert initial_step(reset, -1.0, 10.0, 2.0) == 10.0
+
+
+def test_noise_tolerance_is_eight_ulps_of_the_loss():
+    eps = 2.0**-52
+    assert noise_tolerance(3.0, eps) == 24.0 * eps
+    assert noise_tolerance(-3.0, eps) == 24.0 * eps
