@@ -180,9 +180,11 @@ class ManifoldNetClassifier(MarginClassifierMixin, ClassifierMixin, _BaseManifol
         other heads, retargeting alternations. ``"auto"`` picks the count
         (1 to 10) with the best accuracy on 10 % of the rows held out
         (:func:`closedform.svm_head.validation_iterations`; 10 with the other
-        heads): the converged SVM wins with many rows per unit (MNIST), least
-        squares with few (digits with 500 units). Chosen on the first fit
-        of the decision layer and kept by the backward sweeps.
+        heads and with adaptive weights): the converged SVM wins with many
+        rows per unit (MNIST), least squares with few (digits with 500
+        units), and is the choice when too few rows remain to hold any out.
+        Chosen on the first fit of the decision layer and kept by the
+        backward sweeps.
     adaptive_weights : bool, default=False
         Reweight samples by the simplex closed form (down-weights the highest
         losses; for label noise).

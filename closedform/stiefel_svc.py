@@ -28,7 +28,7 @@ __all__ = ["StiefelSVC"]
 
 
 class StiefelSVC(MarginClassifierMixin, ClassifierMixin, ValidatedEstimatorMixin, BaseEstimator):
-    """One-vs-rest squared-hinge SVM fitted by closed-form retargeting steps.
+    """One-vs-rest squared-hinge SVM fitted by closed-form steps.
 
     The decision layer of the manifold neural network (Zhang, Jiao, Zhang, Li,
     TPAMI 2023), usable on any features: alternately (1) solve the outputs'
@@ -41,10 +41,13 @@ class StiefelSVC(MarginClassifierMixin, ClassifierMixin, ValidatedEstimatorMixin
     Parameters
     ----------
     head : {"ridge", "stiefel", "gpi"}, default="ridge"
-        The (W, b) step. ``"ridge"``: no constraint; the retargeting then
-        converges to the one-vs-rest L2-SVM optimum (a convex problem), which
-        is why it is the default: on standardised tabular data it matches
-        ``LinearSVC`` (``python -m benchmarks defaults``). ``"stiefel"`` (the
+        The (W, b) step. ``"ridge"``: no constraint; the fit then converges
+        to the one-vs-rest L2-SVM optimum (a convex problem), which is why it
+        is the default: on standardised tabular data it matches ``LinearSVC``
+        (``python -m benchmarks defaults``). With fixed sample weights this
+        head runs the least-squares fit, then preconditioned conjugate
+        gradients with exact line searches (:mod:`closedform.squared_hinge`)
+        instead of further retargeting steps, which converge slowly. ``"stiefel"`` (the
         paper): ``W^T G W = I`` with ``G`` the weighted feature covariance plus
         ``gamma I`` (exact, one SVD of a ``p x c`` matrix; needs ``n_features
         >= n_outputs``); it fixes the outputs' scale, which costs accuracy on
@@ -61,10 +64,13 @@ class StiefelSVC(MarginClassifierMixin, ClassifierMixin, ValidatedEstimatorMixin
         to the codes (:func:`closedform.svm_head.loo_alpha`), as
         ``RidgeClassifierCV`` does; the fitted value is ``alpha_``.
     max_iter : int, default=100
-        Retargeting iterations (one (W, b) solve each, sharing one Cholesky
-        factor when the sample weights are fixed). The retargeting converges
-        linearly; 10 iterations leave about a point of accuracy on the table
-        on digits.
+        Iterations, each costing two passes over the data and one solve with a
+        Cholesky factor shared by all of them (when the sample weights are
+        fixed): retargeting steps, or for ``head="ridge"`` the least-squares
+        fit then ``max_iter - 1`` conjugate-gradient iterations. Retargeting
+        converges linearly (10 iterations left about a point of accuracy on
+        the table on digits); the conjugate gradients reach the optimum in a
+        few tens.
     tol : float, default=1e-6
         Stop when the objective decreases by less than ``tol`` times itself.
     adaptive_weights : bool, default=False

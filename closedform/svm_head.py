@@ -394,7 +394,9 @@ def validation_iterations(H, Y, Z, problem, gamma, alpha, tol, callback=None):
     picks the iterate of the first, the largest count among ties (the SVM,
     unless least squares is seen to do better). The held-out rows' moments
     are subtracted from the full ones, so no second Gram matrix is
-    accumulated.
+    accumulated. When no row can be held out (a handful of rows, or no
+    weight on one side) the fit is the least-squares one, which few rows
+    favour.
 
     Parameters
     ----------
@@ -436,7 +438,9 @@ def validation_iterations(H, Y, Z, problem, gamma, alpha, tol, callback=None):
         guess = xp.argmax(F_held, axis=1) if Y.shape[1] > 1 else F_held[:, 0] > 0.0
         scores.append(float(w_held @ xp.astype(guess == truth, xp.float64)))
 
-    _ridge_hinge_paths(H, Y, Z, problems, gamma, AUTO_MAX_ITER, tol, monitor)
+    # nothing to hold out (a handful of rows): the least-squares fit, which few rows favour
+    count = AUTO_MAX_ITER if len(problems) > 1 else 1
+    _ridge_hinge_paths(H, Y, Z, problems, gamma, count, tol, monitor)
     k = len(iterates)
     if scores:
         k = min(k, 1 + max(range(len(scores)), key=lambda i: (scores[i], i)))
@@ -452,7 +456,7 @@ def _held_out_problem(H, problem, gamma):
     None when too few rows (or too little weight) fall on either side.
     """
     xp, device = get_namespace_and_device(H)
-    is_held = _held_out_rows(H, VALIDATION_FRACTION)
+    is_held = _held_out_rows(H, VALIDATION_FRACTION, problem.weights)
     held = np.flatnonzero(to_numpy(is_held))
     if held.size < 1 or H.shape[0] - held.size < 2:
         return None
@@ -477,17 +481,25 @@ def _held_out_problem(H, problem, gamma):
         return _Problem(weights, mean_train, *_penalised(G0_train, gamma, H.dtype)), rows
 
 
-def _held_out_rows(H, fraction):
+def _held_out_rows(H, fraction, weights=None):
     """A boolean mask holding out about ``fraction`` of the rows, by a hash of their values.
 
-    A row is held out when the fractional part of ``997 h . r`` (``r`` a fixed
-    Gaussian direction) is below ``fraction``: equal rows fall on the same
-    side, so integer sample weights and repeated rows hold out the same data.
+    A row is held out when the fractional part of ``1000 h . r / max_i |h_i . r|``
+    (``r`` a fixed Gaussian direction; the maximum over the rows of positive
+    weight, all rows when ``weights`` is None) is below ``fraction``: equal
+    rows fall on the same side, so integer sample weights and repeated rows
+    (or zero weights and removed rows) hold out the same data, and the mask
+    does not change with the features' scale. (Float32 and float64 copies of
+    the same features may differ at the boundary.)
     """
     xp, device = get_namespace_and_device(H)
     direction = np.random.default_rng(0).standard_normal(H.shape[1])
     projection = xp.astype(H @ xp.astype(to_namespace(direction, xp, device), H.dtype), xp.float64)
-    code = projection * 997.0
+    size = xp.abs(projection)
+    if weights is not None:
+        size = xp.where(weights > 0.0, size, xp.zeros_like(size))
+    largest = float(xp.max(size)) if size.shape[0] else 0.0
+    code = projection * (1000.0 / largest if largest > 0.0 else 1.0)
     return code - xp.floor(code) < fraction
 
 

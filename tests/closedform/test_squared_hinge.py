@@ -147,7 +147,7 @@ def test_head_max_iter_auto_picks_the_best_held_out_count(monkeypatch):
     full, train = seen[0]
     held = train.weights == 0.0
     assert 30 <= held.sum() <= 70  # about 10 %
-    np.testing.assert_array_equal(held, svm_head._held_out_rows(H, 0.1))
+    np.testing.assert_array_equal(held, svm_head._held_out_rows(H, 0.1, a))
     mean, G0 = weighted_moments(H[~held], a[~held])
     np.testing.assert_allclose(train.mean, mean, atol=1e-12)
     np.testing.assert_allclose(train.G - G0, fit.gamma * np.eye(10), atol=1e-12)
@@ -165,10 +165,19 @@ def test_head_max_iter_auto_picks_the_best_held_out_count(monkeypatch):
     assert fit.objective_curve == pytest.approx(fits[best][3], rel=1e-12)
 
 
-def test_validation_needs_rows_to_hold_out():
-    H, Y, a = _problem(n=5, p=3, seed=5)
-    fit = fit_svm_head(H, Y, a, HeadSettings(head="ridge", alpha=1e-3, max_iter="auto"))
-    assert 1 <= fit.n_iter <= svm_head.AUTO_MAX_ITER
+def test_too_few_rows_to_hold_out_give_the_least_squares_fit(monkeypatch):
+    H, Y, a = _problem(n=2, p=3, seed=5)  # holding any row out would leave one
+    auto = fit_svm_head(H, Y, a, HeadSettings(head="ridge", alpha=1e-3, max_iter="auto"))
+    least_squares = fit_svm_head(H, Y, a, HeadSettings(head="ridge", alpha=1e-3, max_iter=1))
+    assert auto.n_iter == 1
+    np.testing.assert_array_equal(auto.W, least_squares.W)
+    # held-out rows without weight: nothing to score them by, the same fallback
+    H, Y, a = _problem(n=200, p=5, seed=6)
+    mask = np.arange(200) % 10 == 0
+    a[mask] = 0.0
+    monkeypatch.setattr(svm_head, "_held_out_rows", lambda *args: mask)
+    auto = fit_svm_head(H, Y, a, HeadSettings(head="ridge", alpha=1e-3, max_iter="auto"))
+    assert auto.n_iter == 1
 
 
 def test_held_out_rows_follow_the_rows_values():
@@ -180,3 +189,13 @@ def test_held_out_rows_follow_the_rows_values():
     np.testing.assert_array_equal(svm_head._held_out_rows(H[order], 0.1), held[order])
     repeated = np.repeat(H, 3, axis=0)
     np.testing.assert_array_equal(svm_head._held_out_rows(repeated, 0.1), np.repeat(held, 3))
+    # rows of zero weight do not count: as if they were removed
+    weights = np.ones(300)
+    weights[held] = 0.0
+    kept = svm_head._held_out_rows(H[~held], 0.1)
+    np.testing.assert_array_equal(svm_head._held_out_rows(H, 0.1, weights)[~held], kept)
+    # nor with the features' scale, float32 or float64 (the penalty is relative)
+    for scale in (1e-6, 1e6):
+        assert np.mean(svm_head._held_out_rows(scale * H, 0.1) != held) < 0.01  # rounding
+        in_float32 = svm_head._held_out_rows((scale * H).astype(np.float32), 0.1)
+        assert 0.05 < in_float32.mean() < 0.15 and np.mean(in_float32 != held) < 0.02
