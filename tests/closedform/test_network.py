@@ -216,3 +216,52 @@ def test_backward_sweep_refits_every_layer_top_down(make_problem, weighted):
     X32, hidden32 = X.astype(np.float32), [H.astype(np.float32) for H in hidden]
     new32, _ = backward_sweep(X32, hidden32, layers, W_head, b_head, T, settings, weights=w)
     assert all(W.dtype == np.float32 and b.dtype == np.float32 for W, b in new32)
+
+
+@pytest.mark.parametrize("init", ["samples", "gaussian"])
+def test_torch_network_is_the_numpy_network(make_problem, init):
+    # torch's default dtype is float32: every float64 accumulator must be asked for
+    torch = pytest.importorskip("torch")
+    X, _ = make_problem(n=60)
+    X = X + 3.0  # a mean to centre away
+    act = get_activation("sigmoid")
+    w = np.random.default_rng(8).random(60)
+    w /= w.sum()
+    kw = dict(init=init, init_scale=1.5, weights=w)
+    layers, hidden = init_network(check_random_state(0), X, (9, 4), act, **kw)
+    Xt, wt = torch.as_tensor(X), torch.as_tensor(w)
+    layers_t, hidden_t = init_network(
+        check_random_state(0), Xt, (9, 4), act, **{**kw, "weights": wt}
+    )
+    for (W, b), (Wt, bt) in zip(layers, layers_t, strict=True):
+        assert Wt.dtype == torch.float64 and bt.dtype == torch.float64
+        np.testing.assert_allclose(Wt.numpy(), W, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(bt.numpy(), b, rtol=1e-10, atol=1e-12)
+    rng = np.random.default_rng(9)
+    W_head, b_head = rng.normal(size=(4, 2)), rng.normal(size=2)
+    T = rng.normal(size=(60, 2))
+    settings = SweepSettings(act, "proximal", 0.3, 0.05, 0.1, 16)
+    new, _ = backward_sweep(X, hidden, layers, W_head, b_head, T, settings, weights=w)
+    new_t, _ = backward_sweep(
+        Xt,
+        hidden_t,
+        layers_t,
+        torch.as_tensor(W_head),
+        torch.as_tensor(b_head),
+        torch.as_tensor(T),
+        settings,
+        weights=wt,
+    )
+    for (W, b), (Wt, bt) in zip(new, new_t, strict=True):
+        np.testing.assert_allclose(Wt.numpy(), W, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(bt.numpy(), b, rtol=1e-8, atol=1e-10)
+
+
+def test_samples_init_wider_than_the_data_draws_with_replacement():
+    X = np.random.default_rng(10).normal(size=(5, 3))
+    (layer,), _ = init_network(
+        check_random_state(2), X, (9,), get_activation("identity"), init="samples", init_scale=1.0
+    )
+    rows, W_ref, _ = _sample_init_reference(X, 9, 1.0, 2)
+    assert len(rows) == 9
+    np.testing.assert_allclose(layer[0], W_ref, rtol=1e-9)
