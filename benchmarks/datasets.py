@@ -63,7 +63,15 @@ def load(data=None, n_train=None, dtype=np.float32):
     )
 
 
-def expanded_digits(n_train=20000, n_test=5000, *, size=16, seed=0, dtype=np.float32):
+#: :func:`expanded_digits` draws its images in chunks of this many, each chunk
+#: from its own seeded generator: a prefix of the images does not depend on
+#: how many are drawn
+CHUNK = 2000
+
+
+def expanded_digits(
+    n_train=20000, n_test=5000, *, size=16, seed=0, dtype=np.float32, return_sources=False
+):
     """scikit-learn's digits, upsampled and expanded by seeded random deformations.
 
     The 1797 8 x 8 digits are split 80/20 (stratified, as :func:`load`);
@@ -75,12 +83,17 @@ def expanded_digits(n_train=20000, n_test=5000, *, size=16, seed=0, dtype=np.flo
     amplitude 1.5 pixels), resampled bilinearly. Training images come from
     the training originals only, test images from the held-out originals
     only. Nothing is downloaded or stored: the same ``seed`` gives the same
-    images (about 1 s for 25000 on one core).
+    images (about 1 s for 25000 on one core), and the first ``k`` images of
+    each set do not depend on how many are drawn, so ``n_train`` keeps the
+    test set and a prefix of the training set.
 
     Returns
     -------
     Dataset
         ``name="digits-expanded"``, ``size**2`` features in [0, 1].
+    sources : tuple of arrays, only with ``return_sources``
+        The index (into scikit-learn's digits) of each training and test
+        image's original.
     """
     from scipy import ndimage
     from sklearn.datasets import load_digits
@@ -90,34 +103,45 @@ def expanded_digits(n_train=20000, n_test=5000, *, size=16, seed=0, dtype=np.flo
     images = ndimage.zoom(X.reshape(-1, 8, 8) / 16.0, (1, size / 8, size / 8), order=1)
     images = np.clip(images, 0.0, 1.0)
     train, test = train_test_split(np.arange(len(y)), test_size=0.2, random_state=0, stratify=y)
-    rng = np.random.default_rng(seed)
 
-    def generate(pool, count):
-        sources = rng.choice(pool, size=count)
-        angle = np.deg2rad(rng.uniform(-12.0, 12.0, count))
-        zoom = rng.uniform(0.9, 1.1, count)
-        shear = rng.uniform(-0.15, 0.15, count)
-        scale = size / 16.0
-        shift = rng.uniform(-1.0, 1.0, (count, 2)) * scale
-        cos, sin = np.cos(angle) / zoom, np.sin(angle) / zoom
-        # rotation @ shear / zoom, one 2 x 2 matrix per image
-        A = np.stack(
-            [np.stack([cos, cos * shear - sin], 1), np.stack([sin, sin * shear + cos], 1)], 1
-        )
-        centre = (size - 1) / 2.0
-        grid = np.mgrid[0:size, 0:size].reshape(2, -1) - centre  # (2, size^2): rows, columns
-        coords = np.einsum("kij,jp->kip", A, grid) + centre + shift[:, :, None]
-        noise = rng.uniform(-1.0, 1.0, (count, 2, size, size))
-        field = ndimage.gaussian_filter(noise, (0, 0, 3.0 * scale, 3.0 * scale), mode="constant")
-        peak = np.abs(field).max(axis=(2, 3), keepdims=True)
-        field = 1.5 * scale * field / np.where(peak > 0, peak, 1.0)
-        coords = coords + field.reshape(count, 2, -1)
-        # one 3-d resampling: the image index is an exact integer coordinate
-        index = np.broadcast_to(np.arange(count, dtype=np.float64)[:, None], (count, size * size))
-        points = np.stack([index, coords[:, 0], coords[:, 1]])
-        warped = ndimage.map_coordinates(images[sources], points, order=1, mode="constant")
-        return np.clip(warped, 0.0, 1.0).astype(dtype), y[sources].astype(np.int64)
+    def generate(pool, count, split):
+        parts = [
+            _deform(images, pool, np.random.default_rng([seed, split, chunk]), size)
+            for chunk in range(-(-count // CHUNK))
+        ]
+        warped = np.concatenate([w for w, _ in parts])[:count]
+        sources = np.concatenate([s for _, s in parts])[:count]
+        return np.clip(warped, 0.0, 1.0).astype(dtype), sources
 
-    X_train, y_train = generate(train, n_train)
-    X_test, y_test = generate(test, n_test)
-    return Dataset("digits-expanded", X_train, y_train, X_test, y_test)
+    X_train, train_sources = generate(train, n_train, 0)
+    X_test, test_sources = generate(test, n_test, 1)
+    data = Dataset("digits-expanded", X_train, y[train_sources], X_test, y[test_sources])
+    return (data, (train_sources, test_sources)) if return_sources else data
+
+
+def _deform(images, pool, rng, size):
+    """:data:`CHUNK` random deformations of originals drawn from ``pool`` (flattened)."""
+    from scipy import ndimage
+
+    count = CHUNK
+    sources = rng.choice(pool, size=count)
+    angle = np.deg2rad(rng.uniform(-12.0, 12.0, count))
+    zoom = rng.uniform(0.9, 1.1, count)
+    shear = rng.uniform(-0.15, 0.15, count)
+    scale = size / 16.0
+    shift = rng.uniform(-1.0, 1.0, (count, 2)) * scale
+    cos, sin = np.cos(angle) / zoom, np.sin(angle) / zoom
+    # rotation @ shear / zoom, one 2 x 2 matrix per image
+    A = np.stack([np.stack([cos, cos * shear - sin], 1), np.stack([sin, sin * shear + cos], 1)], 1)
+    centre = (size - 1) / 2.0
+    grid = np.mgrid[0:size, 0:size].reshape(2, -1) - centre  # (2, size^2): rows, columns
+    coords = np.einsum("kij,jp->kip", A, grid) + centre + shift[:, :, None]
+    noise = rng.uniform(-1.0, 1.0, (count, 2, size, size))
+    field = ndimage.gaussian_filter(noise, (0, 0, 3.0 * scale, 3.0 * scale), mode="constant")
+    peak = np.abs(field).max(axis=(2, 3), keepdims=True)
+    field = 1.5 * scale * field / np.where(peak > 0, peak, 1.0)
+    coords = coords + field.reshape(count, 2, -1)
+    # one 3-d resampling: the image index is an exact integer coordinate
+    index = np.broadcast_to(np.arange(count, dtype=np.float64)[:, None], (count, size * size))
+    points = np.stack([index, coords[:, 0], coords[:, 1]])
+    return ndimage.map_coordinates(images[sources], points, order=1, mode="constant"), sources

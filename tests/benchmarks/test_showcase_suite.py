@@ -7,13 +7,16 @@ import numpy as np
 import pytest
 
 pytest.importorskip("matplotlib")
+pytest.importorskip("torch")
+
+from sklearn.datasets import load_digits
 
 from benchmarks import datasets
 from benchmarks.__main__ import main
 
 
 def test_expanded_digits_are_seeded_deformations_of_disjoint_originals():
-    a = datasets.expanded_digits(600, 200, seed=3)
+    a, (train, test) = datasets.expanded_digits(600, 200, seed=3, return_sources=True)
     b = datasets.expanded_digits(600, 200, seed=3)
     np.testing.assert_array_equal(a.X_train, b.X_train)
     assert a.X_train.shape == (600, 256) and a.X_test.shape == (200, 256)
@@ -23,12 +26,15 @@ def test_expanded_digits_are_seeded_deformations_of_disjoint_originals():
     assert not np.array_equal(a.X_train, other.X_train)
     # every image is a deformation, not a copy: no two training images are equal
     assert len(np.unique(a.X_train, axis=0)) == 600
-    # the test images come from held-out originals: a nearest-neighbour classifier fitted on
-    # the training images is far from perfect on them, but far above chance
-    from sklearn.neighbors import KNeighborsClassifier
-
-    knn = KNeighborsClassifier(1).fit(a.X_train, a.y_train)
-    assert 0.5 < knn.score(a.X_test, a.y_test) < 0.99
+    # training and test images come from disjoint originals, with their labels
+    assert not set(train) & set(test)
+    _, y = load_digits(return_X_y=True)
+    np.testing.assert_array_equal(a.y_train, y[train])
+    np.testing.assert_array_equal(a.y_test, y[test])
+    # more training images keep the test set and extend the training set
+    more = datasets.expanded_digits(2500, 200, seed=3)
+    np.testing.assert_array_equal(more.X_test, a.X_test)
+    np.testing.assert_array_equal(more.X_train[:600], a.X_train)
 
 
 def test_load_knows_the_built_in_names():
@@ -48,7 +54,10 @@ def test_showcase_writes_both_comparisons(tmp_path, capsys):
     solvers = {c["solver"] for c in payload["curves"]}
     assert solvers == {"eigenpro", "sgd", "kernel_ridge", "nystroem"}
     s = payload["summary"]
-    assert s["kernel_ridge"]["time_ratio"] > 0 and 0.5 < s["eigenpro"]["accuracy"] <= 1
+    curves = {c["solver"]: c["points"] for c in payload["curves"]}
+    ratio = curves["kernel_ridge"][-1]["seconds"] / curves["eigenpro"][-1]["seconds"]
+    assert s["kernel_ridge"]["time_ratio"] == pytest.approx(ratio)
+    assert s["eigenpro"]["accuracy"] == curves["eigenpro"][-1]["test_acc"] > 0.5
     groups = [r["group"] for r in payload["networks"]]
     assert groups == ["width", "width", "anchor", "torch"]
     assert s["network"]["accuracy"] == payload["networks"][0]["test_accuracy"]
