@@ -133,7 +133,7 @@ def run(args):
             continue
         results.append(fit_and_score(name, group, width, make(), data))
     epochs = args.torch_epochs or (20 if mnist else 50)
-    for width in args.torch_widths:
+    for width in torch_widths(args.torch_widths):
         results.append(torch_mlp_run(width, data, epochs, args.seed))
     summary = summarize(results, default_width)
     print(format_table(results))
@@ -183,6 +183,18 @@ def fit_and_score(name, group, width, model, data):
         row["n_iter"] = int(np.max(model.n_iter_))
     print(f"  {name:48s} {100 * acc:6.2f} %  {seconds:7.1f} s", flush=True)
     return row
+
+
+def torch_widths(widths):
+    """``widths``, or none with a note when torch is not installed (the ``bench`` extra)."""
+    if widths:
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            print("  torch is not installed: the torch MLP baselines are skipped "
+                  '(pip install "torch==2.13.0")', flush=True)  # fmt: skip
+            return []
+    return list(widths)
 
 
 def torch_mlp_run(width, data, epochs, seed, *, batch_size=128, lr=1e-3):

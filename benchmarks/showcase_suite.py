@@ -109,7 +109,7 @@ def _networks(data, args):
             "MLPClassifier((256,)) adam, early stopping", "anchor", 256,
             MLPClassifier((256,), early_stopping=True, random_state=args.seed), data,
         ))  # fmt: skip
-    for width in args.torch_widths:
+    for width in closedform_suite.torch_widths(args.torch_widths):
         rows.append(closedform_suite.torch_mlp_run(width, data, args.torch_epochs, args.seed))
     return rows
 

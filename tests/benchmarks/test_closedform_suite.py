@@ -64,6 +64,7 @@ def test_time_to_accuracy_takes_the_fastest_of_each_family():
 
 
 def test_torch_mlp_run_records_every_epoch():
+    pytest.importorskip("torch")
     from benchmarks import datasets
 
     data = datasets.load(None)
@@ -72,3 +73,19 @@ def test_torch_mlp_run_records_every_epoch():
     seconds = [p["seconds"] for p in row["curve"]]
     assert seconds == sorted(seconds) and seconds[-1] == row["fit_seconds"]
     assert row["curve"][-1]["test_accuracy"] > 0.9  # digits after 20 epochs
+
+
+def test_torch_baselines_are_skipped_without_torch(monkeypatch, capsys):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_torch(name, *args, **kwargs):
+        if name == "torch":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_torch)
+    assert suite.torch_widths([256]) == []
+    assert "torch is not installed" in capsys.readouterr().out
+    assert suite.torch_widths([]) == []
