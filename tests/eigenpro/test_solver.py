@@ -281,3 +281,72 @@ def test_names_of_the_module_before_the_phases_moved():
     assert solver.LOSS_SAMPLES == 4096 and solver.MAX_STEP_HALVINGS == 30
     assert solver.default_subsample_size(500) == 500
     assert solver.__all__ == ["eigenpro_solve"]
+
+
+# -- issue 21: the mutants of eigenpro/solver.py that survived -----------------------------
+
+
+def test_defaults_run_ten_silent_epochs(capsys):
+    res = eigenpro_solve("gaussian", X[:150], Y[:150, 0], bandwidth=0.6, random_state=0)
+    assert res.nit == 10 and res.history["epoch"] == list(range(11))
+    assert capsys.readouterr().out == ""
+
+
+def test_verbose_prints_the_setup_and_every_epoch_and_shows_a_labelled_bar(capsys):
+    eigenpro_solve(
+        "gaussian", X[:150], Y[:150], bandwidth=0.6, n_epochs=2, verbose=1, random_state=0
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("[EigenPro] n=150 ")
+    assert [line.split()[1:3] for line in lines[1:]] == [["epoch", "1/2"], ["epoch", "2/2"]]
+    pytest.importorskip("tqdm")
+    eigenpro_solve(
+        "gaussian", X[:150], Y[:150], bandwidth=0.6, n_epochs=2, verbose=2, random_state=0
+    )
+    err = capsys.readouterr().err
+    assert "epoch 1" in err and "epoch 2" in err and "epoch 3" not in err
+
+
+def test_damping_and_precompute_settings_reach_the_run():
+    res = eigenpro_solve(
+        "gaussian",
+        X[:200],
+        Y[:200],
+        bandwidth=0.6,
+        n_epochs=1,
+        damping=0.5,
+        precompute_kernel=False,
+        random_state=0,
+    )
+    assert res.preconditioner.damping == 0.5
+    assert res.kernel_precomputed is False
+    stored = eigenpro_solve(
+        "gaussian",
+        X[:200],
+        Y[:200],
+        bandwidth=0.6,
+        n_epochs=1,
+        precompute_kernel=True,
+        random_state=0,
+    )
+    assert stored.kernel_precomputed is True
+
+
+def test_checkpoint_permutation_is_read_only():
+    seen = []
+    eigenpro_solve(
+        "gaussian",
+        X[:150],
+        Y[:150],
+        bandwidth=0.6,
+        n_epochs=1,
+        random_state=0,
+        callback=lambda r: seen.append(r.checkpoint),
+    )
+    with pytest.raises(ValueError, match="read-only"):
+        seen[0].permutation[0] = 1  # a callback cannot corrupt the run it checkpoints
+
+
+def test_divergence_warning_names_the_epoch():
+    with pytest.warns(ConvergenceWarning, match=r"diverged in epoch 1; restarting"):
+        eigenpro_solve("gaussian", X, Y, bandwidth=0.6, step_size=1e4, n_epochs=1, random_state=0)
