@@ -359,3 +359,16 @@ def test_stiefel_quadratic_one_step_is_the_gpi_update():
     assert len(objectives) == 1
     expected = np.trace(W1.T @ A @ W1) - 2.0 * np.trace(W1.T @ B)
     assert objectives[0] == pytest.approx(expected, rel=1e-12)
+
+
+def test_defaults_of_the_remedy_and_of_gpi():
+    with pytest.raises(ValueError, match=r"overflows float64; scale them\.$"):
+        check_squares_summable(np.array([1e300]), "X", 4)
+    rng = np.random.default_rng(16)
+    M = rng.standard_normal((20, 6))
+    A, B = M.T @ M, rng.standard_normal((6, 2))
+    # tol=0 runs the default 200 iterations; the default tol (1e-10 of the scale) stops earlier
+    # than a loose 1e-3 would, and later than nothing
+    assert len(stiefel_quadratic(A, B, tol=0.0)[1]) == 200
+    default = len(stiefel_quadratic(A, B)[1])
+    assert len(stiefel_quadratic(A, B, tol=1e-3)[1]) < default < 200
