@@ -433,3 +433,65 @@ def test_without_shuffling_the_seed_does_not_matter(separable):
     np.testing.assert_array_equal(a.x, b.x)
     c = minimize(GLMObjective(), np.zeros(3), (X, y), batch_size=10, epochs=2, random_state=1)
     assert not np.array_equal(a.x, c.x)  # shuffled batches take another path
+
+
+def test_minimize_arguments_and_data_are_checked_by_name(separable):
+    # issue 21: each refusal names the argument; the edges of each range are accepted
+    X, y = separable(n=30, p=3)
+    glm = GLMObjective()
+    zero = minimize(glm, np.zeros(3), (X, y), epochs=0)  # no epoch: x0 back, no loss
+    assert zero.n_epochs == 0 and zero.fun is None and zero.success is True
+    np.testing.assert_array_equal(zero.x, np.zeros(3))
+    assert minimize(glm, np.zeros(3), (X, y), random_state=0).n_epochs == 10  # the default
+    for kwargs, match in [
+        (dict(epochs=-1), r"^The 'epochs' parameter must be an int in the range \[0, inf\)"),
+        (dict(batch_size=0), r"^The 'batch_size' parameter"),
+        (dict(betas=(1.0, 0.99)), r"^The 'betas\[0\]' parameter of minimize"),
+        (dict(betas=(0.9, 1.0)), r"^The 'betas\[1\]' parameter of minimize"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            minimize(glm, np.zeros(3), (X, y), **kwargs)
+    minimize(glm, np.zeros(3), (X, y), betas=(0.0, 0.0), epochs=1)  # both ends closed at 0
+    # integer starting points are solved in float64
+    assert minimize(glm, np.zeros(3, dtype=int), (X, y), epochs=1).x.dtype == np.float64
+    for data, match in [
+        ((), r"^data must hold at least one array\.$"),
+        (
+            (np.float64(1.0),),
+            r"^data\[0\] must be an array with one row per sample; got a 0-d array\.$",
+        ),
+        ((X, 3.0), r"^data\[1\] must be an array with one row per sample; got a float\.$"),
+        ((X[:0], y[:0]), r"^data is empty \(0 samples\)\.$"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            minimize(glm, np.zeros(3), data)
+
+
+def test_make_method_passes_betas_eps_and_the_default_momentum():
+    kw = dict(lr=1.0, betas=(0.3, 0.7), eps=0.25, heavy_ball=0.4, line_search="armijo", c=0.5)
+    method = _make_method(1, preconditioner="amsgrad", momentum=None, **kw)
+    assert (method.preconditioner.beta2, method.preconditioner.eps) == (0.7, 0.25)
+    assert method.momentum.name == "ema" and method.momentum.beta1 == 0.3
+    hb = _make_method(1, preconditioner="identity", momentum="heavy_ball", **kw)
+    assert hb.momentum.heavy_ball == 0.4
+    assert _make_method(1, preconditioner="adagrad", momentum=None, **kw).momentum.name == "none"
+    with pytest.raises(ValueError, match=r"^betas must be a pair"):
+        _make_method(1, preconditioner="amsgrad", momentum=None, **{**kw, "betas": (0.9,)})
+
+
+def test_torch_data_gives_the_numpy_run():
+    # the non-NumPy minibatch path (xp.take of the selected rows) against NumPy's indexing
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(40, 3))
+    y = np.sign(X @ np.array([1.0, -2.0, 0.5]))
+    kw = dict(batch_size=8, epochs=2, random_state=0)
+    ref = minimize(GLMObjective(), np.zeros(3), (X, y), **kw)
+    out = minimize(
+        GLMObjective(),
+        torch.zeros(3, dtype=torch.float64),
+        (torch.as_tensor(X), torch.as_tensor(y)),
+        **kw,
+    )
+    np.testing.assert_allclose(out.x.numpy(), ref.x, rtol=1e-10, atol=1e-12)
+    assert out.history["loss"] == pytest.approx(ref.history["loss"], rel=1e-10)
