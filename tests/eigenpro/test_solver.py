@@ -289,6 +289,7 @@ def test_names_of_the_module_before_the_phases_moved():
 def test_defaults_run_ten_silent_epochs(capsys):
     res = eigenpro_solve("gaussian", X[:150], Y[:150, 0], bandwidth=0.6, random_state=0)
     assert res.nit == 10 and res.history["epoch"] == list(range(11))
+    assert res.x.shape == (150,)  # a vector target gives vector coefficients
     assert capsys.readouterr().out == ""
 
 
