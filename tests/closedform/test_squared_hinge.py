@@ -199,3 +199,33 @@ def test_held_out_rows_follow_the_rows_values():
         assert np.mean(svm_head._held_out_rows(scale * H, 0.1) != held) < 0.01  # rounding
         in_float32 = svm_head._held_out_rows((scale * H).astype(np.float32), 0.1)
         assert 0.05 < in_float32.mean() < 0.15 and np.mean(in_float32 != held) < 0.02
+
+
+def test_exact_line_search_on_small_problems_with_ties_and_short_steps():
+    # issue 21: many tiny problems whose slacks and slopes are multiples of 1/4 (exact ties,
+    # zero slacks, q = 0, roots on the first piece below 1, beyond the last breakpoint, flat
+    # pieces with gamma = 0): the step is a minimiser of phi over s >= 0
+    rng = np.random.default_rng(21)
+    grid = np.arange(-8, 9) / 4.0
+    for _ in range(400):
+        n, c = rng.integers(1, 5), rng.integers(1, 3)
+        F, dF = rng.choice(grid, (n, c)), rng.choice(grid, (n, c)) * rng.choice([0.1, 1.0, 10.0])
+        Y = rng.choice([-1.0, 1.0], (n, c))
+        a = rng.integers(1, 4, n).astype(float)
+        a /= a.sum()
+        gamma = rng.choice([0.0, 0.5])
+        W, D = rng.choice(grid, 3), rng.choice(grid, 3)
+
+        def phi(s, F=F, dF=dF, Y=Y, a=a, gamma=gamma, W=W, D=D):
+            hinge = np.clip(1 - Y * (F + s * dF), 0, None)
+            return a @ np.sum(hinge**2, 1) + gamma * np.sum((W + s * D) ** 2)
+
+        s = exact_line_search(F, dF, Y, a, gamma, W @ D, D @ D)
+        assert 0.0 <= s < np.inf  # phi >= 0 is bounded below along every direction
+        # candidates: 0, every breakpoint, a bounded scalar search over a range covering them
+        m, q = (1 - Y * F).ravel(), (Y * dF).ravel()
+        t = m[q != 0] / q[q != 0]
+        top = max([1.0, *t[t > 0]]) * 4.0
+        ref = minimize_scalar(phi, bounds=(0.0, top), method="bounded", options={"xatol": 1e-12})
+        best = min([phi(0.0), ref.fun, *(phi(v) for v in t[t > 0])])
+        assert phi(s) <= best + 1e-12 * max(1.0, best)
