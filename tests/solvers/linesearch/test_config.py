@@ -146,3 +146,28 @@ def test_plan_step_passes_f_star_to_the_polyak_cap():
         eps=1e-16,
     )
     assert (eta0, status) == (4.0, None)
+
+
+def test_from_settings_defaults_names_and_float_fields():
+    # issue 21: Armijo by default, errors name SearchConfig, gamma and f* stored as floats
+    config = SearchConfig.from_settings()
+    assert isinstance(config.rule, Armijo)
+    with pytest.raises(ValueError, match=r"^The 'gamma' parameter of SearchConfig"):
+        SearchConfig.from_settings(gamma=0.5)
+    config = SearchConfig.from_settings("polyak", gamma=3, f_star=-1)
+    assert type(config.gamma) is float and type(config.f_star) is float
+    assert (config.gamma, config.f_star) == (3.0, -1.0)
+
+
+def test_resolve_line_search_deprecation_names_the_caller():
+    from solvers.linesearch.config import resolve_line_search
+
+    assert resolve_line_search("goldstein", None) == "goldstein"
+    with pytest.warns(
+        DeprecationWarning,
+        match=r"^minimize\(step_rule=\.\.\.\) is deprecated; use line_search=\.\.\. \(the name "
+        r"the torch optimizers use\)\.$",
+    ):
+        assert resolve_line_search("armijo", "polyak") == "polyak"
+    with pytest.raises(TypeError, match=r"^minimize got both line_search and its deprecated"):
+        resolve_line_search("goldstein", "polyak")
