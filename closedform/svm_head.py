@@ -467,11 +467,12 @@ def _held_out_problem(H, problem, gamma):
         return None
     weights = xp.where(is_held, xp.zeros_like(problem.weights), problem.weights) / w_train
     # moments of the training rows = all rows' less the held-out rows' (weights summing to one)
-    H_held = xp.astype(xp.take(H, rows, axis=0), xp.float64)
+    # the held-out rows' scatter in the features' precision, as the full Gram matrix's blocks
+    H_held = xp.take(H, rows, axis=0)
     eye = xp.eye(H.shape[1], dtype=xp.float64, device=device)
     mean, G0 = problem.mean, problem.G - gamma * eye
-    mean_train = (mean - w_held @ H_held) / w_train
-    scatter_held = H_held.T @ (w_held[:, None] * H_held)
+    mean_train = (mean - w_held @ xp.astype(H_held, xp.float64)) / w_train
+    scatter_held = xp.astype(H_held.T @ (xp.astype(w_held, H.dtype)[:, None] * H_held), xp.float64)
     G0_train = (G0 + mean[:, None] * mean[None, :] - scatter_held) / w_train
     G0_train = G0_train - mean_train[:, None] * mean_train[None, :]
     try:
