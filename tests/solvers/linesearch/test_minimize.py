@@ -495,3 +495,20 @@ def test_torch_data_gives_the_numpy_run():
     )
     np.testing.assert_allclose(out.x.numpy(), ref.x, rtol=1e-10, atol=1e-12)
     assert out.history["loss"] == pytest.approx(ref.history["loss"], rel=1e-10)
+
+
+def test_a_non_finite_loss_is_reported_with_its_step_and_epoch(separable):
+    X, y = separable(n=20, p=3)
+    glm, calls = GLMObjective(), []
+
+    def fun(w, X, y):
+        calls.append(1)
+        f, g = glm(w, X, y)
+        return (np.nan if len(calls) == 3 else f), g  # the third step's loss
+
+    with pytest.raises(
+        ValueError,
+        match=r"^The loss is not finite \(nan\) at step 3 \(epoch 2\); x holds the last point "
+        r"with a finite loss\.$",
+    ):
+        minimize(fun, np.zeros(3), (X, y), line_search="fixed", lr=0.1, batch_size=10, epochs=3)

@@ -148,3 +148,20 @@ def test_moment_parameters_are_in_their_documented_ranges():
     # the default momentum follows the preconditioner, named or given as an object
     assert default_momentum(AMSGrad()) == default_momentum("amsgrad") == "ema"
     assert default_momentum(AdaGrad()) == default_momentum("adagrad") == "none"
+
+
+def test_factories_have_usable_defaults():
+    # issue 21: every default is inside its documented range, and an object without a name
+    # gets the paper's default momentum
+    assert make_preconditioner("amsgrad").beta2 == 0.99
+    assert make_preconditioner("adagrad").eps == AMSGrad().eps == AdaGrad().eps == 1e-8
+    assert make_momentum("ema").beta1 == EMAMomentum().beta1 == 0.9
+    assert default_momentum(object()) == "none"
+    with pytest.raises(ValueError, match=r"^The 'momentum' parameter"):
+        make_momentum("nesterov")
+    with pytest.raises(TypeError, match=r"^make_momentum got both heavy_ball"):
+        make_momentum("heavy_ball", heavy_ball=0.3, gamma=0.5)
+    with pytest.warns(
+        DeprecationWarning, match=r"use heavy_ball=\.\.\. for the heavy-ball coefficient\.$"
+    ):
+        make_momentum("heavy_ball", gamma=0.3)
