@@ -17,7 +17,9 @@ SOURCE[preconditioner]='"eigenpro/preconditioner.py"';     TESTS[preconditioner]
 SOURCE[eigenpro_solver]='"eigenpro/solver.py"'
 TESTS[eigenpro_solver]='"tests/eigenpro/test_solver.py", "tests/eigenpro/test_resume.py"'
 SOURCE[network]='"closedform/network.py"';                 TESTS[network]='"tests/closedform/test_network.py"'
-SOURCE[svm_head]='"closedform/svm_head.py"';               TESTS[svm_head]='"tests/closedform/test_svm_head.py"'
+SOURCE[svm_head]='"closedform/svm_head.py"'
+# the held-out iteration count of svm_head.py is tested in test_squared_hinge.py
+TESTS[svm_head]='"tests/closedform/test_svm_head.py", "tests/closedform/test_squared_hinge.py"'
 SOURCE[squared_hinge]='"closedform/squared_hinge.py"';     TESTS[squared_hinge]='"tests/closedform/test_squared_hinge.py"'
 SOURCE[trial]='"solvers/torch/optim/trial.py"';            TESTS[trial]='"tests/solvers/torch/optim/test_trial.py"'
 SOURCE[topk]='"solvers/torch/sparse/topk.py"';             TESTS[topk]='"tests/solvers/torch/sparse/test_topk.py"'
