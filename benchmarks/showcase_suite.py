@@ -12,7 +12,7 @@ few enough for a laptop. Two comparisons, each in the same run:
   ``Nystroem`` + ``RidgeClassifier`` and plain kernel SGD at EigenPro's batch
   size (the solvers of ``python -m benchmarks eigenpro``);
 - **networks**: ``ManifoldNetClassifier`` at its defaults (trained without
-  gradients) and at two smaller widths, against torch MLPs trained by Adam
+  gradients) and at a smaller width, against torch MLPs trained by Adam
   (256 / 512 / 1024 units, test accuracy after every epoch) and scikit-learn's
   ``MLPClassifier``.
 
@@ -36,12 +36,12 @@ RESULTS = os.path.join(os.path.dirname(__file__), "results")
 def add_arguments(p):
     p.add_argument("--n-train", type=int, default=20000, help="generated training images")
     p.add_argument("--epochs", type=int, default=5, help="EigenPro epochs")
-    p.add_argument("--sgd-epochs", type=int, default=20, help="kernel SGD epochs")
+    p.add_argument("--sgd-epochs", type=int, default=10, help="kernel SGD epochs")
     p.add_argument("--torch-epochs", type=int, default=15, help="epochs of each torch MLP")
-    p.add_argument("--widths", type=int, nargs="+", default=[500, 1000],
+    p.add_argument("--widths", type=int, nargs="+", default=[1000],
                    help="smaller widths of the closed-form net (beside its default)")  # fmt: skip
     p.add_argument("--torch-widths", type=int, nargs="*", default=[256, 512, 1024])
-    p.add_argument("--nystroem-components", type=int, default=5000)
+    p.add_argument("--nystroem-components", type=int, default=3000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=RESULTS, help="folder for the JSON and PNG")
 
