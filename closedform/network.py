@@ -45,6 +45,14 @@ __all__ = [
 
 INITS = ("samples", "gaussian")
 
+#: ``init="samples"`` computes the rows' spread ``E||h||^2 - ||m||^2`` in one
+#: pass; below this fraction of ``E||h||^2`` the difference may be rounding, and
+#: the mean and the spread are recomputed from the centred rows in float64.
+SUSPECT_SPREAD = 1e-3
+#: ... and a float64 spread below this fraction of ``E||h||^2`` (a root-mean-square
+#: distance of 1e-10 of the norm: the float64 mean's own rounding) means equal rows.
+FLAT_SPREAD = 1e-20
+
 
 def init_network(rng, X, sizes, activation, *, init, init_scale, weights=None):
     """Draw the hidden layers and return them with their outputs on ``X``.
@@ -107,17 +115,44 @@ def init_network(rng, X, sizes, activation, *, init, init_scale, weights=None):
             D = xp.astype(take_rows(xp, H, to_namespace(rows, xp, device)), xp.float64) - shift
             # root-mean-square distance to the mean: sqrt(E||h||^2 - ||m||^2)
             sq = xp.astype(xp.sum(H * H, axis=1), xp.float64)
-            rms = float(w @ sq) - float(xp.sum(shift * shift))
-            rms = max(rms, 0.0) ** 0.5 or 1.0
-            norms = xp.sqrt(xp.sum(D * D, axis=1))
-            norms = xp.where(norms > 0, norms, 1.0)
-            W = (init_scale / rms) * (D / norms[:, None]).T
+            mean_sq = float(w @ sq)
+            spread = mean_sq - float(xp.sum(shift * shift))
+            if spread <= SUSPECT_SPREAD * mean_sq:
+                # the difference cancels: redo the mean and the spread in float64
+                shift, spread = _centred_spread(H, w)
+                D = xp.astype(take_rows(xp, H, to_namespace(rows, xp, device)), xp.float64)
+                D = D - shift
+            if not spread > FLAT_SPREAD * mean_sq:
+                # equal rows: their differences carry no direction, the units are flat
+                W = xp.zeros((d_in, d_out), dtype=xp.float64, device=device)
+            else:
+                norms = xp.sqrt(xp.sum(D * D, axis=1))
+                norms = xp.where(norms > 0, norms, 1.0)
+                W = (init_scale / spread**0.5) * (D / norms[:, None]).T
         b = to_namespace(rng.standard_normal(d_out), xp, device) - shift @ W
         layer = (xp.astype(W, dtype), xp.astype(b, dtype))
         layers.append(layer)
         H = forward(H, [layer], activation)[0]
         hidden.append(H)
     return layers, hidden
+
+
+def _centred_spread(H, weights, block_rows=4096):
+    """The weighted mean (float64) of the rows of ``H`` and ``sum_i w_i ||h_i - m||^2``.
+
+    Two blocked passes in float64: exact for equal rows (spread 0), where the
+    one-pass ``E||h||^2 - ||m||^2`` in the features' precision is rounding.
+    """
+    xp, _ = get_namespace_and_device(H)
+    n = H.shape[0]
+    mean = 0.0
+    for a in range(0, n, block_rows):
+        mean = mean + weights[a : a + block_rows] @ xp.astype(H[a : a + block_rows], xp.float64)
+    spread = 0.0
+    for a in range(0, n, block_rows):
+        C = xp.astype(H[a : a + block_rows], xp.float64) - mean
+        spread += float(weights[a : a + block_rows] @ xp.sum(C * C, axis=1))
+    return mean, spread
 
 
 def forward(X, layers, activation):

@@ -265,3 +265,25 @@ def test_samples_init_wider_than_the_data_draws_with_replacement():
     rows, W_ref, _ = _sample_init_reference(X, 9, 1.0, 2)
     assert len(rows) == 9
     np.testing.assert_allclose(layer[0], W_ref, rtol=1e-9)
+
+
+@pytest.mark.parametrize("n_rows", [4, 6, 50])
+def test_samples_init_on_equal_rows_gives_flat_units(n_rows):
+    # equal rows: E||h||^2 - ||m||^2 is rounding (it was amplified into units of norm
+    # 1e7 along noise); the units must be flat, their outputs the same for every row
+    X = np.full((n_rows, 3), 5.0, dtype=np.float32)
+    layers, hidden = init_network(
+        np.random.RandomState(0), X, [4], get_activation("sigmoid"), init="samples",
+        init_scale=3.0,
+    )  # fmt: skip
+    np.testing.assert_array_equal(layers[0][0], 0.0)
+    np.testing.assert_array_equal(hidden[0], hidden[0][:1].repeat(n_rows, axis=0))
+    # a small but real spread keeps the unit scale init_scale / rms
+    rng = np.random.default_rng(0)
+    X = 5.0 + 1e-3 * rng.standard_normal((200, 3))
+    layers, _ = init_network(
+        np.random.RandomState(0), X, [4], get_activation("sigmoid"), init="samples",
+        init_scale=3.0,
+    )  # fmt: skip
+    rms = np.sqrt(np.mean(np.sum((X - X.mean(0)) ** 2, axis=1)))
+    np.testing.assert_allclose(np.linalg.norm(layers[0][0], axis=0), 3.0 / rms, rtol=1e-6)
