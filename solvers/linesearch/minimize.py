@@ -119,9 +119,16 @@ def _trial_loss(problem, x, d, batch, z):
 
     def evaluate(eta):
         v = value(x - eta * d, *batch) if value else fun(x - eta * d, *batch)[0]
-        return float(v)
+        return _scalar(v)
 
     return evaluate
+
+
+def _scalar(v):
+    """``float(v)``, also for a one-element array (NumPy no longer converts those)."""
+    if tuple(getattr(v, "shape", ())) == (1,):
+        v = v[0]
+    return float(v)
 
 
 def _loss_and_gradient(fun, x, batch):
@@ -138,6 +145,8 @@ def _loss_and_gradient(fun, x, batch):
         raise ValueError(
             f"fun must return the minibatch's mean loss, a scalar; got shape {tuple(f.shape)}."
         )
+    if tuple(getattr(f, "shape", ())) == (1,):
+        f = _scalar(f)
     if tuple(getattr(g, "shape", (None,))) != tuple(x.shape):
         shape = tuple(g.shape) if hasattr(g, "shape") else type(g).__name__
         raise ValueError(

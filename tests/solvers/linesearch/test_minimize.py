@@ -512,3 +512,19 @@ def test_a_non_finite_loss_is_reported_with_its_step_and_epoch(separable):
         r"with a finite loss\.$",
     ):
         minimize(fun, np.zeros(3), (X, y), line_search="fixed", lr=0.1, batch_size=10, epochs=3)
+
+
+def test_a_one_element_loss_array_is_a_scalar():
+    # NumPy refuses float() on a (1,) array; the loss is read as its element, and the run
+    # is the one with the scalar loss
+    def scalar(x, _batch):
+        return 1.5 * float(x @ x), 3.0 * x
+
+    def one_element(x, _batch):
+        return np.array([1.5 * float(x @ x)]), 3.0 * x
+
+    x0 = np.array([1.0, -2.0, 0.5])
+    a = minimize(scalar, x0, np.zeros((4, 1)), batch_size=2, epochs=3, shuffle=False)
+    b = minimize(one_element, x0, np.zeros((4, 1)), batch_size=2, epochs=3, shuffle=False)
+    np.testing.assert_array_equal(a.x, b.x)
+    assert a.fun == b.fun
