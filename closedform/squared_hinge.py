@@ -209,19 +209,7 @@ def squared_hinge_cg(H, Y, problems, gamma, starts, *, max_iter, tol, callback=N
         for i, j in enumerate(live):
             r_sum = xp.sum(R[i], axis=0)
             g_W = gamma * W[j] - (S[i] - problems[j].mean[:, None] * r_sum[None, :])
-            g_c = -r_sum
-            z_W, z_c = cho_solve(problems[j].L, g_W), g_c  # the preconditioned gradient
-            gz = float(xp.sum(g_W * z_W)) + float(xp.sum(g_c * z_c))
-            d_W, d_c = -z_W, -z_c
-            if previous[j] is not None:
-                z_old_W, z_old_c, gz_old, d_old_W, d_old_c = previous[j]
-                # PR+: beta = <g, z - z_old> / <g_old, z_old>, restarted at 0
-                beta = gz - float(xp.sum(g_W * z_old_W)) - float(xp.sum(g_c * z_old_c))
-                beta = max(beta / gz_old, 0.0) if gz_old > 0.0 else 0.0
-                d_W, d_c = -z_W + beta * d_old_W, -z_c + beta * d_old_c
-                if float(xp.sum(g_W * d_W)) + float(xp.sum(g_c * d_c)) >= 0.0:
-                    d_W, d_c = -z_W, -z_c  # not a descent direction: restart
-            previous[j] = (z_W, z_c, gz, d_W, d_c)
+            d_W, d_c, previous[j] = _search_direction(xp, problems[j].L, g_W, -r_sum, previous[j])
             D_W.append(d_W)
             D_c.append(d_c)
         dF = outputs(live, D_W, D_c)
@@ -237,3 +225,24 @@ def squared_hinge_cg(H, Y, problems, gamma, starts, *, max_iter, tol, callback=N
                 still.append(j)
         live = still
     return [(W[j], c[j], F[j], curves[j]) for j in range(k)]
+
+
+def _search_direction(xp, L, g_W, g_c, previous):
+    """The preconditioned PR+ direction for the half gradient ``(g_W, g_c)``, and the new memory.
+
+    ``z = P g`` with ``P = blockdiag(G^-1, 1)`` (``G = L L^T``); ``beta = <g, z -
+    z_old> / <g_old, z_old>`` clipped at 0, and a restart along ``-z`` when the
+    result is not a descent direction. ``previous`` is None on the first
+    iteration.
+    """
+    z_W, z_c = cho_solve(L, g_W), g_c  # the preconditioned gradient
+    gz = float(xp.sum(g_W * z_W)) + float(xp.sum(g_c * z_c))
+    d_W, d_c = -z_W, -z_c
+    if previous is not None:
+        z_old_W, z_old_c, gz_old, d_old_W, d_old_c = previous
+        beta = gz - float(xp.sum(g_W * z_old_W)) - float(xp.sum(g_c * z_old_c))
+        beta = max(beta / gz_old, 0.0) if gz_old > 0.0 else 0.0
+        d_W, d_c = -z_W + beta * d_old_W, -z_c + beta * d_old_c
+        if float(xp.sum(g_W * d_W)) + float(xp.sum(g_c * d_c)) >= 0.0:
+            d_W, d_c = -z_W, -z_c  # not a descent direction: restart
+    return d_W, d_c, (z_W, z_c, gz, d_W, d_c)
