@@ -21,3 +21,21 @@ def read_png():
     """``read_png(path)``: the image's pixels (matplotlib is needed to draw them anyway)."""
     image = pytest.importorskip("matplotlib.image")
     return image.imread
+
+
+@pytest.fixture
+def shrink_digits(monkeypatch):
+    """``shrink_digits(suite, n_train, n_test=64)``: the suite's ``datasets.load`` cut to a
+    few digits (the first ``n_train`` training and ``n_test`` test images)."""
+
+    def shrink(suite, n_train, n_test=64):
+        load, size = suite.datasets.load, n_train
+
+        def small(data=None, n_train=None):  # the suite's own n_train is overridden
+            ds = load(data, n_train=size)
+            ds.X_test, ds.y_test = ds.X_test[:n_test], ds.y_test[:n_test]
+            return ds
+
+        monkeypatch.setattr(suite.datasets, "load", small)
+
+    return shrink

@@ -18,16 +18,9 @@ def _args(*argv):
 
 
 @pytest.fixture
-def tiny_digits(monkeypatch):
+def tiny_digits(shrink_digits):
     """``datasets.load`` cut to 320 training and 64 test digits (the suite's loader)."""
-    load = suite.datasets.load
-
-    def small(data=None, n_train=None):
-        ds = load(data, n_train=320)
-        ds.X_test, ds.y_test = ds.X_test[:64], ds.y_test[:64]
-        return ds
-
-    monkeypatch.setattr(suite.datasets, "load", small)
+    shrink_digits(suite, 320)
 
 
 def test_tiny_run_writes_every_model_and_method(tiny_digits, tmp_path, capsys, read_png):
