@@ -39,7 +39,9 @@ from typing import NamedTuple
 import numpy as np
 from scipy.optimize import linprog
 
-__all__ = ["BudgetChoice", "select_count", "select_under_budget"]
+from solvers._validation import check_int, check_positive
+
+__all__ = ["BudgetChoice", "check_count_or_budget", "select_count", "select_under_budget"]
 
 #: LP values at or above this are rounded to 1 (the reference code's threshold)
 KEEP = 0.99
@@ -51,6 +53,15 @@ class BudgetChoice(NamedTuple):
     chosen: np.ndarray
     beta: np.ndarray  # the LP's beta per candidate (0 for the ineligible ones)
     lp_objective: float  # sum beta_i s_i: a lower bound of the chosen set's predicted change
+
+
+def check_count_or_budget(n_new, budget, owner):
+    """Exactly one of ``n_new`` (a count, >= 0) and ``budget`` (a cost, > 0), validated."""
+    if (n_new is None) == (budget is None):
+        raise TypeError("give exactly one of n_new (a count) and budget (a cost)")
+    if n_new is not None:
+        return check_int("n_new", n_new, minimum=0), None
+    return None, check_positive("budget", budget, owner=owner)
 
 
 def _caps(groups, layer_cap):

@@ -60,12 +60,14 @@ from solvers._validation import (
     Integral,
     Real,
     StrOptions,
-    check_int,
-    check_positive,
     interval,
     validate_params,
 )
-from solvers.torch.growth.budget_selection import select_count, select_under_budget
+from solvers.torch.growth.budget_selection import (
+    check_count_or_budget,
+    select_count,
+    select_under_budget,
+)
 from solvers.torch.growth.neuron_cost import check_costs, neuron_costs, pair_costs
 from solvers.torch.growth.split_eigen import SplitEigen
 from solvers.torch.growth.splittable import check_splittable
@@ -398,12 +400,7 @@ class FireflyGrowth:
         list of FireflyPick
             Most negative score first.
         """
-        if (n_new is None) == (budget is None):
-            raise TypeError("give exactly one of n_new (a count) and budget (a cost)")
-        if n_new is not None:
-            n_new = check_int("n_new", n_new, minimum=0)
-        else:
-            budget = check_positive("budget", budget, owner="FireflyGrowth.select")
+        n_new, budget = check_count_or_budget(n_new, budget, "FireflyGrowth.select")
         if not hasattr(self, "candidates_"):
             raise RuntimeError("call score(data) before select or grow")
         scores, groups, index, kinds, costs = [], [], [], [], []

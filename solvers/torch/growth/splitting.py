@@ -76,11 +76,14 @@ from solvers._validation import (
     Real,
     StrOptions,
     check_int,
-    check_positive,
     interval,
     validate_params,
 )
-from solvers.torch.growth.budget_selection import select_count, select_under_budget
+from solvers.torch.growth.budget_selection import (
+    check_count_or_budget,
+    select_count,
+    select_under_budget,
+)
 from solvers.torch.growth.neuron_cost import check_costs, neuron_costs, pair_costs
 from solvers.torch.growth.rayleigh import rayleigh_eigen
 from solvers.torch.growth.split_eigen import eigen_of, exact_eigen, lanczos_eigen
@@ -310,12 +313,7 @@ class NeuronSplitting:
             ``(layer, neuron, kind)`` with ``kind`` ``"s2d"`` or ``"signed"``,
             most negative change first.
         """
-        if (n_new is None) == (budget is None):
-            raise TypeError("give exactly one of n_new (a count) and budget (a cost)")
-        if n_new is not None:
-            n_new = check_int("n_new", n_new, minimum=0)
-        else:
-            budget = check_positive("budget", budget, owner="NeuronSplitting.select")
+        n_new, budget = check_count_or_budget(n_new, budget, "NeuronSplitting.select")
         if not hasattr(self, "eigen_"):
             raise RuntimeError("call score(data) before select or split")
         change = self.predicted_change()
