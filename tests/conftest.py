@@ -183,3 +183,101 @@ def fresh_process_peaks():
         return peaks
 
     return run
+
+
+#: the gloo process group's timeout in ``gloo_ranks`` (seconds): how long a rank waits for another
+GLOO_TIMEOUT = 3.0
+
+
+def _gloo_rank(rank, world_size, init_file, out_dir, timeout, target, args):
+    """One rank of ``gloo_ranks``: join the group, run ``target``, pickle what happened."""
+    import datetime
+    import pickle
+    import time
+
+    import torch
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)  # no OpenMP pool in a forked child
+    dist.init_process_group(
+        "gloo",
+        init_method=f"file://{init_file}",
+        rank=rank,
+        world_size=world_size,
+        timeout=datetime.timedelta(seconds=timeout),
+    )
+    start = time.monotonic()
+    try:
+        report = {"value": target(rank, *args), "error": None}
+    except Exception as err:
+        report = {
+            "error": type(err).__name__,
+            "message": str(err),
+            "cause": type(err.__cause__).__name__ if err.__cause__ is not None else None,
+        }
+    report["elapsed"] = time.monotonic() - start
+    with open(os.path.join(out_dir, f"rank{rank}.pkl"), "wb") as f:
+        pickle.dump(report, f)
+
+
+@pytest.fixture
+def gloo_ranks(tmp_path, monkeypatch):
+    """``gloo_ranks(target, *args, wait_for=None) -> list``: run ``target`` on 2 gloo ranks.
+
+    Each rank is a forked process (the test is skipped where fork or
+    ``torch.distributed`` is missing) that joins a gloo group on the loopback
+    (``file://`` rendezvous, timeout :data:`GLOO_TIMEOUT` s) and calls
+    ``target(rank, *args)``. Returns one report per rank (None for a rank
+    that left none, e.g. one that exited): ``{"value", "error", "elapsed"}``,
+    with ``"message"`` and ``"cause"`` (the chained exception's type name)
+    when ``target`` raised. The ranks in ``wait_for`` (default: all) get
+    ``hard_limit`` seconds; every rank still running then is killed, and a
+    waited-for rank that had not finished fails the test: nothing can hang.
+    """
+    import multiprocessing
+    import pickle
+    import sys
+
+    try:
+        import torch.distributed as dist
+    except ImportError:  # pragma: no cover
+        pytest.skip("torch is not installed")
+    if not dist.is_available():
+        pytest.skip("this torch build has no torch.distributed")
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("the ranks are forked (their targets live in test modules)")
+    loopback = {"linux": "lo", "darwin": "lo0"}.get(sys.platform)
+    if loopback:
+        monkeypatch.setenv("GLOO_SOCKET_IFNAME", loopback)
+    counter = iter(range(1000))
+
+    def run(target, *args, world_size=2, wait_for=None, hard_limit=60.0):
+        ctx = multiprocessing.get_context("fork")
+        out = tmp_path / f"run{next(counter)}"
+        out.mkdir()
+        common = (world_size, str(out / "init"), str(out), GLOO_TIMEOUT, target, args)
+        procs = [
+            ctx.Process(target=_gloo_rank, args=(r, *common), daemon=True)
+            for r in range(world_size)
+        ]
+        waited = range(world_size) if wait_for is None else wait_for
+        try:
+            for p in procs:
+                p.start()
+            for r in waited:
+                procs[r].join(hard_limit)
+            hung = [r for r in waited if procs[r].is_alive()]
+        finally:
+            for p in procs:
+                if p.is_alive():
+                    p.kill()
+                p.join(5)
+        if hung:
+            pytest.fail(f"rank(s) {hung} still running after {hard_limit} s")
+        reports = []
+        for r in range(world_size):
+            path = out / f"rank{r}.pkl"
+            reports.append(pickle.loads(path.read_bytes()) if path.exists() else None)
+        return reports
+
+    return run
