@@ -22,4 +22,5 @@ SUITES = {
     "ensemble": "benchmarks.ensemble_suite",
     "proximal": "benchmarks.proximal_suite",
     "search": "benchmarks.search_suite",
+    "million": "benchmarks.million_suite",
 }
