@@ -135,9 +135,12 @@ def process_group_constraint():
     Accepts None, ``"world"`` and ``ProcessGroup`` objects (checked without
     importing torch); whether ``"world"`` is initialised is checked at fit.
     """
-    from sklearn.utils._param_validation import StrOptions, _Constraint
+    from sklearn.utils._param_validation import HasMethods, StrOptions
 
-    class _ProcessGroups(_Constraint):
+    class _ProcessGroups(HasMethods):  # a kind scikit-learn's make_constraint passes through
+        def __init__(self):
+            super().__init__(["rank", "size"])
+
         def is_satisfied_by(self, val):
             return _is_process_group(val)
 
@@ -153,7 +156,8 @@ class ProcessGroupParamMixin:
     A ``ProcessGroup`` is a handle on live connections: it can be neither
     deep-copied nor pickled. ``clone`` shares it (the clone fits in the same
     group) and pickling replaces it by None (a process group does not outlive
-    its processes); ``"world"`` survives both.
+    its processes); ``"world"`` survives both. A pickle from before the
+    parameter existed loads with ``process_group=None``.
     """
 
     def __sklearn_clone__(self):
@@ -176,6 +180,15 @@ class ProcessGroupParamMixin:
         if _is_process_group(state.get("process_group")):
             state = {**state, "process_group": None}
         return state
+
+    def __setstate__(self, state):
+        # a pickle from before the parameter existed fits in one process
+        state.setdefault("process_group", None)
+        parent = getattr(super(), "__setstate__", None)
+        if parent is not None:
+            parent(state)
+        else:
+            self.__dict__.update(state)
 
     def _communicator(self):
         """The :class:`Communicator` of ``process_group`` (checked, with clear errors)."""
@@ -387,9 +400,12 @@ class Communicator:
         self._run(what, "all_gather", lambda: dist.all_gather(parts, padded, group=self.group))
         return back(torch.cat([p[:c] for p, c in zip(parts, counts, strict=True)]))
 
-    # -- checks that raise on every rank -----------------------------------------------------
-    def _gather_json(self, value, what):
-        """Every rank's JSON-serialisable ``value``, as a list in rank order."""
+    # -- small values and checks that raise on every rank -------------------------------------
+    def all_gather_json(self, value, what="Gathering values"):
+        """Every rank's JSON-serialisable ``value`` (small: labels, counts), in rank order.
+
+        Travels as UTF-8 bytes through :meth:`all_gather_rows`.
+        """
         if self.group is None:
             return [value]
         # each rank's value in a one-element list, so that the concatenation splits unambiguously
@@ -413,7 +429,7 @@ class Communicator:
         """
         if self.group is None:
             return
-        seen = self._gather_json(facts, f"{what}: comparing {', '.join(facts)} across ranks")
+        seen = self.all_gather_json(facts, f"{what}: comparing {', '.join(facts)} across ranks")
         problems = []
         for name in facts:
             values = [s.get(name) for s in seen]
@@ -427,7 +443,7 @@ class Communicator:
         """Every rank's row count, in rank order (``[n_rows]`` for one process)."""
         if self.group is None:
             return [int(n_rows)]
-        return [int(c) for c in self._gather_json(int(n_rows), what)]
+        return [int(c) for c in self.all_gather_json(int(n_rows), what)]
 
     def check_nonempty(self, n_rows, name="X", what="Checking the row counts"):
         """Raise a ValueError on every rank when any rank holds no rows; the counts.
@@ -469,7 +485,7 @@ class Communicator:
         if error is not None:
             kind = next((c for c in _RAISED_AS if isinstance(error, c)), RuntimeError)
             report = [kind.__name__, type(error).__name__, str(error)]
-        reports = self._gather_json(report, f"{what}: exchanging whether every rank succeeded")
+        reports = self.all_gather_json(report, f"{what}: exchanging whether every rank succeeded")
         if error is not None:
             raise error
         failed = [(r, rep) for r, rep in enumerate(reports) if rep is not None]

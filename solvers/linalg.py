@@ -302,7 +302,7 @@ def stiefel_quadratic(A, B, W0=None, *, max_iter=200, tol=1e-10, eta=None):
     return W, objectives[1:]
 
 
-def weighted_moments(H, weights, *, block_rows=None):
+def weighted_moments(H, weights, *, block_rows=None, comm=None):
     """Weighted mean and centred Gram matrix of the rows of ``H``, in float64.
 
     ``mean = sum_i w_i h_i`` and ``G = sum_i w_i (h_i - mean)(h_i - mean)^T /
@@ -317,6 +317,10 @@ def weighted_moments(H, weights, *, block_rows=None):
         Non-negative, with a positive sum; uniform when None.
     block_rows : int, default=None
         Rows per block (default: all).
+    comm : solvers.distributed.Communicator, default=None
+        The moments of every rank's rows together
+        (:meth:`solvers.ridge.GramStatistics.all_reduce`); ``weights`` are
+        then this rank's share of weights that may sum to one over all ranks.
 
     Returns
     -------
@@ -326,4 +330,6 @@ def weighted_moments(H, weights, *, block_rows=None):
     from solvers.ridge import GramStatistics
 
     stats = GramStatistics().update(H, sample_weight=weights, block_rows=block_rows)
+    if comm is not None:
+        stats = stats.all_reduce(comm)
     return stats.mean, stats.covariance()

@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from solvers.backend import get_namespace_and_device, inplace
 from solvers.linalg import weighted_moments
 
@@ -186,6 +188,70 @@ class GramStatistics:
         """``scatter / weight_sum``."""
         return self.scatter / self.weight_sum
 
+    def all_reduce(self, comm):
+        """The statistics of every rank's rows together, as a new object (``self`` is kept).
+
+        Each rank's centred sums are moved to the global means before they
+        are summed (the pairwise update of Chan, Golub & LeVeque 1983):
+        ``S = sum_r (S_r + s_r (h_r - h)(h_r - h)^T)`` with ``h = sum_r s_r
+        h_r / s``, likewise the cross-moments and the targets' scatter, so no
+        sum of raw squares cancels. Two all-reduces: the weight sums and
+        weighted means (``p + c + 2`` floats), then the corrected sums
+        (``p^2 + p c + c`` floats), after a one-integer check that every
+        rank has a row of positive weight (else a ValueError on every rank).
+
+        Parameters
+        ----------
+        comm : solvers.distributed.Communicator
+            All ranks call this with statistics of the same widths.
+
+        Returns
+        -------
+        GramStatistics
+            ``self`` for a single process; otherwise the totals (updating
+            them further is allowed, but adds to all ranks' rows at once).
+        """
+        if not comm.distributed:
+            return self
+        empty = comm.all_reduce_sum(int(self._shift is None), "Checking the Gram statistics")
+        if empty:
+            raise ValueError(
+                f"{empty} rank(s) of the process group have no row of positive weight yet; "
+                "every rank needs one."
+            )
+        xp, device = get_namespace_and_device(self._outer)
+        f64 = xp.float64
+        p = self._outer.shape[0]
+        s = self.weight_sum
+        mean = self.mean
+        parts = [xp.asarray([s, float(self.n_samples)], dtype=f64, device=device), s * mean]
+        t_mean = None
+        if self._has_targets:
+            t_mean = self.target_mean
+            parts.append(s * t_mean)
+        firsts = comm.all_reduce_sum(xp.concat(parts), "Summing the Gram statistics' means")
+        total, n_total = float(firsts[0]), round(float(firsts[1]))
+        g_mean = firsts[2 : 2 + p] / total
+        d = mean - g_mean
+        parts = [xp.reshape(self.scatter + s * (d[:, None] * d[None, :]), (-1,))]
+        if self._has_targets:
+            g_t_mean = firsts[2 + p :] / total
+            e = t_mean - g_t_mean
+            parts.append(xp.reshape(self.cross + s * (d[:, None] * e[None, :]), (-1,)))
+            parts.append(self.target_scatter + s * e * e)
+        sums = comm.all_reduce_sum(xp.concat(parts), "Summing the Gram statistics")
+        out = GramStatistics()
+        out.weight_sum, out.n_samples, out._has_targets = total, n_total, self._has_targets
+        out._shift, out._sum = g_mean, xp.zeros((p,), dtype=f64, device=device)
+        out._outer = xp.reshape(sums[: p * p], (p, p))
+        if self._has_targets:
+            c = g_t_mean.shape[0]
+            out._target_shift = g_t_mean
+            out._target_sum = xp.zeros((c,), dtype=f64, device=device)
+            out._cross = xp.reshape(sums[p * p : p * p + p * c], (p, c))
+            out._target_squares = sums[p * p + p * c :]
+        return out
+
 
 def ridge_gcv(scatter, cross, target_scatter, n_samples, gammas):
     """GCV scores of ridge regression for every penalty in ``gammas`` from one ``eigh``.
@@ -253,7 +319,9 @@ def _loo_scores(U, lam, UtT, T, leverage0, weights, gammas, copies=None):
     return scores
 
 
-def ridge_loo(H, T, gammas, *, sample_weight=None, rows=None, moments=None, block_rows=None):
+def ridge_loo(
+    H, T, gammas, *, sample_weight=None, rows=None, moments=None, block_rows=None, comm=None
+):
     """Exact leave-one-out errors of ridge regression with an intercept, for every penalty.
 
     For ``min sum_i w_i ||W^T h_i + b - t_i||^2 + gamma ||W||^2`` (weights
@@ -291,6 +359,11 @@ def ridge_loo(H, T, gammas, *, sample_weight=None, rows=None, moments=None, bloc
     block_rows : int, default=None
         Bounds the primal form's temporaries to about ``block_rows x p``
         float64 entries (all scored rows at once when None).
+    comm : solvers.distributed.Communicator, default=None
+        Score the rows of every rank together (``rows`` and ``moments``:
+        this rank's scored rows and the global moments). The primal form sums
+        ``Q`` and the scores over the ranks; the dual form (``p`` above the
+        total row count) gathers the rows, at most ``n x p < p^2`` floats.
 
     Returns
     -------
@@ -301,16 +374,25 @@ def ridge_loo(H, T, gammas, *, sample_weight=None, rows=None, moments=None, bloc
     xp, device = get_namespace_and_device(H)
     f64 = xp.float64
     n, p = H.shape
+    if comm is not None and comm.distributed:
+        n_all = comm.all_reduce_sum(n, "Counting the rows of the leave-one-out scores")
+        if p > n_all:  # the dual needs every row: gather them (fewer than p of them)
+            gather = comm.all_gather_rows
+            H, T = gather(H), gather(T)
+            sample_weight = None if sample_weight is None else gather(sample_weight)
+            return ridge_loo(H, T, gammas, sample_weight=sample_weight)
+    else:
+        comm, n_all = None, n
     copies = None
     if sample_weight is None:
-        w = xp.full((n,), 1.0 / n, dtype=f64, device=device)
+        w = xp.full((n,), 1.0 / n_all, dtype=f64, device=device)
     else:
         w = xp.astype(sample_weight, f64)
         copies = xp.clip(w, min=1.0)
-        w = w / xp.sum(w)
+        w = w / (xp.sum(w) if comm is None else comm.all_reduce_sum(xp.sum(w)))
     T64 = xp.astype(T, f64)
-    Tc = T64 - w @ T64
-    if p > n:  # the dual: U spans the weighted rows, U^T T over all of them
+    Tc = T64 - (w @ T64 if comm is None else comm.all_reduce_sum(w @ T64))
+    if p > n_all:  # the dual: U spans the weighted rows, U^T T over all of them
         H64 = xp.astype(H, f64)
         Xw = xp.sqrt(w)[:, None] * (H64 - w @ H64)
         lam, U = xp.linalg.eigh(_symmetric(Xw @ Xw.T))
@@ -318,12 +400,13 @@ def ridge_loo(H, T, gammas, *, sample_weight=None, rows=None, moments=None, bloc
         return _loo_scores(U, xp.clip(lam, min=0.0), U.T @ Tw, Tw, w, xp.ones_like(w), gammas,
                            copies)  # fmt: skip
     if moments is None:
-        moments = weighted_moments(H, None if sample_weight is None else w)
+        moments = weighted_moments(H, None if sample_weight is None else w, comm=comm)
     mean, S = moments
     lam, V = xp.linalg.eigh(S)  # reads one triangle
     lam = xp.clip(lam, min=0.0)
     # C = sum_i w_i (h_i - h)(t_i - t)^T = H^T (w * Tc): the weighted Tc sum to zero
-    Q = V.T @ xp.astype(H.T @ xp.astype(w[:, None] * Tc, H.dtype), f64)
+    C = xp.astype(H.T @ xp.astype(w[:, None] * Tc, H.dtype), f64)
+    Q = V.T @ (C if comm is None else comm.all_reduce_sum(C, "Summing the cross-moments"))
     if rows is None:
         rows = xp.arange(n, device=device)
     else:  # only the scored rows' weights and targets are kept
@@ -334,6 +417,8 @@ def ridge_loo(H, T, gammas, *, sample_weight=None, rows=None, moments=None, bloc
     # rows, a block of rows at a time; each row's squared residual carries its weight w_i
     scaled = xp.where(lam > 0.0, 1.0 / xp.sqrt(xp.where(lam > 0.0, lam, 1.0)), 0.0)
     QV, total = Q * scaled[:, None], float(xp.sum(w))
+    if comm is not None:
+        total = comm.all_reduce_sum(total, "Summing the scored rows' weights")
     m = rows.shape[0]
     # a block holds about four (rows x p) float64 arrays
     step = m if block_rows is None else max(int(block_rows) // 4, 1)
@@ -347,6 +432,9 @@ def ridge_loo(H, T, gammas, *, sample_weight=None, rows=None, moments=None, bloc
         part = _loo_scores(U, lam, QV, root * Tc[a:b, :], w[a:b], per_row, gammas,
                            None if copies is None else copies[a:b])  # fmt: skip
         scores = [x + y for x, y in zip(scores, part, strict=True)]
+    if comm is not None:
+        scores = comm.all_reduce_sum(np.asarray(scores), "Summing the leave-one-out scores")
+        scores = [float(x) for x in scores]
     return scores
 
 
