@@ -17,7 +17,12 @@ from typing import ClassVar
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.model_selection import train_test_split
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    _num_samples,
+    check_is_fitted,
+    validate_data,
+)
 
 from closedform._streaming import _StreamingMixin
 from closedform.activations import ACTIVATIONS, Activation, get_activation
@@ -35,6 +40,7 @@ from solvers.backend import (
     to_namespace,
     to_numpy,
 )
+from solvers.distributed import ProcessGroupParamMixin, process_group_constraint
 from solvers.linalg import check_squares_summable
 
 __all__ = [
@@ -43,6 +49,7 @@ __all__ = [
     "select_rows",
     "split_validation",
     "training_weights",
+    "validate_across",
 ]
 
 DTYPES = (None, "float32", "float64")
@@ -86,6 +93,26 @@ def check_weights(sample_weight, y, *, positive_sum):
     if not np.all(weights >= 0):
         raise ValueError("sample_weight must be non-negative.")
     return weights
+
+
+def validate_across(comm, what, X, prepare):
+    """``prepare()`` (the input's validation, returning ``X, y``) on every rank of ``comm``.
+
+    Across ranks: the row counts are compared first (zero rows on any rank
+    raise on every rank), an error in ``prepare`` on one rank is raised on
+    every rank (:meth:`solvers.distributed.Communicator.raise_together`), and
+    the validated feature counts and dtypes must agree. One process: just
+    ``prepare()``.
+    """
+    if not comm.distributed:
+        return prepare()
+    with comm.raise_together(f"{what}: reading X"):
+        n_rows = _num_samples(X)
+    comm.check_nonempty(n_rows, "X", f"{what}: comparing the row counts")
+    with comm.raise_together(f"{what}: validating the input"):
+        X, y = prepare()
+    comm.agree(what, n_features=int(X.shape[1]), dtype=str(X.dtype))
+    return X, y
 
 
 def training_weights(weights, train, like):
@@ -163,7 +190,9 @@ class _Progress:
             estimator.callback(info)
 
 
-class _BaseManifoldNet(_StreamingMixin, ValidatedEstimatorMixin, BaseEstimator):
+class _BaseManifoldNet(
+    ProcessGroupParamMixin, _StreamingMixin, ValidatedEstimatorMixin, BaseEstimator
+):
     """The outer loop shared by the classifier and the regressor."""
 
     _parameter_constraints: ClassVar[dict] = {
@@ -191,6 +220,7 @@ class _BaseManifoldNet(_StreamingMixin, ValidatedEstimatorMixin, BaseEstimator):
         "random_state": ["random_state"],
         "verbose": [interval(Integral, 0, None, closed="left")],
         "callback": [callable, None],
+        "process_group": process_group_constraint(),
     }
 
     def _head_settings(self):
@@ -219,6 +249,17 @@ class _BaseManifoldNet(_StreamingMixin, ValidatedEstimatorMixin, BaseEstimator):
         self._activation = get_activation(self.activation)
         return sizes
 
+    def _prepare_across(self, comm, X, y, reset, method):
+        """:meth:`_prepare` on every rank of ``comm`` (:func:`validate_across`)."""
+        what = f"{type(self).__name__}.{method}"
+        if comm.distributed and self.early_stopping and method == "fit":
+            raise NotImplementedError(
+                f"{what}: early_stopping=True with a process_group is not implemented (the "
+                "validation split draws from all rows at once); hold out validation rows "
+                "yourself and fit with early_stopping=False."
+            )
+        return validate_across(comm, what, X, lambda: self._prepare(X, y, reset))
+
     def _prepare(self, X, y, reset):
         """Validate; returns X (in the compute dtype) and y. ``reset`` forgets a previous fit."""
         if reset:
@@ -242,19 +283,24 @@ class _BaseManifoldNet(_StreamingMixin, ValidatedEstimatorMixin, BaseEstimator):
             return np.arange(n_samples), None
         return split_validation(n_samples, self.validation_fraction, rng, stratify)
 
-    def _fit_network(self, X, Y, counts, sizes, rng, validation):
+    def _fit_network(self, X, Y, counts, sizes, rng, validation, comm):
         """Run the outer loop; ``Y`` (n, k) float64 targets; ``counts`` sample weights or None.
 
         The hidden layers see the weights normalised; the decision layer sees
         them as given (they count repetitions in its choice of ``alpha``).
 
         Sets the fitted attributes and returns the kept decision layer's
-        :class:`closedform.svm_head.HeadFit`.
+        :class:`closedform.svm_head.HeadFit`. With ``comm`` spanning a process
+        group, the rows are this rank's and every sum over rows is summed
+        over the ranks (in the hidden layers' draw and fits and in the
+        decision layer).
         """
         head_settings = self._head_settings()
         check_head_width(head_settings.head, sizes[-1], Y.shape[1], "units in the last layer")
         xp, device = get_namespace_and_device(X)
-        weights = None if counts is None else counts / xp.sum(counts)
+        weights = None
+        if counts is not None:
+            weights = counts / comm.all_reduce_sum(xp.sum(counts), "Summing the sample weights")
         budget = resolve_memory_budget(self.memory_budget, xp, device)
         block = rows_per_block(
             max(X.shape[1], *sizes), 8, budget, n_buffers=3, min_rows=64, max_rows=8192
@@ -265,9 +311,9 @@ class _BaseManifoldNet(_StreamingMixin, ValidatedEstimatorMixin, BaseEstimator):
         progress = _Progress(self, validation)
         layers, hidden = init_network(
             rng, X, sizes, self._activation, init=self.init, init_scale=self.init_scale,
-            weights=weights,
+            weights=weights, comm=comm,
         )  # fmt: skip
-        head = fit_svm_head(hidden[-1], Y, counts, head_settings, block_rows=block)
+        head = fit_svm_head(hidden[-1], Y, counts, head_settings, block_rows=block, comm=comm)
         # the sweeps keep the first fit's penalty and iteration count ("auto" chooses them once):
         # their objectives are compared with the same gamma, and a sweep costs no second choice
         chosen = head.n_iter if head_settings.max_iter == "auto" else head_settings.max_iter
@@ -279,12 +325,13 @@ class _BaseManifoldNet(_StreamingMixin, ValidatedEstimatorMixin, BaseEstimator):
                 break
             new_layers, first_factor = backward_sweep(
                 X, hidden, layers, head.W, head.b, head.targets, sweep,
-                weights=weights, first_factor=first_factor,
+                weights=weights, first_factor=first_factor, comm=comm,
             )  # fmt: skip
             new_hidden = forward(X, new_layers, self._activation)
             new_head = fit_svm_head(
-                new_hidden[-1], Y, counts, head_settings, targets=head.targets, block_rows=block
-            )
+                new_hidden[-1], Y, counts, head_settings, targets=head.targets, block_rows=block,
+                comm=comm,
+            )  # fmt: skip
             J, last = new_head.objective_curve[-1], progress.curve[-1]
             if not J <= last:
                 stopped = f"sweep {it} raised the objective ({J:.6g} > {last:.6g})"

@@ -86,10 +86,15 @@ def solve_from_statistics(stats, head, alpha, W_prev):
 class _StreamingMixin:
     """``_partial_fit_head`` for :class:`closedform._base._BaseManifoldNet`."""
 
-    def _partial_fit_head(self, X, Y, weights, sizes):
+    def _partial_fit_head(self, X, Y, weights, sizes, comm):
         """Accumulate the last hidden layer's statistics and re-solve the decision layer.
 
         Returns the batch's last hidden outputs ``H`` and the new ``W``, ``b``.
+        With ``comm`` spanning a process group, each rank streams its own
+        rows into its own statistics and the solve uses their sum over the
+        ranks (:meth:`solvers.ridge.GramStatistics.all_reduce`, ``p^2 + p c``
+        floats per call); the first call draws the hidden layers from all
+        ranks' first batches.
         """
         xp, device = get_namespace_and_device(X)
         settings = self._head_settings()
@@ -97,9 +102,13 @@ class _StreamingMixin:
         if not fitted:
             rng = check_random_state(self.random_state)
             check_head_width(settings.head, sizes[-1], Y.shape[1], "units in the last layer")
+            normalised = None
+            if weights is not None:
+                total = comm.all_reduce_sum(xp.sum(weights), "Summing the sample weights")
+                normalised = weights / total
             layers, _ = init_network(
                 rng, X, sizes, self._activation, init=self.init, init_scale=self.init_scale,
-                weights=None if weights is None else weights / xp.sum(weights),
+                weights=normalised, comm=comm,
             )  # fmt: skip
         else:  # after fit: keep its hidden layers, stream the decision layer's statistics afresh
             layers = list(zip(self.coefs_[:-1], self.intercepts_[:-1], strict=True))
@@ -114,10 +123,11 @@ class _StreamingMixin:
         block = rows_per_block(max(sizes), 8, budget, n_buffers=3, min_rows=64, max_rows=8192)
         H = forward(X, layers, self._activation)[-1]
         stream.update(H, Y, weights, block_rows=block)
-        if stream.weight_sum <= 0.0:
+        total = stream.all_reduce(comm)  # this rank's statistics for one process
+        if total.weight_sum <= 0.0:
             raise ValueError("partial_fit has seen no sample with positive weight yet.")
         W, b, J, alpha = solve_from_statistics(
-            stream, settings.head, settings.alpha, self.coefs_[-1] if fitted else None
+            total, settings.head, settings.alpha, self.coefs_[-1] if fitted else None
         )
         self._stream = stream
         self.coefs_ = [Wl for Wl, _ in layers] + [W]

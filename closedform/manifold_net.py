@@ -123,6 +123,22 @@ _PARAMS_DOC = """
         ``callback(info)`` after every outer iteration, with ``info`` a dict
         (``iteration``, ``objective``, ``validation_score``, ``seconds``);
         raise ``StopIteration`` to stop.
+    process_group : None, "world" or ProcessGroup, default=None
+        Fit on rows spread over the ranks of a ``torch.distributed`` process
+        group (gloo on CPU, NCCL on GPU): each rank passes its own rows to
+        ``fit``/``partial_fit`` and every rank ends with the model one process
+        fits on all rows concatenated in rank order (the same draws, sums and
+        choices; equal to rounding, about 1e-12 in float64). Every sum over
+        samples is summed across the ranks (Gram statistics, means, the
+        decision layer's passes, the penalty's leave-one-out scores, the
+        held-out iteration count); the exact line searches, adaptive weights
+        and temperature gather ``n c`` floats. ``"world"`` is the default
+        group. A bad input on one rank (another feature count or dtype, zero
+        rows, NaN) raises on every rank; a rank that dies or stalls makes the
+        others raise ``RuntimeError`` after the group's timeout.
+        ``early_stopping=True`` raises ``NotImplementedError`` with a group.
+        A ``ProcessGroup`` object is shared by ``clone`` and dropped (None) by
+        pickling; ``"world"`` survives both.
 """
 
 _ATTRS_DOC = """
@@ -269,6 +285,7 @@ class ManifoldNetClassifier(MarginClassifierMixin, ClassifierMixin, _BaseManifol
         random_state=None,
         verbose=0,
         callback=None,
+        process_group=None,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -293,6 +310,7 @@ class ManifoldNetClassifier(MarginClassifierMixin, ClassifierMixin, _BaseManifol
         self.random_state = random_state
         self.verbose = verbose
         self.callback = callback
+        self.process_group = process_group
 
     @classmethod
     def paper_preset(cls, **overrides):
@@ -366,22 +384,25 @@ class ManifoldNetClassifier(MarginClassifierMixin, ClassifierMixin, _BaseManifol
         self : object
             Fitted estimator.
         """
+        comm = self._communicator()
         self._architecture()  # a bad architecture is refused before the data are read
-        X, y = self._prepare(X, y, reset=True)
+        X, y = self._prepare_across(comm, X, y, reset=True, method="fit")
         xp, device = get_namespace_and_device(X)
-        classes, indices, codes, w_host = encode_labels(y, sample_weight)
+        classes, indices, codes, w_host = encode_labels(y, sample_weight, comm)
         rng = check_random_state(self.random_state)
         train, val = self._hold_out(X.shape[0], rng, stratify=indices)
-        sizes = self._architecture(len(train))
+        sizes = self._architecture(comm.all_reduce_sum(len(train), "Counting the rows"))
         validation = None if val is None else (select_rows(X, val), indices[val])
         X_train = X if val is None else select_rows(X, train)
         Y = to_namespace(codes[train], xp, device)
         self._set_classes(classes, xp, device)
         head = self._fit_network(
-            X_train, Y, training_weights(w_host, train, X), sizes, rng, validation
+            X_train, Y, training_weights(w_host, train, X), sizes, rng, validation, comm
         )
         w_train = None if w_host is None else w_host[train]
-        self.temperature_ = fit_temperature(to_numpy(head.outputs), indices[train], w_train)
+        self.temperature_ = fit_temperature(
+            to_numpy(head.outputs), indices[train], w_train, comm=comm
+        )
         self.sample_weight_ = head.weights
         return self
 
@@ -411,33 +432,38 @@ class ManifoldNetClassifier(MarginClassifierMixin, ClassifierMixin, _BaseManifol
         -------
         self : object
         """
+        comm = self._communicator()
         first = not hasattr(self, "coefs_")
         sizes = self._architecture()
-        X, y = self._prepare(X, y, reset=first)
+        X, y = self._prepare_across(comm, X, y, reset=first, method="partial_fit")
         xp, device = get_namespace_and_device(X)
+        with comm.raise_together("ManifoldNetClassifier.partial_fit: checking the labels"):
+            if first:
+                if classes is None:
+                    raise ValueError("classes must be passed on the first call to partial_fit.")
+                all_classes = np.unique(to_numpy(classes))
+                if all_classes.shape[0] < 2:
+                    raise ValueError("classes must name at least 2 classes.")
+                self._set_classes(all_classes, xp, device)
+            elif classes is not None and not np.array_equal(
+                np.unique(to_numpy(classes)), self.classes_
+            ):
+                raise ValueError(f"classes {classes!r} differ from the fitted classes_.")
+            y_host = to_numpy(y)
+            unseen = np.setdiff1d(np.unique(y_host), self.classes_)
+            if unseen.size:
+                raise ValueError(f"y has labels not in classes: {unseen.tolist()!r}.")
+            w = None
+            if sample_weight is not None:
+                w = check_weights(sample_weight, y_host, positive_sum=False)
+                w = to_namespace(w, xp, device)
         if first:
-            if classes is None:
-                raise ValueError("classes must be passed on the first call to partial_fit.")
-            all_classes = np.unique(to_numpy(classes))
-            if all_classes.shape[0] < 2:
-                raise ValueError("classes must name at least 2 classes.")
-            self._set_classes(all_classes, xp, device)
-        elif classes is not None and not np.array_equal(
-            np.unique(to_numpy(classes)), self.classes_
-        ):
-            raise ValueError(f"classes {classes!r} differ from the fitted classes_.")
-        y_host = to_numpy(y)
-        unseen = np.setdiff1d(np.unique(y_host), self.classes_)
-        if unseen.size:
-            raise ValueError(f"y has labels not in classes: {unseen.tolist()!r}.")
+            comm.agree("ManifoldNetClassifier.partial_fit", classes=self.classes_.tolist())
         indices = np.searchsorted(self.classes_, y_host)
         codes = to_namespace(one_vs_rest_codes(indices, self.classes_.shape[0]), xp, device)
-        w = None
-        if sample_weight is not None:
-            w = to_namespace(check_weights(sample_weight, y_host, positive_sum=False), xp, device)
-        H, W, b = self._partial_fit_head(X, codes, w, sizes)
+        H, W, b = self._partial_fit_head(X, codes, w, sizes, comm)
         F = xp.astype(H @ xp.astype(W, H.dtype), xp.float64) + b
-        self.temperature_ = fit_temperature(to_numpy(F), indices)
+        self.temperature_ = fit_temperature(to_numpy(F), indices, comm=comm)
         self.sample_weight_ = None
         return self
 
@@ -511,6 +537,7 @@ class ManifoldNetRegressor(RegressorMixin, _BaseManifoldNet):
         random_state=None,
         verbose=0,
         callback=None,
+        process_group=None,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -531,6 +558,7 @@ class ManifoldNetRegressor(RegressorMixin, _BaseManifoldNet):
         self.random_state = random_state
         self.verbose = verbose
         self.callback = callback
+        self.process_group = process_group
 
     def _head_settings(self):
         """The regressor's decision layer: one ridge solve onto the targets."""
@@ -553,22 +581,36 @@ class ManifoldNetRegressor(RegressorMixin, _BaseManifoldNet):
         self : object
             Fitted estimator.
         """
+        comm = self._communicator()
         self._architecture()  # a bad architecture is refused before the data are read
-        X, y = self._prepare(X, y, reset=True)
+        X, y = self._prepare_across(comm, X, y, reset=True, method="fit")
         self._y_ndim = y.ndim
         Y = _as_targets(y, X)
-        w_host = None
-        if sample_weight is not None:
-            w_host = check_weights(sample_weight, y, positive_sum=True)
+        w_host = self._targets_and_weights(comm, "fit", Y, y, sample_weight)
         rng = check_random_state(self.random_state)
         train, val = self._hold_out(X.shape[0], rng)
-        sizes = self._architecture(len(train))
+        sizes = self._architecture(comm.all_reduce_sum(len(train), "Counting the rows"))
         validation = None
         if val is not None:
             validation = (select_rows(X, val), select_rows(Y, val))
             X, Y = select_rows(X, train), select_rows(Y, train)
-        self._fit_network(X, Y, training_weights(w_host, train, X), sizes, rng, validation)
+        self._fit_network(X, Y, training_weights(w_host, train, X), sizes, rng, validation, comm)
         return self
+
+    def _targets_and_weights(self, comm, method, Y, y, sample_weight):
+        """Agree on the targets' shape across ranks; the validated host weights or None."""
+        what = f"ManifoldNetRegressor.{method}"
+        comm.agree(what, n_targets=int(Y.shape[1]), y_ndim=int(y.ndim))
+        if sample_weight is None:
+            return None
+        positive_sum = method == "fit" and not comm.distributed
+        with comm.raise_together(f"{what}: checking sample_weight"):
+            w_host = check_weights(sample_weight, y, positive_sum=positive_sum)
+        if method == "fit" and comm.distributed:
+            total = comm.all_reduce_sum(float(np.sum(w_host)), "Summing the sample weights")
+            if not total > 0:
+                raise ValueError("sample_weight must be non-negative with a positive sum.")
+        return w_host
 
     def _score_outputs(self, F, Y):
         xp, _ = get_namespace_and_device(F)
@@ -605,21 +647,22 @@ class ManifoldNetRegressor(RegressorMixin, _BaseManifoldNet):
         -------
         self : object
         """
+        comm = self._communicator()
         first = not hasattr(self, "coefs_")
         sizes = self._architecture()
-        X, y = self._prepare(X, y, reset=first)
+        X, y = self._prepare_across(comm, X, y, reset=first, method="partial_fit")
         if first:
             self._y_ndim = y.ndim
         Y = _as_targets(y, X)
+        w = self._targets_and_weights(comm, "partial_fit", Y, y, sample_weight)
         if not first and Y.shape[1] != self.coefs_[-1].shape[1]:
             raise ValueError(
                 f"y has {Y.shape[1]} targets; earlier batches had {self.coefs_[-1].shape[1]}."
             )
-        w = None
-        if sample_weight is not None:
+        if w is not None:
             xp, device = get_namespace_and_device(X)
-            w = to_namespace(check_weights(sample_weight, y, positive_sum=False), xp, device)
-        self._partial_fit_head(X, Y, w, sizes)
+            w = to_namespace(w, xp, device)
+        self._partial_fit_head(X, Y, w, sizes, comm)
         return self
 
     def __sklearn_tags__(self):

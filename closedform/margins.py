@@ -17,17 +17,22 @@ from sklearn.utils.multiclass import check_classification_targets
 from closedform._base import check_weights
 from solvers._estimator import restore_on_error  # re-exported: its home before the redesign
 from solvers.backend import get_namespace_and_device, to_namespace, to_numpy
+from solvers.distributed import Communicator
 
 __all__ = ["MarginClassifierMixin", "encode_labels", "fit_temperature", "restore_on_error"]
 
 
-def encode_labels(y, sample_weight=None):
+def encode_labels(y, sample_weight=None, comm=None):
     """Classes, class indices and one-vs-rest codes in {-1, +1} of the labels ``y``.
 
     Parameters
     ----------
     y : array-like of shape (n_samples,)
     sample_weight : array-like of shape (n_samples,), default=None
+    comm : solvers.distributed.Communicator, default=None
+        ``y`` holds this rank's labels: the classes are the union over the
+        ranks (a rank may lack some), the weights' checks are global, and an
+        error on one rank is raised on every rank.
 
     Returns
     -------
@@ -38,6 +43,9 @@ def encode_labels(y, sample_weight=None):
     weights : ndarray of shape (n_samples,) or None
         The validated sample weights (host float64).
     """
+    comm = Communicator() if comm is None else comm
+    if comm.distributed:
+        return _encode_labels_across(y, sample_weight, comm)
     y_host = to_numpy(y)
     check_classification_targets(y_host)
     classes, indices = np.unique(y_host, return_inverse=True)
@@ -56,6 +64,39 @@ def encode_labels(y, sample_weight=None):
     return classes, indices, one_vs_rest_codes(indices, classes.shape[0]), weights
 
 
+def _encode_labels_across(y, sample_weight, comm):
+    """:func:`encode_labels` of the labels of every rank (each rank gets its rows')."""
+    with comm.raise_together("Encoding the labels"):
+        y_host = to_numpy(y)
+        check_classification_targets(y_host)
+        local = np.unique(y_host)
+        weights = None
+        if sample_weight is not None:
+            weights = check_weights(sample_weight, y_host, positive_sum=False)
+        labels = local.tolist()
+    gathered = comm.all_gather_json(labels, "Gathering the classes")
+    classes = np.unique(np.asarray([label for labels in gathered for label in labels]))
+    if classes.dtype.kind in "biuf" and local.dtype.kind in "biuf":
+        classes = classes.astype(np.result_type(classes.dtype, local.dtype))
+    if classes.shape[0] < 2:
+        raise ValueError(
+            "The classifier needs samples of at least 2 classes over all ranks of the "
+            f"process group; got 1 class ({classes[0]!r})."
+        )
+    indices = np.searchsorted(classes, y_host)
+    if weights is not None:
+        mass = np.bincount(indices, weights=weights, minlength=classes.shape[0])
+        mass = comm.all_reduce_sum(mass, "Summing the sample weights per class")
+        if not np.sum(mass) > 0:
+            raise ValueError("sample_weight must be non-negative with a positive sum.")
+        if np.count_nonzero(mass > 0) < 2:
+            raise ValueError(
+                "sample_weight leaves samples of only 1 class with positive weight; "
+                "the classifier needs at least 2 classes."
+            )
+    return classes, indices, one_vs_rest_codes(indices, classes.shape[0]), weights
+
+
 def one_vs_rest_codes(indices, n_classes):
     """``(n, 1)`` codes for two classes, else ``(n, n_classes)``, in {-1, +1}."""
     n_outputs = 1 if n_classes == 2 else n_classes
@@ -67,9 +108,22 @@ def one_vs_rest_codes(indices, n_classes):
     return Y
 
 
-def fit_temperature(F, indices, sample_weight=None):
-    """Temperature ``T`` maximising the (weighted) training likelihood of softmax(F / T)."""
+def fit_temperature(F, indices, sample_weight=None, comm=None):
+    """Temperature ``T`` maximising the (weighted) training likelihood of softmax(F / T).
+
+    With ``comm`` (the rows spread over its ranks) the outputs, indices and
+    weights are gathered (``n (c + 2)`` floats), so every rank fits the
+    temperature of the concatenated rows.
+    """
     from scipy.optimize import minimize_scalar
+
+    if comm is not None and comm.distributed:
+        F = comm.all_gather_rows(np.asarray(F, dtype=np.float64), "Gathering the outputs")
+        indices = comm.all_gather_rows(np.asarray(indices, dtype=np.int64), "Gathering labels")
+        if sample_weight is not None:
+            sample_weight = comm.all_gather_rows(
+                np.asarray(sample_weight, dtype=np.float64), "Gathering the sample weights"
+            )
 
     F = np.asarray(F, dtype=np.float64)
     if F.ndim == 1:

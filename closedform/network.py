@@ -30,6 +30,7 @@ from solvers.backend import (
     to_namespace,
     to_numpy,
 )
+from solvers.distributed import Communicator
 from solvers.linalg import cho_solve, cholesky
 from solvers.ridge import GramStatistics
 
@@ -54,7 +55,7 @@ SUSPECT_SPREAD = 1e-3
 FLAT_SPREAD = 1e-20
 
 
-def init_network(rng, X, sizes, activation, *, init, init_scale, weights=None):
+def init_network(rng, X, sizes, activation, *, init, init_scale, weights=None, comm=None):
     """Draw the hidden layers and return them with their outputs on ``X``.
 
     - ``"gaussian"`` (hpelm's rule): ``W_l ~ N(0, (s / sqrt(d_{l-1}))^2)``.
@@ -83,6 +84,13 @@ def init_network(rng, X, sizes, activation, *, init, init_scale, weights=None):
     weights : array of shape (n,), default=None
         Sample weights summing to one: ``"samples"`` draws rows with these
         probabilities and weighs the mean and the typical distance by them.
+    comm : solvers.distributed.Communicator, default=None
+        The rows of ``X`` (and ``weights``, summing to one over all ranks)
+        are spread over its ranks: ``"samples"`` draws indices into their
+        concatenation (gathering the weights, ``n`` floats, to draw by them),
+        gathers the drawn rows and sums the means and spreads over the
+        ranks, so every rank gets the network of one process on the
+        concatenation.
 
     Returns
     -------
@@ -92,11 +100,16 @@ def init_network(rng, X, sizes, activation, *, init, init_scale, weights=None):
         ``[H_1, ..., H_{L-1}]``.
     """
     xp, device = get_namespace_and_device(X)
+    comm = Communicator() if comm is None else comm
     dtype = X.dtype
     layers, hidden = [], []
     H = X
+    counts = None
+    if init == "samples":
+        counts = comm.row_counts(X.shape[0], "Counting the rows to draw units from")
     for d_out in sizes:
-        n, d_in = H.shape
+        d_in = H.shape[1]
+        n = None if counts is None else sum(counts)
         if init == "gaussian":
             W = rng.standard_normal((d_in, d_out)) * (init_scale / np.sqrt(d_in))
             W = xp.astype(to_namespace(W, xp, device), xp.float64)
@@ -104,24 +117,25 @@ def init_network(rng, X, sizes, activation, *, init, init_scale, weights=None):
         else:
             if weights is None:
                 rows = rng.choice(n, size=d_out, replace=d_out > n)
-                w = xp.full((n,), 1.0 / n, dtype=xp.float64, device=device)
+                w = xp.full((H.shape[0],), 1.0 / n, dtype=xp.float64, device=device)
             else:
-                prob = to_numpy(weights).astype(np.float64)
+                prob = to_numpy(comm.all_gather_rows(weights, "Gathering the sample weights"))
+                prob = prob.astype(np.float64)
                 prob = prob / prob.sum()
                 rows = rng.choice(n, size=d_out, replace=d_out > np.count_nonzero(prob), p=prob)
                 w = xp.astype(weights, xp.float64)
             shift = xp.astype(w, H.dtype) @ H
-            shift = xp.astype(shift, xp.float64)
-            D = xp.astype(take_rows(xp, H, to_namespace(rows, xp, device)), xp.float64) - shift
+            shift = comm.all_reduce_sum(xp.astype(shift, xp.float64), "Summing the inputs' mean")
+            drawn = _drawn_rows(H, rows, counts, comm)
+            D = xp.astype(drawn, xp.float64) - shift
             # root-mean-square distance to the mean: sqrt(E||h||^2 - ||m||^2)
             sq = xp.astype(xp.sum(H * H, axis=1), xp.float64)
-            mean_sq = float(w @ sq)
+            mean_sq = comm.all_reduce_sum(float(w @ sq), "Summing the inputs' squared norms")
             spread = mean_sq - float(xp.sum(shift * shift))
             if spread <= SUSPECT_SPREAD * mean_sq:
                 # the difference cancels: redo the mean and the spread in float64
-                shift, spread = _centred_spread(H, w)
-                D = xp.astype(take_rows(xp, H, to_namespace(rows, xp, device)), xp.float64)
-                D = D - shift
+                shift, spread = _centred_spread(H, w, comm=comm)
+                D = xp.astype(drawn, xp.float64) - shift
             if not spread > FLAT_SPREAD * mean_sq:
                 # equal rows: their differences carry no direction, the units are flat
                 W = xp.zeros((d_in, d_out), dtype=xp.float64, device=device)
@@ -137,22 +151,44 @@ def init_network(rng, X, sizes, activation, *, init, init_scale, weights=None):
     return layers, hidden
 
 
-def _centred_spread(H, weights, block_rows=4096):
+def _drawn_rows(H, rows, counts, comm):
+    """The rows of ``H`` at the indices ``rows`` into the concatenation of every rank's rows.
+
+    Each rank takes the drawn rows it holds; one gather puts them in rank
+    order, and the draw order is restored on the host.
+    """
+    xp, device = get_namespace_and_device(H)
+    if not comm.distributed:
+        return take_rows(xp, H, to_namespace(rows, xp, device))
+    starts = np.cumsum([0, *counts])
+    owner = np.searchsorted(starts, rows, side="right") - 1
+    mine = np.flatnonzero(owner == comm.rank)
+    local = take_rows(xp, H, to_namespace(rows[mine] - starts[comm.rank], xp, device))
+    gathered = comm.all_gather_rows(local, "Gathering the rows the units are drawn from")
+    order = np.argsort(owner, kind="stable")  # the gathered rows' draw positions
+    place = np.empty_like(order)
+    place[order] = np.arange(order.shape[0])
+    return take_rows(xp, gathered, to_namespace(place, xp, device))
+
+
+def _centred_spread(H, weights, block_rows=4096, comm=None):
     """The weighted mean (float64) of the rows of ``H`` and ``sum_i w_i ||h_i - m||^2``.
 
     Two blocked passes in float64: exact for equal rows (spread 0), where the
     one-pass ``E||h||^2 - ||m||^2`` in the features' precision is rounding.
     """
     xp, _ = get_namespace_and_device(H)
+    comm = Communicator() if comm is None else comm
     n = H.shape[0]
     mean = 0.0
     for a in range(0, n, block_rows):
         mean = mean + weights[a : a + block_rows] @ xp.astype(H[a : a + block_rows], xp.float64)
+    mean = comm.all_reduce_sum(mean, "Summing the inputs' mean")
     spread = 0.0
     for a in range(0, n, block_rows):
         C = xp.astype(H[a : a + block_rows], xp.float64) - mean
         spread += float(weights[a : a + block_rows] @ xp.sum(C * C, axis=1))
-    return mean, spread
+    return mean, comm.all_reduce_sum(spread, "Summing the inputs' spread")
 
 
 def forward(X, layers, activation):
@@ -192,11 +228,18 @@ class RidgeLayerFactor:
         Normalised sample weights (summing to one), uniform when None.
     alpha : float
     block_rows : int
+    comm : solvers.distributed.Communicator, default=None
+        The rows (and weights, summing to one over all ranks) are spread over
+        its ranks: the statistics and every solve's cross-moments are summed
+        over them.
     """
 
-    def __init__(self, H, weights, alpha, block_rows):
+    def __init__(self, H, weights, alpha, block_rows, comm=None):
         xp, device = get_namespace_and_device(H)
+        self.comm = comm = Communicator() if comm is None else comm
+        self.n_rows = comm.all_reduce_sum(H.shape[0], "Counting the layer's rows")
         stats = GramStatistics().update(H, sample_weight=weights, block_rows=block_rows)
+        stats = stats.all_reduce(comm)
         cov = stats.covariance()
         self.gamma = alpha * relative_scale(cov)
         self.mean = stats.mean
@@ -208,7 +251,7 @@ class RidgeLayerFactor:
     def solve(self, H, T):
         """Ridge coefficients ``W`` (d, k) and intercepts ``b`` (k,) for targets ``T``, float64."""
         xp, device = get_namespace_and_device(H)
-        n = H.shape[0]
+        n, n_all = H.shape[0], self.n_rows
         f64 = xp.float64
         shift = xp.astype(self.mean, H.dtype)
         C = xp.zeros((H.shape[1], T.shape[1]), dtype=f64, device=device)
@@ -218,7 +261,7 @@ class RidgeLayerFactor:
             Tb = T[start:stop, :]
             if self.weights is None:
                 Tw = Tb
-                t_mean = t_mean + xp.sum(Tb, axis=0, dtype=f64) / n
+                t_mean = t_mean + xp.sum(Tb, axis=0, dtype=f64) / n_all
             else:
                 w = xp.astype(self.weights[start:stop], Tb.dtype)
                 Tw = Tb * w[:, None]
@@ -226,7 +269,10 @@ class RidgeLayerFactor:
             # sum_i w_i (h_i - h) t_i^T: centring one side suffices
             C = C + xp.astype((H[start:stop, :] - shift).T @ Tw, f64)
         if self.weights is None:
-            C = C / n
+            C = C / n_all
+        if self.comm.distributed:
+            both = self.comm.all_reduce_sum(xp.concat([xp.reshape(C, (-1,)), t_mean]), "Summing")
+            C, t_mean = xp.reshape(both[: C.shape[0] * C.shape[1]], C.shape), both[-T.shape[1] :]
         W = cho_solve(self.factor, C)
         return W, t_mean - self.mean @ W
 
@@ -259,7 +305,17 @@ class SweepSettings:
 
 
 def backward_sweep(
-    X, hidden, layers, head_W, head_b, targets, settings, *, weights=None, first_factor=None
+    X,
+    hidden,
+    layers,
+    head_W,
+    head_b,
+    targets,
+    settings,
+    *,
+    weights=None,
+    first_factor=None,
+    comm=None,
 ):
     """One top-down sweep; returns the new layers and the first layer's (cached) factor.
 
@@ -278,6 +334,9 @@ def backward_sweep(
         Normalised sample weights for the hidden ridge fits (uniform when None).
     first_factor : RidgeLayerFactor, default=None
         The first layer's factor from an earlier sweep of the same fit.
+    comm : solvers.distributed.Communicator, default=None
+        The rows are spread over its ranks (:class:`RidgeLayerFactor`); the
+        backward targets are per row and need no communication.
 
     Returns
     -------
@@ -296,7 +355,9 @@ def backward_sweep(
         if k == 0 and first_factor is not None:
             factor = first_factor  # the inputs do not change during a fit
         else:
-            factor = RidgeLayerFactor(below, weights, settings.alpha_hidden, settings.block_rows)
+            factor = RidgeLayerFactor(
+                below, weights, settings.alpha_hidden, settings.block_rows, comm=comm
+            )
         if k == 0:
             first_factor = factor
         W, b = factor.solve(below, Z_star)

@@ -41,12 +41,13 @@ import math
 from typing import NamedTuple
 
 from solvers.backend import get_namespace_and_device
+from solvers.distributed import Communicator
 from solvers.linalg import cho_solve
 
 __all__ = ["HingeProblem", "exact_line_search", "squared_hinge_cg"]
 
 
-def exact_line_search(F, dF, Y, weights, gamma, WD, DD):
+def exact_line_search(F, dF, Y, weights, gamma, WD, DD, comm=None):
     """The exact minimiser ``s >= 0`` of ``J`` along a search direction.
 
     ``phi(s) = sum_i a_i ||(1 - y_i (f_i + s df_i))_+||^2 + gamma ||W + s D||^2``
@@ -70,6 +71,10 @@ def exact_line_search(F, dF, Y, weights, gamma, WD, DD):
     gamma : float
     WD, DD : float
         ``<W, D_W>`` and ``<D_W, D_W>`` (the penalty's part of ``phi``).
+    comm : solvers.distributed.Communicator, default=None
+        The rows are spread over its ranks: their relevant entries (at most
+        ``n c`` of ``(m, q, a)``) are gathered in rank order, so every rank
+        finds the step of the concatenation.
 
     Returns
     -------
@@ -83,6 +88,10 @@ def exact_line_search(F, dF, Y, weights, gamma, WD, DD):
     relevant = on | ((m < 0.0) & (q < 0.0))  # the others stay inactive for every s >= 0
     a = xp.reshape(xp.broadcast_to(weights[:, None], F.shape), (-1,))[relevant]
     m, q, on = m[relevant], q[relevant], on[relevant]
+    if comm is not None and comm.distributed:
+        entries = xp.stack([m, q, a, xp.astype(on, m.dtype)], axis=1)
+        entries = comm.all_gather_rows(entries, "Gathering the line search's breakpoints")
+        m, q, a, on = entries[:, 0], entries[:, 1], entries[:, 2], entries[:, 3] > 0.5
     A, B = -2.0 * a * m * q, 2.0 * a * q * q  # an active entry adds A + B s to phi'
     A0 = float(xp.sum(A[on])) + 2.0 * gamma * WD
     B0 = float(xp.sum(B[on])) + 2.0 * gamma * DD
@@ -125,7 +134,7 @@ class HingeProblem(NamedTuple):
     L: object
 
 
-def squared_hinge_cg(H, Y, problems, gamma, starts, *, max_iter, tol, callback=None):
+def squared_hinge_cg(H, Y, problems, gamma, starts, *, max_iter, tol, callback=None, comm=None):
     """Minimise the squared-hinge objective (module docstring) of each problem from its start.
 
     The problems share the features: each pass over ``H`` (the outputs of the
@@ -154,6 +163,11 @@ def squared_hinge_cg(H, Y, problems, gamma, starts, *, max_iter, tol, callback=N
         ``callback(j, iteration, J, W, c, F)`` for problem ``j`` at its start
         (iteration 0) and after each of its iterations; raising
         ``StopIteration`` stops that problem.
+    comm : solvers.distributed.Communicator, default=None
+        The rows are spread over its ranks (each passes its own ``H``, ``Y``
+        and weights): the gradients' sums and the objective are summed over
+        the ranks and the line searches see every rank's breakpoints, so all
+        ranks follow the iterates of the concatenated rows.
 
     Returns
     -------
@@ -163,6 +177,7 @@ def squared_hinge_cg(H, Y, problems, gamma, starts, *, max_iter, tol, callback=N
     """
     xp, _ = get_namespace_and_device(H)
     k, n_out = len(problems), Y.shape[1]
+    comm = Communicator() if comm is None else comm
 
     def split(A):
         return [A[:, j * n_out : (j + 1) * n_out] for j in range(A.shape[1] // n_out)]
@@ -176,9 +191,9 @@ def squared_hinge_cg(H, Y, problems, gamma, starts, *, max_iter, tol, callback=N
 
     def objective(j, F, W):
         hinge = xp.clip(1.0 - Y * F, min=0.0)
-        return float(problems[j].weights @ xp.sum(hinge * hinge, axis=1)) + gamma * float(
-            xp.sum(W * W)
-        )
+        loss = float(problems[j].weights @ xp.sum(hinge * hinge, axis=1))
+        loss = comm.all_reduce_sum(loss, "Summing the squared-hinge objective")
+        return loss + gamma * float(xp.sum(W * W))
 
     W = [xp.asarray(w) for w, _ in starts]
     c = [xp.asarray(v) for _, v in starts]
@@ -204,10 +219,13 @@ def squared_hinge_cg(H, Y, problems, gamma, starts, *, max_iter, tol, callback=N
         if not live:
             break
         R = [residuals(j, F[j]) for j in live]
-        S = split(xp.astype(H.T @ xp.astype(xp.concat(R, axis=1), H.dtype), xp.float64))
+        S = xp.astype(H.T @ xp.astype(xp.concat(R, axis=1), H.dtype), xp.float64)
+        S = split(comm.all_reduce_sum(S, "Summing the squared-hinge gradients"))
+        r_sums = xp.stack([xp.sum(R[i], axis=0) for i in range(len(live))])
+        r_sums = comm.all_reduce_sum(r_sums, "Summing the intercepts' gradients")
         D_W, D_c = [], []
         for i, j in enumerate(live):
-            r_sum = xp.sum(R[i], axis=0)
+            r_sum = r_sums[i, :]
             g_W = gamma * W[j] - (S[i] - problems[j].mean[:, None] * r_sum[None, :])
             d_W, d_c, previous[j] = _search_direction(xp, problems[j].L, g_W, -r_sum, previous[j])
             D_W.append(d_W)
@@ -216,7 +234,9 @@ def squared_hinge_cg(H, Y, problems, gamma, starts, *, max_iter, tol, callback=N
         still = []
         for i, j in enumerate(live):
             WD, DD = float(xp.sum(W[j] * D_W[i])), float(xp.sum(D_W[i] * D_W[i]))
-            steps[j] = exact_line_search(F[j], dF[i], Y, problems[j].weights, gamma, WD, DD)
+            steps[j] = exact_line_search(
+                F[j], dF[i], Y, problems[j].weights, gamma, WD, DD, comm=comm
+            )
             W[j], c[j] = W[j] + steps[j] * D_W[i], c[j] + steps[j] * D_c[i]
             F[j] = F[j] + steps[j] * dF[i]
             going = record(j, it + 1)

@@ -9,7 +9,13 @@ from typing import ClassVar
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from closedform._base import AT_LEAST_ONE, MEMORY_BUDGET, NON_NEGATIVE, check_gram_range
+from closedform._base import (
+    AT_LEAST_ONE,
+    MEMORY_BUDGET,
+    NON_NEGATIVE,
+    check_gram_range,
+    validate_across,
+)
 from closedform.margins import MarginClassifierMixin, encode_labels, fit_temperature
 from closedform.svm_head import HEADS, HeadSettings, check_head_width, fit_svm_head
 from solvers._estimator import ValidatedEstimatorMixin, fit_context
@@ -23,11 +29,18 @@ from solvers.backend import (
     to_namespace,
     to_numpy,
 )
+from solvers.distributed import ProcessGroupParamMixin, process_group_constraint
 
 __all__ = ["StiefelSVC"]
 
 
-class StiefelSVC(MarginClassifierMixin, ClassifierMixin, ValidatedEstimatorMixin, BaseEstimator):
+class StiefelSVC(
+    ProcessGroupParamMixin,
+    MarginClassifierMixin,
+    ClassifierMixin,
+    ValidatedEstimatorMixin,
+    BaseEstimator,
+):
     """One-vs-rest squared-hinge SVM fitted by closed-form steps.
 
     The decision layer of the manifold neural network (Zhang, Jiao, Zhang, Li,
@@ -91,6 +104,19 @@ class StiefelSVC(MarginClassifierMixin, ClassifierMixin, ValidatedEstimatorMixin
     callback : callable, default=None
         ``callback(info)`` after every iteration (``info``: ``iteration``,
         ``objective``); raise ``StopIteration`` to stop.
+    process_group : None, "world" or ProcessGroup, default=None
+        Fit on rows spread over the ranks of a ``torch.distributed`` process
+        group (gloo on CPU, NCCL on GPU): each rank passes its own rows and
+        every rank ends with the model one process fits on all rows
+        concatenated in rank order (equal to rounding, about 1e-12 in
+        float64). The Gram matrix, cross-moments, gradients, objective,
+        leave-one-out scores and held-out accuracies are summed across the
+        ranks; the exact line searches, adaptive weights and temperature
+        gather ``n c`` floats. ``"world"`` is the default group. A bad input
+        on one rank raises on every rank; a rank that dies or stalls makes
+        the others raise ``RuntimeError`` after the group's timeout.
+        ``sample_weight_`` holds this rank's rows' weights. A ``ProcessGroup``
+        object is shared by ``clone`` and dropped (None) by pickling.
 
     Attributes
     ----------
@@ -149,6 +175,7 @@ class StiefelSVC(MarginClassifierMixin, ClassifierMixin, ValidatedEstimatorMixin
         "memory_budget": MEMORY_BUDGET,
         "verbose": [interval(Integral, 0, None, closed="left")],
         "callback": [callable, None],
+        "process_group": process_group_constraint(),
     }
 
     def __init__(
@@ -164,6 +191,7 @@ class StiefelSVC(MarginClassifierMixin, ClassifierMixin, ValidatedEstimatorMixin
         memory_budget="auto",
         verbose=0,
         callback=None,
+        process_group=None,
     ):
         self.head = head
         self.alpha = alpha
@@ -175,6 +203,7 @@ class StiefelSVC(MarginClassifierMixin, ClassifierMixin, ValidatedEstimatorMixin
         self.memory_budget = memory_budget
         self.verbose = verbose
         self.callback = callback
+        self.process_group = process_group
 
     @fit_context
     def fit(self, X, y, sample_weight=None):
@@ -194,11 +223,10 @@ class StiefelSVC(MarginClassifierMixin, ClassifierMixin, ValidatedEstimatorMixin
         self : object
             Fitted estimator.
         """
-        X, y = validate_data(self, X, y, dtype="numeric")
+        comm = self._communicator()
+        X, y = validate_across(comm, "StiefelSVC.fit", X, lambda: self._validate(X, y))
         xp, device = get_namespace_and_device(X)
-        X = xp.astype(X, floating_dtype(xp, X, device), copy=False)  # only read
-        check_gram_range(X)
-        classes, indices, Y, w_host = encode_labels(y, sample_weight)
+        classes, indices, Y, w_host = encode_labels(y, sample_weight, comm)
         weights = None if w_host is None else to_namespace(w_host, xp, device)
         check_head_width(self.head, X.shape[1], Y.shape[1])
         Y = to_namespace(Y, xp, device)
@@ -213,8 +241,10 @@ class StiefelSVC(MarginClassifierMixin, ClassifierMixin, ValidatedEstimatorMixin
             keep_ratio=self.keep_ratio,
             gpi_max_iter=self.gpi_max_iter,
         )
-        fit = fit_svm_head(X, Y, weights, settings, block_rows=block, callback=self._progress)
-        self.temperature_ = fit_temperature(to_numpy(fit.outputs), indices, w_host)
+        fit = fit_svm_head(
+            X, Y, weights, settings, block_rows=block, callback=self._progress, comm=comm
+        )
+        self.temperature_ = fit_temperature(to_numpy(fit.outputs), indices, w_host, comm=comm)
         self._set_classes(classes, xp, device)
         self.coef_ = fit.W.T
         self.intercept_ = fit.b
@@ -223,6 +253,14 @@ class StiefelSVC(MarginClassifierMixin, ClassifierMixin, ValidatedEstimatorMixin
         self.n_iter_ = fit.n_iter
         self.alpha_ = fit.alpha
         return self
+
+    def _validate(self, X, y):
+        """The validated ``X`` (floating, not copied when it is already) and ``y``."""
+        X, y = validate_data(self, X, y, dtype="numeric")
+        xp, device = get_namespace_and_device(X)
+        X = xp.astype(X, floating_dtype(xp, X, device), copy=False)  # only read
+        check_gram_range(X)
+        return X, y
 
     def _progress(self, info):
         if self.verbose:

@@ -50,6 +50,7 @@ import numpy as np
 
 from closedform.squared_hinge import HingeProblem, squared_hinge_cg
 from solvers.backend import get_namespace_and_device, to_namespace, to_numpy
+from solvers.distributed import Communicator
 from solvers.linalg import (
     cho_solve,
     cholesky,
@@ -78,6 +79,9 @@ __all__ = [
 ]
 
 HEADS = ("stiefel", "gpi", "ridge")
+
+#: the communicator of one process (every collective is the identity): the private steps' default
+_SINGLE = Communicator()
 
 #: Relative penalties ``alpha="auto"`` chooses from: 1e-8 ... 10, half a decade apart.
 AUTO_ALPHAS = tuple(10.0 ** (e / 2) for e in range(-16, 3))
@@ -249,6 +253,7 @@ def fit_svm_head(
     targets=None,
     block_rows=None,
     callback=None,
+    comm=None,
     **fields,
 ):
     """Fit the decision layer by alternating its closed-form steps (module docstring).
@@ -277,21 +282,33 @@ def fit_svm_head(
     callback : callable, default=None
         ``callback(info)`` after every iteration with ``info`` a dict
         (``iteration``, ``objective``); raising ``StopIteration`` stops.
+    comm : solvers.distributed.Communicator, default=None
+        Fit on the rows of every rank of its process group (each rank passes
+        its own ``H``, ``Y``, ``sample_weight``): every sum over rows is
+        summed over the ranks, the sort of the exact line search and of the
+        adaptive weights runs on the gathered values (``n c`` and ``n``
+        floats per iteration), and every rank gets the ``W``, ``b``,
+        objective and counts of one process on the rows concatenated in rank
+        order; ``weights``, ``outputs`` and ``targets`` are this rank's rows'.
 
     Returns
     -------
     HeadFit
     """
     settings = HeadSettings(**fields) if settings is None else settings._replace(**fields)
+    comm = Communicator() if comm is None else comm
     xp, _ = get_namespace_and_device(H)
-    n = H.shape[0]
+    n = comm.all_reduce_sum(H.shape[0], "Counting the SVM head's rows")
     Y64 = xp.astype(Y, xp.float64)
-    base = _base_weights(H, sample_weight)
-    mean, G0 = weighted_moments(H, None if sample_weight is None else base, block_rows=block_rows)
+    base = _base_weights(H, sample_weight, comm)
+    mean, G0 = weighted_moments(
+        H, None if sample_weight is None else base, block_rows=block_rows,
+        comm=comm if comm.distributed else None,
+    )  # fmt: skip
     scale = relative_scale(G0)
     alpha = settings.alpha
     if isinstance(alpha, str):  # "auto": leave-one-out of the least-squares fit
-        alpha = loo_alpha(H, Y64, sample_weight, scale, (mean, G0), block_rows)
+        alpha = loo_alpha(H, Y64, sample_weight, scale, (mean, G0), block_rows, comm=comm)
     gamma = alpha * scale
     problem = _Problem(base, mean, *_penalised(G0, gamma, H.dtype))
     adaptive = settings.adaptive_weights
@@ -303,17 +320,21 @@ def fit_svm_head(
     if max_iter == "auto" and adaptive:
         max_iter = AUTO_MAX_ITER
     if settings.head == "ridge" and settings.loss == "squared_hinge" and not adaptive:
-        return _fit_ridge_hinge(H, Y64, Z, problem, gamma, alpha, max_iter, settings.tol, callback)
+        return _fit_ridge_hinge(
+            H, Y64, Z, problem, gamma, alpha, max_iter, settings.tol, callback, comm
+        )
     W, curve, lam, losses = None, [], 0.0, None
     for it in range(max_iter):
         if it > 0 and adaptive and n > 1:  # reweight by the previous pass's losses
-            problem, lam = _reweight(H, base, losses, k, gamma, block_rows)
-        W, b, F = _weights_step(H, Z, problem, W, settings)
+            problem, lam = _reweight(H, base, losses, k, gamma, block_rows, comm)
+        W, b, F = _weights_step(H, Z, problem, W, settings, comm)
         Z, losses = _retarget(F, Y64, Z, settings.loss)
         weights = problem.weights
-        J = float(weights @ losses) + gamma * float(xp.sum(W * W))
+        sums = [float(weights @ losses)] + ([float(xp.sum(weights * weights))] if adaptive else [])
+        sums = comm.all_reduce_sum(np.asarray(sums), "Summing the SVM head's objective")
+        J = float(sums[0]) + gamma * float(xp.sum(W * W))
         if adaptive:
-            J += lam * float(xp.sum(weights * weights))
+            J += lam * float(sums[1])
         if not math.isfinite(J):
             raise FloatingPointError(
                 "The SVM head's objective is not finite; check the features for NaN/inf."
@@ -329,7 +350,7 @@ def fit_svm_head(
     return HeadFit(W, b, problem.weights, F, Z, curve, len(curve), gamma, alpha)
 
 
-def _fit_ridge_hinge(H, Y, Z, problem, gamma, alpha, max_iter, tol, callback):
+def _fit_ridge_hinge(H, Y, Z, problem, gamma, alpha, max_iter, tol, callback, comm=_SINGLE):
     """``head="ridge"``, squared hinge, fixed weights: the least-squares fit to ``Z``, then CG.
 
     The first iteration is the alternation's (W, b) step on the targets ``Z``;
@@ -339,18 +360,18 @@ def _fit_ridge_hinge(H, Y, Z, problem, gamma, alpha, max_iter, tol, callback):
     ``max_iter="auto"`` runs :func:`validation_iterations` alongside.
     """
     if max_iter == "auto":
-        return validation_iterations(H, Y, Z, problem, gamma, alpha, tol, callback)
+        return validation_iterations(H, Y, Z, problem, gamma, alpha, tol, callback, comm)
 
     def report(j, iteration, J, W, b, F):
         if callback is not None:
             callback({"iteration": iteration, "objective": J})
 
-    ((W, b, F, curve),) = _ridge_hinge_paths(H, Y, Z, [problem], gamma, max_iter, tol, report)
+    ((W, b, F, curve),) = _ridge_hinge_paths(H, Y, Z, [problem], gamma, max_iter, tol, report, comm)
     Z, _ = _retarget(F, Y, Z, "squared_hinge")
     return HeadFit(W, b, problem.weights, F, Z, curve, len(curve), gamma, alpha)
 
 
-def _ridge_hinge_paths(H, Y, Z, problems, gamma, max_iter, tol, monitor):
+def _ridge_hinge_paths(H, Y, Z, problems, gamma, max_iter, tol, monitor, comm=_SINGLE):
     """The iterates of :func:`_fit_ridge_hinge` for each problem (weighting), sharing the passes.
 
     ``monitor(j, iteration, J, W, b, F)`` sees problem ``j``'s iterates
@@ -361,9 +382,11 @@ def _ridge_hinge_paths(H, Y, Z, problems, gamma, max_iter, tol, monitor):
     # the least-squares step of every problem from one pass: H^T [a_1 Z ... a_k Z]
     AZ = xp.concat([p.weights[:, None] * Z for p in problems], axis=1)
     C = xp.astype(H.T @ xp.astype(AZ, H.dtype), xp.float64)
+    C = comm.all_reduce_sum(C, "Summing the SVM head's cross-moments")
+    z_means = comm.all_reduce_sum(xp.stack([p.weights @ Z for p in problems]), "Summing means")
     starts = []
     for j, p in enumerate(problems):
-        z_mean = p.weights @ Z
+        z_mean = z_means[j, :]
         cross = C[:, j * n_out : (j + 1) * n_out] - p.mean[:, None] * z_mean[None, :]
         starts.append((cho_solve(p.L, cross), z_mean))  # centred: f = (h - mean) W + c
 
@@ -372,14 +395,15 @@ def _ridge_hinge_paths(H, Y, Z, problems, gamma, max_iter, tol, monitor):
 
     hinge = [HingeProblem(p.weights, p.mean, p.L) for p in problems]
     paths = squared_hinge_cg(
-        H, Y, hinge, gamma, starts, max_iter=max_iter - 1, tol=tol, callback=lib
-    )
+        H, Y, hinge, gamma, starts, max_iter=max_iter - 1, tol=tol, callback=lib,
+        comm=comm if comm.distributed else None,
+    )  # fmt: skip
     return [
         (W, c - p.mean @ W, F, curve) for (W, c, F, curve), p in zip(paths, problems, strict=True)
     ]
 
 
-def validation_iterations(H, Y, Z, problem, gamma, alpha, tol, callback=None):
+def validation_iterations(H, Y, Z, problem, gamma, alpha, tol, callback=None, comm=None):
     """``max_iter="auto"``: the fit whose iteration count has the best held-out accuracy.
 
     The iterations trade the least-squares fit (1 iteration) for the
@@ -411,15 +435,19 @@ def validation_iterations(H, Y, Z, problem, gamma, alpha, tol, callback=None):
     tol : float
     callback : callable, default=None
         As :func:`fit_svm_head`'s, for the iterations on all rows.
+    comm : solvers.distributed.Communicator, default=None
+        As :func:`fit_svm_head`'s: the held-out rows are those of the
+        concatenation (the hash's scale is the largest over all ranks).
 
     Returns
     -------
     HeadFit
         ``n_iter`` is the chosen count; ``objective_curve`` runs up to it.
     """
+    comm = Communicator() if comm is None else comm
     xp, _ = get_namespace_and_device(H)
     problems = [problem]
-    held = _held_out_problem(H, problem, gamma)
+    held = _held_out_problem(H, problem, gamma, comm)
     if held is not None:
         problems.append(held[0])
         rows = held[1]
@@ -436,11 +464,12 @@ def validation_iterations(H, Y, Z, problem, gamma, alpha, tol, callback=None):
             return
         F_held = xp.take(F, rows, axis=0)
         guess = xp.argmax(F_held, axis=1) if Y.shape[1] > 1 else F_held[:, 0] > 0.0
-        scores.append(float(w_held @ xp.astype(guess == truth, xp.float64)))
+        score = float(w_held @ xp.astype(guess == truth, xp.float64))
+        scores.append(comm.all_reduce_sum(score, "Summing the held-out accuracy"))
 
     # nothing to hold out (a handful of rows): the least-squares fit, which few rows favour
     count = AUTO_MAX_ITER if len(problems) > 1 else 1
-    _ridge_hinge_paths(H, Y, Z, problems, gamma, count, tol, monitor)
+    _ridge_hinge_paths(H, Y, Z, problems, gamma, count, tol, monitor, comm)
     k = len(iterates)
     if scores:
         k = min(k, 1 + max(range(len(scores)), key=lambda i: (scores[i], i)))
@@ -450,20 +479,22 @@ def validation_iterations(H, Y, Z, problem, gamma, alpha, tol, callback=None):
     return HeadFit(W, b, problem.weights, F, Z, curve, k, gamma, alpha)
 
 
-def _held_out_problem(H, problem, gamma):
+def _held_out_problem(H, problem, gamma, comm=_SINGLE):
     """The problem on the rows less those :func:`_held_out_rows` holds out, and those rows.
 
     None when too few rows (or too little weight) fall on either side.
     """
     xp, device = get_namespace_and_device(H)
-    is_held = _held_out_rows(H, VALIDATION_FRACTION, problem.weights)
+    is_held = _held_out_rows(H, VALIDATION_FRACTION, problem.weights, comm)
     held = np.flatnonzero(to_numpy(is_held))
-    if held.size < 1 or H.shape[0] - held.size < 2:
-        return None
     rows = to_namespace(held, xp, device)
     w_held = xp.take(problem.weights, rows, axis=0)
-    w_train = 1.0 - float(xp.sum(w_held))
-    if not w_train > 0.0 or not float(xp.sum(w_held)) > 0.0:
+    counts = np.asarray([held.size, H.shape[0], float(xp.sum(w_held))])
+    n_held, n, w_held_sum = comm.all_reduce_sum(counts, "Counting the held-out rows")
+    if n_held < 1 or n - n_held < 2:
+        return None
+    w_train = 1.0 - float(w_held_sum)
+    if not w_train > 0.0 or not float(w_held_sum) > 0.0:
         return None
     weights = xp.where(is_held, xp.zeros_like(problem.weights), problem.weights) / w_train
     # moments of the training rows = all rows' less the held-out rows' (weights summing to one)
@@ -471,18 +502,20 @@ def _held_out_problem(H, problem, gamma):
     H_held = xp.take(H, rows, axis=0)
     eye = xp.eye(H.shape[1], dtype=xp.float64, device=device)
     mean, G0 = problem.mean, problem.G - gamma * eye
-    mean_train = (mean - w_held @ xp.astype(H_held, xp.float64)) / w_train
+    sum_held = comm.all_reduce_sum(w_held @ xp.astype(H_held, xp.float64), "Summing held rows")
+    mean_train = (mean - sum_held) / w_train
     scatter_held = xp.astype(H_held.T @ (xp.astype(w_held, H.dtype)[:, None] * H_held), xp.float64)
+    scatter_held = comm.all_reduce_sum(scatter_held, "Summing the held-out rows' scatter")
     G0_train = (G0 + mean[:, None] * mean[None, :] - scatter_held) / w_train
     G0_train = G0_train - mean_train[:, None] * mean_train[None, :]
     try:
         return _Problem(weights, mean_train, *_penalised(G0_train, gamma, H.dtype)), rows
     except FloatingPointError:  # the difference lost definiteness to rounding: accumulate it
-        mean_train, G0_train = weighted_moments(H, weights)
+        mean_train, G0_train = weighted_moments(H, weights, comm=_or_none(comm))
         return _Problem(weights, mean_train, *_penalised(G0_train, gamma, H.dtype)), rows
 
 
-def _held_out_rows(H, fraction, weights=None):
+def _held_out_rows(H, fraction, weights=None, comm=None):
     """A boolean mask holding out about ``fraction`` of the rows, by a hash of their values.
 
     A row is held out when the fractional part of ``1000 h . r / max_i |h_i . r|``
@@ -491,7 +524,9 @@ def _held_out_rows(H, fraction, weights=None):
     rows fall on the same side, so integer sample weights and repeated rows
     (or zero weights and removed rows) hold out the same data, and the mask
     does not change with the features' scale. (Float32 and float64 copies of
-    the same features may differ at the boundary.)
+    the same features may differ at the boundary.) With ``comm`` the maximum
+    is over every rank's rows: each rank gets its rows of the mask of the
+    concatenated rows.
     """
     xp, device = get_namespace_and_device(H)
     direction = np.random.default_rng(0).standard_normal(H.shape[1])
@@ -500,18 +535,26 @@ def _held_out_rows(H, fraction, weights=None):
     if weights is not None:
         size = xp.where(weights > 0.0, size, xp.zeros_like(size))
     largest = float(xp.max(size)) if size.shape[0] else 0.0
+    if comm is not None:
+        largest = comm.all_reduce_max(largest, "The held-out hash's scale")
     code = projection * (1000.0 / largest if largest > 0.0 else 1.0)
     return code - xp.floor(code) < fraction
 
 
-def _base_weights(H, sample_weight):
-    """The base sample weights, normalised to sum one (uniform when None), float64."""
+def _base_weights(H, sample_weight, comm=_SINGLE):
+    """The base sample weights, normalised to sum one over all ranks (uniform when None)."""
     xp, device = get_namespace_and_device(H)
     n = H.shape[0]
     if sample_weight is None:
-        return xp.full((n,), 1.0 / n, dtype=xp.float64, device=device)
+        total = comm.all_reduce_sum(n, "Counting the rows")
+        return xp.full((n,), 1.0 / total, dtype=xp.float64, device=device)
     base = xp.astype(sample_weight, xp.float64)
-    return base / xp.sum(base)
+    return base / comm.all_reduce_sum(xp.sum(base), "Summing the sample weights")
+
+
+def _or_none(comm):
+    """``comm`` when it spans a process group, else None (the single-process code path)."""
+    return comm if comm is not None and comm.distributed else None
 
 
 def _penalised(G0, gamma, features_dtype=None):
@@ -530,22 +573,23 @@ def _penalised(G0, gamma, features_dtype=None):
     return G, cholesky(G, jitter=jitter)
 
 
-def _cross_moment(H, weights, mean, Z):
+def _cross_moment(H, weights, mean, Z, comm=_SINGLE):
     """``C = sum_i a_i (h_i - h) z_i^T`` (p, c) and the targets' weighted mean ``z`` (c,).
 
     The product runs in the features' precision (no float64 copy of ``H``), the
     centring in float64.
     """
     xp, _ = get_namespace_and_device(H)
-    z_mean = weights @ Z
+    z_mean = comm.all_reduce_sum(weights @ Z, "Summing the targets' mean")
     C = xp.astype(H.T @ xp.astype(weights[:, None] * Z, H.dtype), xp.float64)
+    C = comm.all_reduce_sum(C, "Summing the cross-moments")
     return C - mean[:, None] * z_mean[None, :], z_mean
 
 
-def _weights_step(H, Z, problem, W_prev, settings):
+def _weights_step(H, Z, problem, W_prev, settings, comm=_SINGLE):
     """The (W, b) step for fixed targets ``Z``; returns ``W``, ``b`` and the outputs ``H W + b``."""
     xp, _ = get_namespace_and_device(H)
-    C, z_mean = _cross_moment(H, problem.weights, problem.mean, Z)
+    C, z_mean = _cross_moment(H, problem.weights, problem.mean, Z, comm)
     W = solve_head(settings.head, problem.L, problem.G, C, W_prev, settings.gpi_max_iter)
     b = z_mean - problem.mean @ W
     return W, b, xp.astype(H @ xp.astype(W, H.dtype), xp.float64) + b
@@ -561,17 +605,27 @@ def _retarget(F, Y, Z, loss):
     return Y * xp.clip(margins, min=1.0), xp.sum(xp.clip(1.0 - margins, min=0.0) ** 2, axis=1)
 
 
-def _reweight(H, base, losses, k, gamma, block_rows):
-    """Adaptive weights from the losses (:func:`simplex_weights`) and their problem."""
+def _reweight(H, base, losses, k, gamma, block_rows, comm=_SINGLE):
+    """Adaptive weights from the losses (:func:`simplex_weights`) and their problem.
+
+    Across ranks the losses are gathered (the simplex weights sort all of
+    them) and each rank keeps its rows' weights.
+    """
     xp, _ = get_namespace_and_device(H)
-    simplex, lam = simplex_weights(losses, k)
+    if comm.distributed:
+        counts = comm.row_counts(losses.shape[0], "Counting the rows to reweight")
+        start = sum(counts[: comm.rank])
+        simplex, lam = simplex_weights(comm.all_gather_rows(losses, "Gathering the losses"), k)
+        simplex = simplex[start : start + counts[comm.rank]]
+    else:
+        simplex, lam = simplex_weights(losses, k)
     weights = simplex * base
-    weights = weights / xp.sum(weights)
-    mean, G0 = weighted_moments(H, weights, block_rows=block_rows)
+    weights = weights / comm.all_reduce_sum(xp.sum(weights), "Summing the adaptive weights")
+    mean, G0 = weighted_moments(H, weights, block_rows=block_rows, comm=_or_none(comm))
     return _Problem(weights, mean, *_penalised(G0, gamma, H.dtype)), lam
 
 
-def loo_alpha(H, Y, sample_weight=None, scale=1.0, moments=None, block_rows=None):
+def loo_alpha(H, Y, sample_weight=None, scale=1.0, moments=None, block_rows=None, comm=None):
     """The relative penalty with the lowest exact leave-one-out error of the least-squares fit.
 
     The candidates are :data:`AUTO_ALPHAS` (``gamma = alpha * scale`` in the
@@ -610,12 +664,20 @@ def loo_alpha(H, Y, sample_weight=None, scale=1.0, moments=None, block_rows=None
     block_rows : int, default=None
         Scored rows per block in the primal form. The dual form holds its
         ``m <= LOO_ROWS`` rows in float64 and an ``m x m`` matrix.
+    comm : solvers.distributed.Communicator, default=None
+        Score the rows of every rank together: the draws are indices into
+        their concatenation, the primal scores are summed over the ranks, and
+        the dual forms gather their rows (fewer than the features, or
+        ``LOO_ROWS``).
 
     Returns
     -------
     alpha : float
     """
-    n, p = H.shape
+    comm = Communicator() if comm is None else comm
+    p = H.shape[1]
+    counts = comm.row_counts(H.shape[0], "Counting the leave-one-out rows")
+    n, start = sum(counts), sum(counts[: comm.rank])
     xp, device = get_namespace_and_device(H)
     # penalties below the features' rounding (float32: ~1e-7 of the Gram matrix) are noise
     floor = 0.0 if H.dtype == xp.float64 else 10.0 * float(xp.finfo(H.dtype).eps)
@@ -624,18 +686,23 @@ def loo_alpha(H, Y, sample_weight=None, scale=1.0, moments=None, block_rows=None
     subset = None
     if n > LOO_ROWS:
         subset = np.sort(np.random.default_rng(0).choice(n, LOO_ROWS, replace=False))
+    if subset is not None and comm.distributed:  # this rank's drawn rows
+        subset = subset[(subset >= start) & (subset < start + H.shape[0])] - start
     if p <= PRIMAL_MAX_FEATURES or subset is None:
         scores = ridge_loo(
             H, Y, gammas, sample_weight=sample_weight, rows=subset, moments=moments,
-            block_rows=block_rows,
+            block_rows=block_rows, comm=_or_none(comm),
         )  # fmt: skip
         return candidates[min(range(len(scores)), key=scores.__getitem__)]
     rows = to_namespace(subset, xp, device)
+    gather = comm.all_gather_rows
     if sample_weight is None:
         kept, fraction = None, LOO_ROWS / n
     else:
-        kept = xp.take(sample_weight, rows, axis=0)
-        fraction = float(xp.sum(kept) / xp.sum(sample_weight))
-    H_m, Y_m = xp.take(H, rows, axis=0), xp.take(Y, rows, axis=0)
+        kept = gather(xp.take(sample_weight, rows, axis=0), "Gathering the drawn rows' weights")
+        total = comm.all_reduce_sum(xp.sum(sample_weight), "Summing the sample weights")
+        fraction = float(xp.sum(kept) / total)
+    H_m = gather(xp.take(H, rows, axis=0), "Gathering the drawn rows")
+    Y_m = gather(xp.take(Y, rows, axis=0), "Gathering the drawn rows' targets")
     scores = ridge_loo(H_m, Y_m, gammas, sample_weight=kept)
     return max(candidates[min(range(len(scores)), key=scores.__getitem__)] * fraction, floor)
