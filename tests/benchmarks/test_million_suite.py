@@ -143,3 +143,19 @@ def test_suite_runs_at_a_tiny_size(tmp_path, read_png):
     with open(tmp_path / "million.json") as f:
         assert json.load(f)["nystroem_components"] == 800
     assert read_png(str(tmp_path / "million.png")).shape[:2] == (495, 1320)  # 12 x 4.5 in, 110 dpi
+
+
+def test_ours_is_skipped_with_a_note_without_n_centers(tmp_path, monkeypatch, capsys):
+    import argparse
+
+    monkeypatch.setattr(suite, "ours_available", lambda: False)
+    parser = argparse.ArgumentParser()
+    suite.add_arguments(parser)
+    args = parser.parse_args(
+        ["--n-train", "300", "--n-test", "50", "--n-features", "4", "--models", "eigenpro",
+         "--out", str(tmp_path)]
+    )  # fmt: skip
+    rows = suite.run(args)["results"]
+    assert [r["model"] for r in rows] == ["mean", "eigenpro"]
+    assert rows[1]["skipped"] and rows[1]["name"] == "ours: EigenProRegressor(n_centers=20000)"
+    assert "ours skipped: EigenProRegressor has no n_centers parameter" in capsys.readouterr().out
