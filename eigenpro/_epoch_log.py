@@ -105,7 +105,8 @@ class EpochLog:
                     nit=self.epoch,
                     time=elapsed,
                     history=self.history,
-                    kernel_bytes=plan.matrix.nbytes,
+                    kernel_bytes=plan.stored_bytes,
+                    centers=getattr(plan, "centers", None),
                     checkpoint=None if checkpoint is None else checkpoint(x),
                 )
             )
@@ -151,7 +152,7 @@ class EpochLog:
             batch_size=plan.batch_size,
             step_size=plan.step_size,
             preconditioner=plan.preconditioner,
-            subsample=plan.permutation[: plan.subsample_size],
+            subsample=plan.subsample,
             kernel_precomputed=plan.kernel_precomputed,
             timings=plan.timings,
             checkpoint=None if checkpoint is None else checkpoint(x),

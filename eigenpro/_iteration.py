@@ -72,6 +72,7 @@ __all__ = [
     "TrainingData",
     "batch_and_step",
     "check_inputs",
+    "coordinate_step",
     "default_subsample_size",
     "fit_preconditioner",
     "initial_coefficients",
@@ -272,17 +273,19 @@ class EigenProPlan:
         critical batch size the rule's step stops growing with ``m``). Full
         batches keep ``eta / m``.
         """
-        m, eta = self.batch_size, self.step_size
-        if batch == m or m == self.X.shape[0]:
-            return eta / m
-        beta = self.preconditioner.beta_
-        lam_tilde = self.preconditioner.preconditioned_eigenvalue_
-        return (
-            eta
-            / step_size_for_batch(m, beta, lam_tilde)
-            * step_size_for_batch(batch, beta, lam_tilde)
-            / batch
+        return coordinate_step(
+            self.preconditioner, self.batch_size, self.step_size, self.X.shape[0], batch
         )
+
+    @property
+    def subsample(self):
+        """Indices (in the caller's order) of the Nyström subsample."""
+        return self.permutation[: self.subsample_size]
+
+    @property
+    def stored_bytes(self):
+        """Bytes of the stored training kernel matrix (0 when it is streamed)."""
+        return self.matrix.nbytes
 
     def halved(self):
         """This plan with half the step size."""
@@ -295,18 +298,34 @@ class EigenProPlan:
         return coef[:, 0] if vector_target else coef
 
 
-def fit_preconditioner(kernel, X, n_subsample, settings):
+def coordinate_step(precond, batch_size, step_size, n_samples, batch):
+    """Step per point for a batch of ``batch`` points: :meth:`EigenProPlan.coordinate_step`."""
+    m, eta = batch_size, step_size
+    if batch == m or m == n_samples:
+        return eta / m
+    beta = precond.beta_
+    lam_tilde = precond.preconditioned_eigenvalue_
+    return (
+        eta / step_size_for_batch(m, beta, lam_tilde) * step_size_for_batch(batch, beta, lam_tilde)
+    ) / batch
+
+
+def fit_preconditioner(kernel, X, n_subsample, settings, n_train=None):
     """The Nyström preconditioner of the first ``n_subsample`` rows of (permuted) ``X``.
 
     Its ``lambda~_1`` is re-estimated on up to ``n_subsample`` further points
     when there are enough of them (:meth:`NystromPreconditioner.calibrate`).
+    ``n_train`` (default: the rows of ``X``) is the size of the training set
+    the rows were drawn from, for the ridge shift and the batch-size cap.
     """
-    n, s, alpha = X.shape[0], n_subsample, float(settings.alpha)
+    n = X.shape[0] if n_train is None else n_train
+    s, alpha = n_subsample, float(settings.alpha)
     precond = NystromPreconditioner(settings.n_components, settings.damping).fit(
         kernel(X[:s, :]), n_train=n, alpha=alpha, dtype=X.dtype
     )
-    if n - s >= max(MIN_HELD_OUT, s // 10):  # calibrate lambda~_1 on other points
-        X_h = X[s : s + min(s, n - s), :]
+    rest = X.shape[0] - s
+    if rest >= max(MIN_HELD_OUT, s // 10):  # calibrate lambda~_1 on other points
+        X_h = X[s : s + min(s, rest), :]
         precond.calibrate(
             kernel(X_h), kernel(X_h, X[:s, :]), n_train=n, alpha=alpha, overwrite=True
         )

@@ -13,12 +13,13 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from eigenpro._iteration import SOLVER_CONSTRAINTS, check_inputs
+from eigenpro.decoupled import decoupled_solve
 from eigenpro.kernels import make_kernel
 from eigenpro.model_selection import choose_kernel
 from eigenpro.operator import KernelOperator
 from eigenpro.solver import eigenpro_solve
 from solvers._estimator import ValidatedEstimatorMixin, fit_context
-from solvers._validation import StrOptions
+from solvers._validation import Integral, Interval, StrOptions
 from solvers.backend import (
     check_same_namespace,
     floating_dtype,
@@ -110,14 +111,28 @@ _PARAMS_DOC = """
         training MSE, ``nit``: epoch, ``time``, ``history``). Raise
         ``StopIteration`` to stop training.
     warm_start : bool, default=False
-        Start from the previous ``coef_`` (same training data) instead of zero.
+        Start from the previous ``coef_`` instead of zero: on the same
+        training data for ``n_centers="all"``; on the previous ``centers_``
+        (with any data of the same targets) otherwise, continuing from the
+        previous iterate.
+    n_centers : int or "all", default="all"
+        Centres of the model. ``"all"``: every training point (EigenPro 2,
+        ``O(n^2)`` per epoch). An int ``p``: ``p`` training rows drawn at
+        random (seeded by ``random_state``), fitted by EigenPro 3 iteration
+        (:func:`eigenpro.decoupled.decoupled_solve`): the least-squares
+        problem over all ``n`` points of a model on ``p`` centres, ``O(n p d)``
+        per epoch and ``O(p^2)`` memory; the solution ``Nystroem + Ridge``
+        computes for those centres. Must not exceed the number of samples.
+    centers : array-like of shape (n_centers, n_features), default=None
+        Centres given explicitly (EigenPro 3 as for an int ``n_centers``,
+        which must then stay ``"all"``).
 """
 
 _ATTRS_DOC = """
-    coef_ : array of shape (n_samples, n_outputs)
+    coef_ : array of shape (n_centers, n_outputs)
         Coefficients of ``f(x) = sum_j coef_[j] k(x, centers_[j])``.
-    centers_ : array of shape (n_samples, n_features)
-        The training points.
+    centers_ : array of shape (n_centers, n_features)
+        The centres: the training points for ``n_centers="all"``.
     kernel_ : Kernel
         The kernel with its fitted bandwidth.
     bandwidth_ : float or None
@@ -180,6 +195,8 @@ class _BaseEigenPro(ValidatedEstimatorMixin, BaseEstimator):
         # a string or a torch.device, checked by solvers.backend.resolve_device
         "device": "no_validation",
         "warm_start": ["boolean"],
+        "n_centers": [Interval(Integral, 1, None, closed="left"), StrOptions({"all"})],
+        "centers": ["array-like", None],
     }
 
     def __init__(
@@ -201,6 +218,8 @@ class _BaseEigenPro(ValidatedEstimatorMixin, BaseEstimator):
         verbose=0,
         callback=None,
         warm_start=False,
+        n_centers="all",
+        centers=None,
     ):
         self.kernel = kernel
         self.bandwidth = bandwidth
@@ -218,6 +237,14 @@ class _BaseEigenPro(ValidatedEstimatorMixin, BaseEstimator):
         self.verbose = verbose
         self.callback = callback
         self.warm_start = warm_start
+        self.n_centers = n_centers
+        self.centers = centers
+
+    def __setstate__(self, state):
+        # pickles from before issue 15 have no centres parameters: every row was a centre
+        state.setdefault("n_centers", "all")
+        state.setdefault("centers", None)
+        super().__setstate__(state)
 
     def _compute_namespace(self, X):
         """Namespace/device to compute in: the ``device`` option's, else X's."""
@@ -252,7 +279,11 @@ class _BaseEigenPro(ValidatedEstimatorMixin, BaseEstimator):
             kernel, alpha = choice.kernel, choice.alpha
         selection_seconds = time.perf_counter() - started
         fingerprint = _fingerprint(X)
-        coef0 = self._warm_start_coef(targets, fingerprint, xp, device)
+        centers = self._check_centers(X, xp, device)
+        if centers is None:
+            coef0 = self._warm_start_coef(targets, fingerprint, xp, device)
+        else:
+            centers, coef0 = self._warm_start_centers(centers, targets, xp, device)
 
         history_val = []
         callback = self.callback
@@ -261,10 +292,7 @@ class _BaseEigenPro(ValidatedEstimatorMixin, BaseEstimator):
                 raise ValueError("Pass both X_val and y_val, or neither.")
             callback = self._validation_callback(kernel, X, X_val, y_val, history_val, targets)
 
-        result = eigenpro_solve(
-            kernel,
-            X,
-            targets.Y,
+        common = dict(
             alpha=float(alpha),
             n_epochs=int(self.n_epochs),
             subsample_size=self.subsample_size,
@@ -272,13 +300,20 @@ class _BaseEigenPro(ValidatedEstimatorMixin, BaseEstimator):
             batch_size=self.batch_size,
             step_size=self.step_size,
             memory_budget=self.memory_budget,
-            precompute_kernel=self.precompute_kernel,
             coef0=coef0,
             tol=self.tol,
             random_state=self.random_state,
             callback=callback,
             verbose=int(self.verbose),
         )
+        if centers is None:
+            result = eigenpro_solve(
+                kernel, X, targets.Y, precompute_kernel=self.precompute_kernel, **common
+            )
+        elif isinstance(centers, str):  # drawn from the rows
+            result = decoupled_solve(kernel, X, targets.Y, n_centers=int(self.n_centers), **common)
+        else:
+            result = decoupled_solve(kernel, X, targets.Y, centers=centers, **common)
         history = {key: list(values) for key, values in result.history.items()}
         # seconds since fit started: the choice of bandwidth and alpha came first
         history["time"] = [t + selection_seconds for t in history["time"]]
@@ -308,13 +343,56 @@ class _BaseEigenPro(ValidatedEstimatorMixin, BaseEstimator):
             )
         return coef0
 
+    def _check_centers(self, X, xp, device):
+        """None (every row a centre), "drawn" (``n_centers`` rows) or the given centres."""
+        if self.centers is None and self.n_centers == "all":
+            return None
+        if self.centers is not None and self.n_centers != "all":
+            raise ValueError(
+                f"Give centers or n_centers, not both (got n_centers={self.n_centers!r} and "
+                f"centers of shape {np.shape(self.centers)})."
+            )
+        if self.centers is None:
+            if self.n_centers > X.shape[0]:
+                raise ValueError(
+                    f"n_centers={self.n_centers} exceeds the number of samples ({X.shape[0]}); "
+                    "the centres are drawn from the training rows."
+                )
+            return "drawn"
+        Z = check_array(self.centers, dtype="numeric", input_name="centers")
+        if Z.shape[1] != X.shape[1]:
+            raise ValueError(f"centers has {Z.shape[1]} features, but X has {X.shape[1]} features.")
+        return xp.astype(to_namespace(Z, xp, device), X.dtype)
+
+    def _warm_start_centers(self, centers, targets, xp, device):
+        """Centres and starting coefficients: the previous fit's for a warm start."""
+        if not (self.warm_start and hasattr(self, "coef_")):
+            return centers, None
+        coef0 = to_namespace(self.coef_, xp, device)
+        coef0 = coef0[:, None] if coef0.ndim == 1 else coef0
+        previous = to_namespace(self.centers_, xp, device)
+        if targets.info != self._target_info or coef0.shape[1] != targets.Y.shape[1]:
+            raise ValueError(
+                "warm_start=True continues from the previous fit: the targets must have the "
+                "same shape (and classes) as before."
+            )
+        count = self.n_centers if isinstance(centers, str) else centers.shape[0]
+        if count != previous.shape[0] or (
+            not isinstance(centers, str) and tuple(centers.shape) != tuple(previous.shape)
+        ):
+            raise ValueError(
+                f"warm_start=True continues on the previous {previous.shape[0]} centres; "
+                f"this fit asks for {count}."
+            )
+        return xp.astype(previous, targets.Y.dtype), coef0
+
     def _store_fit(self, result, X, targets, fingerprint, history):
         """Write the fitted state (the attribute names old pickles hold)."""
         precond = result.preconditioner
         self._target_info = targets.info
         self._fingerprint = fingerprint
         self.coef_ = result.x[:, 0] if targets.info == "1d" else result.x
-        self.centers_ = X
+        self.centers_ = result.get("centers", X)
         self.kernel_ = result.kernel
         self.bandwidth_ = result.bandwidth
         self.batch_size_ = result.batch_size
@@ -353,7 +431,9 @@ class _BaseEigenPro(ValidatedEstimatorMixin, BaseEstimator):
                     resolve_memory_budget("auto", xp, device),
                 )
                 budget = max(budget, 2**26)
-                state["operator"] = KernelOperator(kernel, X_val, X, memory_budget=budget)
+                centers = result.get("centers")
+                centers = X if centers is None else centers
+                state["operator"] = KernelOperator(kernel, X_val, centers, memory_budget=budget)
             F = state["operator"].matmul(result.x[:, None] if result.x.ndim == 1 else result.x)
             score = self._score_outputs(F, y_val, targets)
             history_val.append(score)

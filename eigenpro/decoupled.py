@@ -1,0 +1,603 @@
+# SPDX-License-Identifier: BSD-3-Clause
+"""EigenPro with centres decoupled from the data (EigenPro 3): :func:`decoupled_solve`.
+
+Abedsoltan, Belkin & Pandit, "Toward large kernel models" (ICML 2023). The
+model lives on ``p`` centres ``Z`` chosen apart from the ``n`` training points
+``X``,
+
+    f(x) = sum_j theta_j k(x, z_j),
+
+and is fitted to the least-squares problem over all the data, with the ridge
+convention of :func:`eigenpro.solver.eigenpro_solve`,
+
+    min_theta  (1/n) sum_i |f(x_i) - y_i|^2 + (alpha/n) |f|_H^2,
+
+whose minimiser solves ``(K_ZX K_XZ + alpha K_ZZ) theta = K_ZX Y``: the exact
+solution FALKON and ``Nystroem + Ridge`` compute for the same centres. An
+epoch costs ``O(n p d)`` and the memory is ``O(p^2)`` for the projection plus
+kernel blocks sized from the budget; ``X`` is visited one batch at a time.
+
+One step on a batch ``B`` of ``m`` points is EigenPro 2's step taken in the
+reproducing-kernel Hilbert space and projected onto ``H_Z = span k(., Z)``:
+
+    g   = K_BZ theta - Y_B                              (m x l residual)
+    w   = K_ZZ^-1 K_ZB g + (m alpha / n) theta          (projected gradient)
+    theta -= (eta / m) (w - K_ZZ^-1 K_ZS V D V^T K_SZ w)  (preconditioned)
+
+The gradient of the batch's loss in the Hilbert space is ``sum_B g_i k(., x_i)
++ (m alpha / n) f``; ``w`` holds the coefficients of its projection onto
+``H_Z`` (the RKHS projection of a function known by its values ``h(Z)`` is
+the interpolant ``K_ZZ^-1 h(Z)``). ``P = I - sum_i (1 - (lambda_q /
+lambda_i)^damping) e_i e_i^T`` is EigenPro's preconditioner, its eigenpairs
+those of a Nyström subsample ``S`` of the data
+(:class:`eigenpro.preconditioner.NystromPreconditioner`, ``e_i = sum_j V_ji
+k(., s_j)``, ``V D V^T`` its correction); applied to the projected gradient and
+projected again, ``P_Z = Pi_Z P Pi_Z`` is positive definite on ``H_Z``, so
+the iteration's fixed point is the minimiser, for any centres. Batch and step
+size follow EigenPro 2.0's rule from the same spectrum (the projection only
+shrinks the operator, so the rule stays stable).
+
+``K_ZZ`` is factored once (:class:`CholeskyProjection`, ``p^3 / 3``) and
+``K_ZZ^-1 K_ZS V D`` and ``K_ZS V`` (``p x k``) are formed once: a step costs
+the batch's kernel block ``K_BZ`` (``m p d``), two products with it and one
+pair of triangular solves (``2 p^2 l``), below the block's cost when
+``p l < m d``. The reference code (EigenPro 3) runs an inner EigenPro
+iteration on ``K_ZZ`` after every batch instead, ``O(p^2 d)`` per batch
+([EigenPro 4] delays it over several batches to amortise it); with the factor
+at hand neither is needed while ``8 p^2`` bytes fit the memory budget. With
+``Z = X`` the step is EigenPro 2's (``K_ZZ^-1 K_ZB`` selects the batch's
+coefficients), which the tests check.
+
+References
+----------
+.. [EigenPro 3] A. Abedsoltan, M. Belkin, P. Pandit, "Toward large kernel
+   models", ICML 2023.
+.. [EigenPro 4] A. Abedsoltan, S. Ma, P. Pandit, M. Belkin, "Fast training
+   of large kernel models with delayed projections", arXiv 2411.16658, 2024.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+from eigenpro._epoch_log import EpochLog, progress_bar
+from eigenpro._iteration import (
+    DIVERGENCE_FACTOR,
+    LOSS_SAMPLES,
+    MIN_HELD_OUT,
+    DivergenceGuard,
+    SolverSettings,
+    batch_and_step,
+    check_inputs,
+    coordinate_step,
+    default_subsample_size,
+    fit_preconditioner,
+)
+from eigenpro.kernels import make_kernel
+from eigenpro.preconditioner import NystromPreconditioner
+from solvers._validation import Integral, interval, validate_params
+from solvers.backend import (
+    get_namespace_and_device,
+    itemsize,
+    namespace_kind,
+    resolve_memory_budget,
+    rows_per_block,
+    take_rows,
+    to_namespace,
+)
+from solvers.linalg import solve_triangular
+
+__all__ = ["CholeskyProjection", "DecoupledPlan", "decoupled_solve", "select_centers"]
+
+#: Jitter of the projection's factorisation, relative to the mean of ``k(z, z)``:
+#: ``K_ZZ`` of a smooth kernel is numerically singular, and the jitter makes the
+#: projection the RKHS projection regularised below the float32 resolution.
+PROJECTION_JITTER = 1e-7
+#: Power-method steps of :func:`projected_top_eigenvalue`.
+POWER_ITERATIONS = 20
+
+
+def select_centers(X, n_centers, rng):
+    """Indices of ``n_centers`` distinct training rows, a seeded uniform draw.
+
+    Returns the first ``n_centers`` entries of a permutation of the rows, so
+    that the rest of the permutation (rows that are not centres) stays
+    available to the caller.
+
+    Raises
+    ------
+    ValueError
+        ``n_centers`` is not in ``[1, n_samples]``.
+    """
+    n = X.shape[0]
+    if not 1 <= int(n_centers) <= n:
+        raise ValueError(
+            f"n_centers must be between 1 and the number of samples ({n}); got {n_centers}."
+        )
+    return rng.permutation(n)
+
+
+class CholeskyProjection:
+    """The RKHS projection onto ``span k(., Z)``: ``theta = (K_ZZ + eps I)^-1 h``.
+
+    For a function ``h`` known by its values ``h(Z)`` at the centres (here the
+    values of a gradient step, ``K_ZB g``), the coefficients of its projection
+    onto the span of ``k(., z_j)`` interpolate those values. ``K_ZZ`` is
+    formed in float64, in row blocks, and factored in place
+    (``eps = PROJECTION_JITTER * mean k(z, z)``); each solve then costs two
+    triangular solves, ``2 p^2 l``.
+
+    Parameters
+    ----------
+    kernel : eigenpro.kernels.Kernel
+    Z : array of shape (p, d)
+        The centres.
+    memory_budget : int
+        Bytes; the factor takes ``8 p^2`` of them and the blocks forming it
+        a few rows more.
+
+    Attributes
+    ----------
+    factor : array of shape (p, p)
+        Lower Cholesky factor of ``K_ZZ + eps I``, float64.
+    nbytes : int
+        Bytes of the factor.
+
+    Raises
+    ------
+    MemoryError
+        ``8 p^2`` bytes exceed 90 % of ``memory_budget``.
+    """
+
+    def __init__(self, kernel, Z, *, memory_budget):
+        xp, device = get_namespace_and_device(Z)
+        p = Z.shape[0]
+        self.nbytes = 8 * p * p
+        if self.nbytes > 0.9 * memory_budget:
+            raise MemoryError(
+                f"The projection onto {p} centres stores a {p} x {p} float64 factor "
+                f"({self.nbytes / 2**30:.2f} GiB), more than 90% of the memory budget "
+                f"({memory_budget / 2**30:.2f} GiB); use fewer centres or a larger memory_budget."
+            )
+        K = xp.empty((p, p), dtype=xp.float64, device=device)
+        z_state = kernel.prepare(Z)
+        # a block in the kernel's dtype with its temporaries, and its float64 copy
+        per_item = 3 * itemsize(xp, Z.dtype) + 8
+        step = rows_per_block(p, per_item, memory_budget - self.nbytes)
+        for a in range(0, p, step):
+            b = min(a + step, p)
+            K[a:b, :] = xp.astype(kernel.block(Z[a:b, :], Z, z_state=z_state), xp.float64)
+        diagonal = xp.linalg.diagonal(K)
+        self.jitter = PROJECTION_JITTER * float(xp.mean(diagonal))
+        self.factor = _cholesky_in_place(xp, K, self.jitter)
+
+    def solve(self, H):
+        """``(K_ZZ + eps I)^-1 H`` for ``H`` of shape (p, l), in ``H``'s dtype."""
+        xp, _ = get_namespace_and_device(H)
+        H64 = xp.astype(H, xp.float64)
+        out = solve_triangular(
+            self.factor, solve_triangular(self.factor, H64, lower=True), lower=True, transpose=True
+        )
+        return xp.astype(out, H.dtype)
+
+
+def _cholesky_in_place(xp, K, jitter):
+    """Lower Cholesky factor of ``K + jitter I``; NumPy factors ``K``'s own memory."""
+    p = K.shape[0]
+    idx = xp.arange(p, device=get_namespace_and_device(K)[1])
+    K[idx, idx] = K[idx, idx] + jitter
+    try:
+        if namespace_kind(xp) == "numpy":
+            import scipy.linalg
+
+            # K is symmetric: its transpose is the same matrix in Fortran order,
+            # which LAPACK factors in place (U^T U = K, U^T the lower factor)
+            U = scipy.linalg.cholesky(K.T, lower=False, overwrite_a=True, check_finite=False)
+            return U.T
+        L = xp.linalg.cholesky(K)
+    except Exception:  # LAPACK errors differ across libraries
+        L = None
+    if L is None or not bool(xp.all(xp.isfinite(xp.linalg.diagonal(L)))):
+        raise FloatingPointError(
+            "The centres' kernel matrix is not positive definite even with jitter: the "
+            "kernel is not positive semi-definite, or two centres coincide numerically "
+            "beyond the jitter."
+        )
+    return L
+
+
+@dataclass(frozen=True)
+class DecoupledPlan:
+    """What the epochs of :func:`decoupled_solve` need, decided before the first one."""
+
+    kernel: Any
+    #: Training points and targets (n, l), in the caller's order.
+    X: Any
+    Y: Any
+    #: Centres (p, d) and the kernel's state for them.
+    centers: Any
+    center_state: Any
+    #: Indices (training rows) of the Nyström subsample.
+    subsample: Any
+    preconditioner: NystromPreconditioner
+    #: ``(K_ZZ^-1 K_ZS V D, K_ZS V)``, each (p, k), or None when k = 0.
+    correction_at_centers: Any
+    projection: CholeskyProjection
+    batch_size: int
+    step_size: float
+    alpha: float
+    #: Rows per kernel tile within a batch.
+    tile_rows: int
+    #: Training rows of the loss estimate.
+    loss_rows: Any
+    zero_mse: float
+    timings: dict
+    kernel_precomputed: bool = False
+
+    @property
+    def subsample_size(self):
+        return self.subsample.shape[0]
+
+    @property
+    def stored_bytes(self):
+        """Bytes of what the run stores beside the data: the projection's factor."""
+        return self.projection.nbytes
+
+    def halved(self):
+        """This plan with half the step size."""
+        return replace(self, step_size=self.step_size * 0.5)
+
+    def coordinate_step(self, batch):
+        """Step per point, ``eta / m`` (see :func:`eigenpro._iteration.coordinate_step`)."""
+        return coordinate_step(
+            self.preconditioner, self.batch_size, self.step_size, self.X.shape[0], batch
+        )
+
+    def original_order(self, coef, vector_target=False):
+        """The coefficients as returned (1-D for a vector target); centres keep their order."""
+        return coef[:, 0] if vector_target else coef
+
+
+def make_decoupled_plan(settings, data, centers, center_rows, rng):
+    """Kernel, Nyström preconditioner, projection, batch and step size.
+
+    ``centers`` are the centres; ``center_rows`` the training rows they are
+    (a permutation whose first ``p`` entries are them), or None for centres
+    given apart from the data.
+    """
+    xp, device = get_namespace_and_device(centers)
+    n, p = data.n_samples, centers.shape[0]
+    kernel = make_kernel(settings.kernel, settings.bandwidth)
+    if getattr(kernel, "bandwidth", 0.0) is None:
+        kernel = kernel.with_bandwidth(kernel.default_bandwidth(data.X))
+    budget = resolve_memory_budget(settings.memory_budget, xp, device)
+    if settings.subsample_size == "auto":
+        s = default_subsample_size(n, device, budget)
+    else:
+        s = min(int(settings.subsample_size), n)
+    order = rng.permutation(n) if center_rows is None else center_rows
+    if center_rows is not None:
+        s = min(s, p)  # S among the centres: P_Z is then P restricted to H_Z
+    rows = xp.asarray(order[: min(n, 2 * s)], dtype=xp.int64, device=device)
+    timings = {}
+    t_mark = time.perf_counter()
+    precond = fit_preconditioner(
+        kernel, take_rows(xp, _on(data.X, xp, device), rows), s, settings, n_train=n
+    )
+    timings["preconditioner"] = time.perf_counter() - t_mark
+    t_mark = time.perf_counter()
+    S = take_rows(xp, _on(data.X, xp, device), rows[:s])
+    projection = CholeskyProjection(kernel, centers, memory_budget=budget)
+    left = budget - projection.nbytes
+    at_centers = _correction_at_centers(kernel, centers, S, precond, projection, left)
+    if at_centers is not None:
+        left -= 2 * at_centers[0].shape[0] * at_centers[0].shape[1] * itemsize(xp, centers.dtype)
+    tile = rows_per_block(p, itemsize(xp, centers.dtype), max(left, 2**22), n_buffers=3)
+    # rows outside the subsample when there are enough, else the subsample itself
+    held_out = rows[s:] if rows.shape[0] - s >= MIN_HELD_OUT else rows[:s]
+    X_h = take_rows(xp, _on(data.X, xp, device), held_out)
+    top = projected_top_eigenvalue(kernel, X_h, centers, projection, at_centers, tile)
+    top = top + float(settings.alpha) / n
+    if top > precond.preconditioned_eigenvalue_:
+        precond.preconditioned_eigenvalue_ = top
+        precond.critical_batch_size_ = precond.beta_ / top
+    timings["projection"] = time.perf_counter() - t_mark
+    m, eta = batch_and_step(precond, n, settings)
+    n_loss = min(n, LOSS_SAMPLES)
+    # the same subset for every run on n rows: a continued run (coef0) starts at the loss
+    # its predecessor ended with
+    loss_rows = np.sort(np.random.RandomState(0).permutation(n)[:n_loss])
+    Y = data.Y
+    return DecoupledPlan(
+        kernel=kernel,
+        X=data.X,
+        Y=Y,
+        centers=centers,
+        center_state=kernel.prepare(centers),
+        subsample=order[:s],
+        preconditioner=precond,
+        correction_at_centers=at_centers,
+        projection=projection,
+        batch_size=m,
+        step_size=eta,
+        alpha=float(settings.alpha),
+        tile_rows=min(tile, m),
+        loss_rows=loss_rows,
+        zero_mse=float(xp.sum(data.Y * data.Y)) / (n * data.n_outputs),
+        timings=timings,
+    )
+
+
+def _correction_at_centers(kernel, centers, S, precond, projection, memory_budget):
+    """``(K_ZZ^-1 K_ZS V D, K_ZS V)``, each (p, k); None when k = 0.
+
+    The preconditioned step is ``w - A (B^T w)`` for these ``A, B``: ``B^T w
+    = V^T K_SZ w`` are the values of ``w``'s function at ``S`` seen by the
+    eigenvectors, ``A`` maps the correction back to coefficients on ``Z``.
+    ``K_ZS`` is formed in row blocks within ``memory_budget``.
+    """
+    if precond.n_components_ == 0:
+        return None
+    xp, device = get_namespace_and_device(centers)
+    p, k = centers.shape[0], precond.n_components_
+    VD, V = precond._VD, precond._V
+    A = xp.empty((p, k), dtype=centers.dtype, device=device)
+    B = xp.empty((p, k), dtype=centers.dtype, device=device)
+    step = rows_per_block(S.shape[0], itemsize(xp, centers.dtype), memory_budget, n_buffers=3)
+    s_state = kernel.prepare(S)
+    for a in range(0, p, step):
+        b = min(a + step, p)
+        K = kernel.block(centers[a:b, :], S, z_state=s_state)
+        A[a:b, :] = K @ VD
+        B[a:b, :] = K @ V
+    return projection.solve(A), B
+
+
+def projected_top_eigenvalue(kernel, X_h, centers, projection, at_centers, tile_rows):
+    """Largest eigenvalue of the preconditioned, projected operator on held-out rows.
+
+    The iteration's operator in the coefficients is ``T = (I - A B^T) K_ZZ^-1
+    K_ZH K_HZ / h`` (``A, B`` from :func:`_correction_at_centers`): the
+    preconditioner ``P`` flattens the data operator's top eigenvalues, but
+    ``Pi_Z P Pi_Z`` need not flatten those of the projected one when ``S`` is
+    not among the centres. ``POWER_ITERATIONS`` steps of the power method on
+    ``h`` rows not in the subsample measure it, so that the step-size rule
+    uses the larger of this and the preconditioner's own estimate.
+    """
+    xp, device = get_namespace_and_device(centers)
+    h, p = X_h.shape[0], centers.shape[0]
+    z_state = kernel.prepare(centers)
+    rng = np.random.RandomState(0)
+    v = xp.asarray(rng.standard_normal((p, 1)), dtype=centers.dtype, device=device)
+    value = 0.0
+    for _ in range(POWER_ITERATIONS):
+        v = v / float(xp.linalg.vector_norm(v))
+        gz = xp.zeros_like(v)
+        for a in range(0, h, tile_rows):
+            b = min(a + tile_rows, h)
+            K = kernel.block(X_h[a:b, :], centers, z_state=z_state)
+            gz = gz + K.T @ (K @ v)
+        w = projection.solve(gz / h)
+        if at_centers is not None:
+            w = w - at_centers[0] @ (at_centers[1].T @ w)
+        value = float(xp.linalg.vector_norm(w))
+        v = w
+    return value
+
+
+def _on(X, xp, device):
+    return to_namespace(X, xp, device)
+
+
+def batch_gradient(plan, coef, X_B, Y_B):
+    """``gz = K_ZB g`` and ``sum g^2`` of one batch, tile by tile (``g = K_BZ coef - Y_B``)."""
+    xp, device = get_namespace_and_device(coef)
+    gz = xp.zeros(coef.shape, dtype=coef.dtype, device=device)
+    squares = 0.0
+    for a in range(0, X_B.shape[0], plan.tile_rows):
+        b = min(a + plan.tile_rows, X_B.shape[0])
+        K = plan.kernel.block(X_B[a:b, :], plan.centers, z_state=plan.center_state)
+        G = K @ coef - Y_B[a:b, :]
+        gz = gz + K.T @ G
+        squares += float(xp.sum(G * G))
+    return gz, squares
+
+
+def run_decoupled_epoch(plan, coef, batches):
+    """One pass over ``batches`` (arrays of training rows), updating ``coef`` in place.
+
+    Returns ``True`` when a batch diverged (as :func:`eigenpro._iteration.run_epoch`).
+    """
+    xp, device = get_namespace_and_device(coef)
+    n, n_outputs = plan.X.shape[0], coef.shape[1]
+    limit = DIVERGENCE_FACTOR * max(plan.zero_mse, 1e-30)
+    for rows in batches:
+        idx = xp.asarray(rows, dtype=xp.int64, device=get_namespace_and_device(plan.X)[1])
+        X_B = _on(take_rows(_xp_of(plan.X), plan.X, idx), xp, device)
+        Y_B = _on(take_rows(_xp_of(plan.Y), plan.Y, idx), xp, device)
+        gz, squares = batch_gradient(plan, coef, X_B, Y_B)
+        batch_mse = squares / (len(rows) * n_outputs)
+        if not math.isfinite(batch_mse) or batch_mse > limit:
+            return True
+        step = plan.projection.solve(gz)
+        if plan.alpha:  # the penalty's gradient, weighted as this batch's share
+            step = step + (len(rows) * plan.alpha / n) * coef
+        if plan.correction_at_centers is not None:
+            A, B = plan.correction_at_centers
+            step = step - A @ (B.T @ step)
+        coef[...] = coef - plan.coordinate_step(len(rows)) * step
+    return False
+
+
+def _xp_of(array):
+    return get_namespace_and_device(array)[0]
+
+
+def decoupled_mse(plan, coef):
+    """Training MSE of ``K_XZ coef`` on the plan's fixed subset of rows (the data term only)."""
+    xp, device = get_namespace_and_device(coef)
+    idx = xp.asarray(plan.loss_rows, dtype=xp.int64, device=get_namespace_and_device(plan.X)[1])
+    X_L = _on(take_rows(_xp_of(plan.X), plan.X, idx), xp, device)
+    Y_L = _on(take_rows(_xp_of(plan.Y), plan.Y, idx), xp, device)
+    total = 0.0
+    for a in range(0, X_L.shape[0], plan.tile_rows):
+        b = min(a + plan.tile_rows, X_L.shape[0])
+        K = plan.kernel.block(X_L[a:b, :], plan.centers, z_state=plan.center_state)
+        R = K @ coef - Y_L[a:b, :]
+        total += float(xp.sum(R * R))
+    return total / (X_L.shape[0] * coef.shape[1])
+
+
+def epoch_batches(rng, n, batch_size):
+    """One epoch's batches: a fresh permutation of the rows cut into blocks of ``batch_size``."""
+    order = rng.permutation(n)
+    return [order[a : a + batch_size] for a in range(0, n, batch_size)]
+
+
+def decoupled_solve(
+    kernel,
+    X,
+    Y,
+    *,
+    centers=None,
+    n_centers=None,
+    bandwidth=None,
+    alpha=0.0,
+    n_epochs=10,
+    subsample_size="auto",
+    n_components="auto",
+    batch_size="auto",
+    step_size="auto",
+    damping=0.95,
+    memory_budget="auto",
+    coef0=None,
+    tol=None,
+    random_state=None,
+    callback=None,
+    verbose=0,
+):
+    """Fit ``f = sum_j theta_j k(., z_j)`` on ``p`` centres by EigenPro 3 iteration.
+
+    Parameters
+    ----------
+    kernel : str, eigenpro.kernels.Kernel or callable
+    X : array of shape (n_samples, n_features)
+        Training points; visited one batch at a time (the batch, not ``X``,
+        is moved to the centres' namespace and device).
+    Y : array of shape (n_samples,) or (n_samples, n_outputs)
+    centers : array of shape (n_centers, n_features), default=None
+        The centres ``Z``; the computation runs in their namespace.
+    n_centers : int, default=None
+        Draw this many distinct training rows as centres (seeded by
+        ``random_state``). Give exactly one of ``centers`` and ``n_centers``.
+    bandwidth, alpha, n_epochs, subsample_size, n_components, batch_size, \
+step_size, damping, memory_budget, tol, random_state, callback, verbose
+        As in :func:`eigenpro.solver.eigenpro_solve`; ``alpha`` penalises
+        ``(alpha / n) |f|^2`` beside the mean squared error. The memory budget
+        covers the projection's ``8 p^2`` bytes and the kernel tiles.
+    coef0 : array of shape (n_centers, n_outputs), default=None
+        Starting coefficients: a run continues from this iterate.
+
+    Returns
+    -------
+    OptimizeResult
+        ``x`` (coefficients, (p,) or (p, n_outputs)), ``centers``, ``fun``,
+        ``nit``, ``success``, ``status``, ``message``, ``history``,
+        ``bandwidth``, ``kernel``, ``batch_size``, ``step_size``,
+        ``preconditioner``, ``subsample`` (training rows), ``timings``
+        (``preconditioner``, ``projection``), ``checkpoint`` (None).
+
+    Raises
+    ------
+    ValueError
+        Neither or both of ``centers`` and ``n_centers``; centres with another
+        feature count or dtype than ``X``, or not finite; ``n_centers``
+        outside ``[1, n]``; ``coef0`` of the wrong shape.
+    MemoryError
+        The projection does not fit the memory budget.
+    """
+    t_start = time.perf_counter()
+    settings = SolverSettings(
+        kernel=kernel, bandwidth=bandwidth, alpha=alpha, n_epochs=n_epochs,
+        subsample_size=subsample_size, n_components=n_components, batch_size=batch_size,
+        step_size=step_size, damping=damping, memory_budget=memory_budget, tol=tol,
+        random_state=random_state, callback=callback, verbose=verbose,
+    )  # fmt: skip
+    validate_params(
+        {"n_centers": [interval(Integral, 1, None, closed="left"), None]},
+        {"n_centers": n_centers},
+        "decoupled_solve",
+    )
+    data = check_inputs(X, Y)
+    rng = check_random_state(random_state)
+    centers, center_rows = _resolve_centers(data.X, centers, n_centers, rng)
+    coef = _initial_coef(coef0, centers, data)
+    plan = make_decoupled_plan(settings, data, centers, center_rows, rng)
+    mse = decoupled_mse(plan, coef)
+    guard = DivergenceGuard(coef, mse, plan.zero_mse)
+    log = EpochLog(settings, plan, data.vector_target, t_start, mse)
+    epoch = 0
+    while epoch < settings.n_epochs:
+        batches = epoch_batches(rng, data.n_samples, plan.batch_size)
+        diverged = run_decoupled_epoch(
+            plan, coef, progress_bar(batches, verbose, f"epoch {epoch + 1}")
+        )
+        mse = None if diverged else decoupled_mse(plan, coef)
+        if diverged or guard.rose(mse):
+            plan, coef = guard.restart(plan, epoch + 1, stacklevel=2)
+            continue
+        epoch += 1
+        guard.accept(coef, mse)
+        if log.record(plan, epoch, mse, coef):
+            break
+    else:
+        log.ran_out(stacklevel=2)
+    result = log.result(plan, coef)
+    result["centers"] = centers
+    result["subsample"] = plan.subsample
+    return result
+
+
+def _resolve_centers(X, centers, n_centers, rng):
+    """The centres and, when they are training rows, the permutation that starts with them."""
+    if (centers is None) == (n_centers is None):
+        raise ValueError("Give exactly one of centers and n_centers.")
+    if centers is None:
+        order = select_centers(X, n_centers, rng)
+        xp, _ = get_namespace_and_device(X)
+        idx = xp.asarray(order[: int(n_centers)], dtype=xp.int64)
+        return take_rows(xp, X, idx), order
+    xp, device = get_namespace_and_device(X)
+    Z = to_namespace(centers, xp, device)
+    if Z.ndim != 2 or Z.shape[1] != X.shape[1]:
+        raise ValueError(
+            f"centers must have shape (n_centers, {X.shape[1]}) like X's rows; "
+            f"got shape {tuple(Z.shape)}."
+        )
+    if Z.shape[0] < 1:
+        raise ValueError("centers must hold at least one row.")
+    if not xp.isdtype(Z.dtype, "real floating") or Z.dtype != X.dtype:
+        raise ValueError(f"centers must have X's dtype {X.dtype}; got {Z.dtype}.")
+    if not bool(xp.all(xp.isfinite(Z))):
+        raise ValueError("centers hold NaN or infinity.")
+    return Z, None
+
+
+def _initial_coef(coef0, centers, data):
+    xp, device = get_namespace_and_device(centers)
+    shape = (centers.shape[0], data.n_outputs)
+    if coef0 is None:
+        return xp.zeros(shape, dtype=centers.dtype, device=device)
+    coef0 = to_namespace(coef0, xp, device)
+    coef0 = coef0[:, None] if coef0.ndim == 1 else coef0
+    if tuple(coef0.shape) != shape:
+        raise ValueError(f"coef0 must have shape {shape}; got {tuple(coef0.shape)}.")
+    if not bool(xp.all(xp.isfinite(coef0))):
+        raise ValueError("coef0 holds NaN or infinity.")
+    return xp.astype(coef0, centers.dtype, copy=True)
