@@ -85,9 +85,16 @@ def check_gram_range(X):
     check_squares_summable(X, "X", X.shape[0], "standardise them, or pixels to [0, 1]")
 
 
-def check_weights(sample_weight, y, *, positive_sum):
-    """Validated host float64 sample weights: non-negative (with a positive sum if asked)."""
-    weights = _check_sample_weight(to_numpy(sample_weight), to_numpy(y), dtype=np.float64)
+def check_weights(sample_weight, y, *, positive_sum, allow_all_zero=False):
+    """Validated host float64 sample weights: non-negative (with a positive sum if asked).
+
+    ``allow_all_zero``: one rank's share of the rows may weigh nothing (the
+    sum over all ranks is checked by the caller).
+    """
+    weights = _check_sample_weight(
+        to_numpy(sample_weight), to_numpy(y), dtype=np.float64,
+        allow_all_zero_weights=allow_all_zero,
+    )  # fmt: skip
     if positive_sum and (not np.all(weights >= 0) or not np.sum(weights) > 0):
         raise ValueError("sample_weight must be non-negative with a positive sum.")
     if not np.all(weights >= 0):

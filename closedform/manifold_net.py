@@ -455,7 +455,9 @@ class ManifoldNetClassifier(MarginClassifierMixin, ClassifierMixin, _BaseManifol
                 raise ValueError(f"y has labels not in classes: {unseen.tolist()!r}.")
             w = None
             if sample_weight is not None:
-                w = check_weights(sample_weight, y_host, positive_sum=False)
+                w = check_weights(
+                    sample_weight, y_host, positive_sum=False, allow_all_zero=comm.distributed
+                )
                 w = to_namespace(w, xp, device)
         if first:
             comm.agree("ManifoldNetClassifier.partial_fit", classes=self.classes_.tolist())
@@ -605,7 +607,9 @@ class ManifoldNetRegressor(RegressorMixin, _BaseManifoldNet):
             return None
         positive_sum = method == "fit" and not comm.distributed
         with comm.raise_together(f"{what}: checking sample_weight"):
-            w_host = check_weights(sample_weight, y, positive_sum=positive_sum)
+            w_host = check_weights(
+                sample_weight, y, positive_sum=positive_sum, allow_all_zero=comm.distributed
+            )
         if method == "fit" and comm.distributed:
             total = comm.all_reduce_sum(float(np.sum(w_host)), "Summing the sample weights")
             if not total > 0:

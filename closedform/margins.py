@@ -72,7 +72,7 @@ def _encode_labels_across(y, sample_weight, comm):
         local = np.unique(y_host)
         weights = None
         if sample_weight is not None:
-            weights = check_weights(sample_weight, y_host, positive_sum=False)
+            weights = check_weights(sample_weight, y_host, positive_sum=False, allow_all_zero=True)
         labels = local.tolist()
     gathered = comm.all_gather_json(labels, "Gathering the classes")
     classes = np.unique(np.asarray([label for labels in gathered for label in labels]))

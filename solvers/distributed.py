@@ -33,25 +33,11 @@ import sys
 import numpy as np
 
 __all__ = [
-    "PROCESS_GROUP_DOC",
     "Communicator",
     "ProcessGroupParamMixin",
     "process_group_constraint",
     "resolve_process_group",
 ]
-
-#: numpydoc text of an estimator's ``process_group`` parameter.
-PROCESS_GROUP_DOC = """    process_group : None, "world" or ProcessGroup, default=None
-        Fit on rows spread over the ranks of a ``torch.distributed`` process
-        group (gloo on CPU, NCCL on GPU): each rank passes its own rows, every
-        sum over samples is summed across the ranks, and every rank ends with
-        the model one process fits on all rows concatenated in rank order.
-        ``"world"`` is the default group (``torch.distributed`` must be
-        initialised). A bad input on one rank raises on every rank; a rank
-        that dies or stalls makes the others raise ``RuntimeError`` after the
-        group's ``timeout``. A ``ProcessGroup`` object is shared, not copied,
-        by ``clone`` and dropped (set to None) by pickling.
-"""
 
 # dtypes an all_gather_rows header can name, by index
 _DTYPES = (
@@ -300,7 +286,9 @@ class Communicator:
         Parameters
         ----------
         array : ndarray, torch.Tensor, CuPy array or Python number
-            The same shape and dtype on every rank.
+            The same shape and dtype on every rank: other shapes abort in the
+            backend (gloo terminates the process), so settle them first with
+            :meth:`agree`.
         what : str
             What the sum is for (the error message's first words).
 
@@ -472,6 +460,8 @@ class Communicator:
         all-gather at the end of the block, whether it raised or not, so no
         rank is left waiting in a later collective. ``KeyboardInterrupt`` and
         other non-``Exception`` errors pass through without the exchange.
+        The block must run no collective itself: a rank that raised before
+        reaching it would meet the others' collective with this exchange.
         """
         if self.group is None:
             yield

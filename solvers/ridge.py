@@ -71,6 +71,7 @@ class GramStatistics:
         self._shift = self._target_shift = None
         self._sum = self._outer = None
         self._target_sum = self._cross = self._target_squares = None
+        self._widths = None  # zero-row slices of the first H and T: their widths and kind
 
     def update(self, H, T=None, sample_weight=None, *, block_rows=None):
         """Add the rows of ``H`` (and targets ``T``) with weights ``sample_weight``.
@@ -94,6 +95,7 @@ class GramStatistics:
         n = H.shape[0]
         if self._has_targets is None:
             self._has_targets = T is not None
+            self._widths = (H[:0, :], None if T is None else T[:0, :])
         elif self._has_targets != (T is not None):
             raise ValueError("Targets must be given on every update or on none.")
         f64 = xp.float64
@@ -198,7 +200,10 @@ class GramStatistics:
         sum of raw squares cancels. Two all-reduces: the weight sums and
         weighted means (``p + c + 2`` floats), then the corrected sums
         (``p^2 + p c + c`` floats), after a one-integer check that every
-        rank has a row of positive weight (else a ValueError on every rank).
+        rank has called :meth:`update` (else a ValueError on every rank). A
+        rank whose rows all have zero weight takes part with zeros; when the
+        weights of all ranks sum to zero, the result has no statistics
+        (``weight_sum`` 0) on every rank.
 
         Parameters
         ----------
@@ -213,35 +218,44 @@ class GramStatistics:
         """
         if not comm.distributed:
             return self
-        empty = comm.all_reduce_sum(int(self._shift is None), "Checking the Gram statistics")
-        if empty:
+        missing = comm.all_reduce_sum(int(self._widths is None), "Checking the Gram statistics")
+        if missing:
             raise ValueError(
-                f"{empty} rank(s) of the process group have no row of positive weight yet; "
-                "every rank needs one."
+                f"{missing} rank(s) of the process group have added no rows to their "
+                "statistics; every rank needs at least one."
             )
-        xp, device = get_namespace_and_device(self._outer)
+        H0, T0 = self._widths
+        xp, device = get_namespace_and_device(H0)
         f64 = xp.float64
-        p = self._outer.shape[0]
+        p, c = H0.shape[1], 0 if T0 is None else T0.shape[1]
         s = self.weight_sum
-        mean = self.mean
+        if self._shift is None:  # only rows of zero weight here: zeros of the right widths
+            mean, scatter = xp.zeros((p,), dtype=f64, device=device), 0.0
+            t_mean, cross, t_scatter = xp.zeros((c,), dtype=f64, device=device), 0.0, 0.0
+        else:
+            mean, scatter = self.mean, self.scatter
+            if self._has_targets:
+                t_mean, cross, t_scatter = self.target_mean, self.cross, self.target_scatter
         parts = [xp.asarray([s, float(self.n_samples)], dtype=f64, device=device), s * mean]
-        t_mean = None
         if self._has_targets:
-            t_mean = self.target_mean
             parts.append(s * t_mean)
         firsts = comm.all_reduce_sum(xp.concat(parts), "Summing the Gram statistics' means")
         total, n_total = float(firsts[0]), round(float(firsts[1]))
+        out = GramStatistics()
+        out.weight_sum, out.n_samples, out._has_targets = total, n_total, self._has_targets
+        out._widths = self._widths
+        if not total > 0.0:  # no weight anywhere: no statistics, on every rank
+            out.weight_sum = 0.0
+            return out
         g_mean = firsts[2 : 2 + p] / total
         d = mean - g_mean
-        parts = [xp.reshape(self.scatter + s * (d[:, None] * d[None, :]), (-1,))]
+        parts = [xp.reshape(scatter + s * (d[:, None] * d[None, :]), (-1,))]
         if self._has_targets:
             g_t_mean = firsts[2 + p :] / total
             e = t_mean - g_t_mean
-            parts.append(xp.reshape(self.cross + s * (d[:, None] * e[None, :]), (-1,)))
-            parts.append(self.target_scatter + s * e * e)
+            parts.append(xp.reshape(cross + s * (d[:, None] * e[None, :]), (-1,)))
+            parts.append(t_scatter + s * e * e)
         sums = comm.all_reduce_sum(xp.concat(parts), "Summing the Gram statistics")
-        out = GramStatistics()
-        out.weight_sum, out.n_samples, out._has_targets = total, n_total, self._has_targets
         out._shift, out._sum = g_mean, xp.zeros((p,), dtype=f64, device=device)
         out._outer = xp.reshape(sums[: p * p], (p, p))
         if self._has_targets:

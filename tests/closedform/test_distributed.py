@@ -40,8 +40,14 @@ def _smooth():
     return X, Y + 0.05 * rng.standard_normal(Y.shape)
 
 
-def _weights():
-    return np.random.default_rng(1).integers(0, 3, size=sum(SIZES)).astype(np.float64) + 0.5
+def _weights(weighted):
+    """None, positive weights, or those with every weight of rank 0's rows zero."""
+    if not weighted:
+        return None
+    w = np.random.default_rng(1).integers(0, 3, size=sum(SIZES)).astype(np.float64) + 0.5
+    if weighted == "rank 0 zero":
+        w[: SIZES[0]] = 0.0
+    return w
 
 
 def _part(A, rank):
@@ -62,7 +68,7 @@ def _fit_rank(rank, est, data, method, weighted, loo_rows=None):
     if loo_rows is not None:  # a forked rank: the module's value changes in it only
         svm_head.LOO_ROWS = loo_rows
     X, y = data
-    w = _weights() if weighted else None
+    w = _weights(weighted)
     est = clone(est).set_params(process_group="world")
     Xr, yr, wr = _part(X, rank), _part(y, rank), _part(w, rank)
     if method == "fit":
@@ -79,7 +85,7 @@ def _fit_rank(rank, est, data, method, weighted, loo_rows=None):
 
 def _fit_one(est, data, method, weighted):
     X, y = data
-    w = _weights() if weighted else None
+    w = _weights(weighted)
     est = clone(est)
     if method == "fit":
         return _state(est.fit(X, y, sample_weight=w))
@@ -153,6 +159,13 @@ CASES = {
         False,
     ),
     "svc-defaults": (StiefelSVC(), "digits", "fit", False),
+    # a rank whose rows all weigh zero takes part with zeros
+    "regressor-zero-weight-rank": (
+        ManifoldNetRegressor((16,), max_iter=2, tol=0.0, random_state=0),
+        "smooth",
+        "fit",
+        "rank 0 zero",
+    ),
     # more units than rows: alpha="auto" scores the dual form, on the gathered rows. The
     # covariance of 200 units on 160 rows is singular and the chosen penalty 1e-4 of its
     # scale, so the rounding of sums taken in another order grows by a condition number of
@@ -270,8 +283,35 @@ def test_early_stopping_with_a_process_group_is_not_implemented(gloo_ranks):
 @pytest.mark.parametrize("est", [CLASSIFIER, ManifoldNetRegressor(), StiefelSVC()])
 def test_process_group_is_a_plain_parameter(est):
     assert est.get_params()["process_group"] is None
-    assert clone(est.set_params(process_group="world")).process_group == "world"
+    assert clone(clone(est).set_params(process_group="world")).process_group == "world"
     with pytest.raises(ValueError, match="'process_group' parameter"):
         clone(est).set_params(process_group="all").fit(*_digits())
     with pytest.raises(ValueError, match="init_process_group"):
         clone(est).set_params(process_group="world").fit(*_digits())
+
+
+def _fit_rank_torch(rank, est):
+    import sklearn
+    import torch
+
+    X, y = _digits()
+    with sklearn.config_context(array_api_dispatch=True):
+        est = clone(est).set_params(process_group="world")
+        est.fit(torch.from_numpy(_part(X, rank)), torch.from_numpy(_part(y, rank)))
+        coefs = est.coef_ if hasattr(est, "coef_") else est.coefs_[-1]
+        return type(coefs).__name__, coefs.numpy(), est.alpha_, est.n_iter_
+
+
+@pytest.mark.parametrize(
+    "est", [StiefelSVC(max_iter=5), CLASSIFIER], ids=lambda e: type(e).__name__
+)
+def test_torch_inputs_on_two_ranks_fit_the_numpy_model_of_one_process(gloo_ranks, est):
+    pytest.importorskip("array_api_compat")
+    single = clone(est).fit(*_digits())
+    coefs = single.coef_ if hasattr(single, "coef_") else single.coefs_[-1]
+    for rep in gloo_ranks(_fit_rank_torch, est):
+        assert rep["error"] is None, rep
+        kind, got, alpha, n_iter = rep["value"]
+        assert kind == "Tensor"
+        np.testing.assert_allclose(got, coefs, rtol=0, atol=ATOL)
+        assert (alpha, n_iter) == (single.alpha_, single.n_iter_)

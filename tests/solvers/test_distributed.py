@@ -254,3 +254,33 @@ def _clone_and_pickle(rank):
 def test_clone_shares_a_process_group_and_pickling_drops_it(gloo_ranks):
     for rep in gloo_ranks(_clone_and_pickle):
         assert rep["value"] == (True, None, "world"), rep
+
+
+def _reduced_statistics(rank):
+    from solvers.ridge import GramStatistics
+
+    comm = Communicator("world")
+    H = _rows(rank)
+    T = _rows(rank + 2)[: H.shape[0], :2]
+    w = np.linspace(0.5, 2.0, H.shape[0])
+    local = GramStatistics().update(H, T, w, block_rows=2)
+    total = local.all_reduce(comm)
+    names = ("mean", "scatter", "cross", "target_mean", "target_scatter")
+    return {k: getattr(total, k) for k in names}, total.weight_sum, total.n_samples, comm.bytes_sent
+
+
+def test_gram_statistics_all_reduce_equals_the_statistics_of_the_concatenation(gloo_ranks):
+    from solvers.ridge import GramStatistics
+
+    H = np.concatenate([_rows(0), _rows(1)])
+    T = np.concatenate([_rows(2)[:3, :2], _rows(3)[:5, :2]])
+    w = np.concatenate([np.linspace(0.5, 2.0, 3), np.linspace(0.5, 2.0, 5)])
+    one = GramStatistics().update(H, T, w)
+    p, c = 4, 2
+    for rep in gloo_ranks(_reduced_statistics):
+        stats, weight_sum, n_samples, sent = rep["value"]
+        for k, v in stats.items():
+            np.testing.assert_allclose(v, getattr(one, k), rtol=0, atol=1e-13, err_msg=k)
+        assert weight_sum == pytest.approx(one.weight_sum, abs=1e-13) and n_samples == 8
+        # the empty-rank check (one int64), then (2 + p + c) and (p^2 + p c + c) float64
+        assert sent == 8 + 8 * (2 + p + c) + 8 * (p * p + p * c + c)
