@@ -81,7 +81,7 @@ def test_full_batches_converge_to_the_nystrom_least_squares_solution(alpha):
     assert np.array_equal(result.centers, Z)
 
 
-def test_mini_batches_reach_the_nystrom_solution_up_to_sampling_noise():
+def test_averaged_mini_batches_reach_the_nystrom_solution():
     X, Y = _data(400)
     Z = X[:40]
     result = dc.decoupled_solve("gaussian", X, Y, centers=Z, bandwidth=BANDWIDTH, alpha=0.1,
@@ -90,7 +90,9 @@ def test_mini_batches_reach_the_nystrom_solution_up_to_sampling_noise():
     k = result.kernel
     X_new = np.random.default_rng(1).uniform(size=(100, 3))
     error = np.abs(k(X_new, Z) @ (result.x - _nystrom_solution(k, X, Y, Z, 0.1))).max()
-    assert error < 0.03  # measured 0.013: a constant step leaves SGD's noise
+    # measured 0.0036 for the mean of the iterates; the last iterate stays at
+    # 0.013, SGD's noise floor with a constant step
+    assert error < 0.01
     zero = np.abs(k(X_new, Z) @ _nystrom_solution(k, X, Y, Z, 0.1)).max()
     assert zero > 1.0
 
@@ -204,3 +206,13 @@ def test_estimator_bad_centres_leave_the_previous_model(params, match):
     with pytest.raises(ValueError, match=match):
         reg.fit(X, Y[:, 0])
     np.testing.assert_array_equal(reg.coef_, before)
+
+
+def test_iterate_average_is_the_mean_of_what_it_was_given():
+    average = dc.IterateAverage(np.zeros((3, 2), dtype=np.float32))
+    rng = np.random.default_rng(0)
+    seen = [rng.standard_normal((3, 2)).astype(np.float32) for _ in range(5)]
+    for x in seen:
+        average.add(x)
+    np.testing.assert_allclose(average.value(), np.mean(seen, axis=0), rtol=1e-6)
+    assert average.value().dtype == np.float32
