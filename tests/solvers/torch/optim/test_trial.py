@@ -2,11 +2,14 @@
 """solvers.torch.optim.trial: trial forwards see the same function and touch nothing."""
 
 import copy
+import re
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
-from solvers.torch.optim import SLS
+from solvers.torch.optim import SLS, TrialEvaluator
 
 
 def test_dropout_masks_are_identical_in_all_trials_and_rng_advances_once(mlp, data, make_closure):
@@ -127,3 +130,183 @@ def test_trials_leave_other_gradients_alone(mlp, data, make_closure):
     torch.nn.functional.cross_entropy(ref(X), y).backward()
     for p, q in zip(model[0].parameters(), ref[0].parameters(), strict=True):
         assert torch.equal(p.grad, q.grad)
+
+
+# -- the pieces, one at a time -----------------------------------------------------------------
+
+
+class FakeRanks:
+    """A process group of ``world`` ranks whose other ranks hold ``others`` (no backend)."""
+
+    def __init__(self, monkeypatch, world, others=(), fail=None):
+        import torch.distributed as dist
+
+        self.world, self.others, self.fail, self.calls = world, list(others), fail, []
+        monkeypatch.setattr(dist, "is_available", lambda: True)
+        monkeypatch.setattr(dist, "is_initialized", lambda: True)
+        monkeypatch.setattr(dist, "get_world_size", self.get_world_size)
+        monkeypatch.setattr(dist, "all_reduce", self.all_reduce)
+
+    def get_world_size(self, group=None):
+        return self.world if group == "group" else 1
+
+    def all_reduce(self, tensor, op=None, group=None):
+        import torch.distributed as dist
+
+        self.calls.append((tensor.clone(), op, group))
+        if self.fail is not None:
+            raise self.fail
+        assert op == dist.ReduceOp.SUM
+        tensor += sum(self.others)
+
+
+def test_distributed_group_reads_the_world_size_of_the_given_group(monkeypatch):
+    from solvers.torch.optim.trial import distributed_group
+
+    assert distributed_group("group") == (None, 1)  # no process group initialised
+    ranks = FakeRanks(monkeypatch, world=2)
+    assert distributed_group("group") == ("group", 2)
+    assert distributed_group("other") == (None, 1)  # a group of one rank: nothing to average
+    ranks.world = 5
+    assert distributed_group("group") == ("group", 5)
+
+
+def test_average_over_ranks_is_the_mean_and_leaves_its_input(monkeypatch):
+    from solvers.torch.optim.trial import average_over_ranks
+
+    ranks = FakeRanks(monkeypatch, world=2, others=[torch.tensor(5.0, dtype=torch.float64)])
+    value = torch.tensor(1.0, dtype=torch.float64)
+    mean = average_over_ranks(value, "group", 2)
+    assert mean.item() == 3.0 and value.item() == 1.0
+    ((sent, _, group),) = ranks.calls
+    assert sent.item() == 1.0 and group == "group"
+    ranks.others = [torch.tensor(2.0), torch.tensor(6.0)]
+    assert average_over_ranks(torch.tensor(1.0), "group", 3).item() == 3.0
+    assert average_over_ranks(value, None, 1) is value and len(ranks.calls) == 2  # one rank
+
+
+def test_a_failed_all_reduce_names_the_ranks_and_chains_the_backend_error(monkeypatch):
+    from solvers.torch.optim.trial import average_over_ranks
+
+    cause = RuntimeError("Connection closed by peer")
+    FakeRanks(monkeypatch, world=4, fail=cause)
+    message = (
+        "Averaging the line search's loss over 4 ranks (torch.distributed.all_reduce) failed: "
+        "another rank of the process group raised, exited or stalled past the group's "
+        "timeout; no step was taken and the parameters are as before it. "
+        "Backend error: Connection closed by peer"
+    )
+    with pytest.raises(RuntimeError, match=re.escape(message)) as info:
+        average_over_ranks(torch.tensor(1.0), "group", 4)
+    assert info.value.__cause__ is cause
+
+
+def test_check_loss_accepts_one_number_and_names_what_it_got():
+    from solvers.torch.optim.trial import check_loss
+
+    for loss in (2, 1.5, np.float64(0.25), torch.tensor(3.0), torch.ones(1, 1)):
+        assert check_loss(loss) is loss
+    with pytest.raises(ValueError, match=r"^The closure returned None; it must return the loss\.$"):
+        check_loss(None)
+    message = (
+        "The closure returned a tensor of shape (4, 2); the loss must be a scalar "
+        "(reduce per-sample losses with .mean() or .sum())."
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        check_loss(torch.zeros(4, 2))
+    for bad, name in (("1.0", "str"), (True, "bool"), ([1.0], "list")):
+        message = (
+            f"The closure returned a {name}; the loss must be a real number or a "
+            "one-element tensor."
+        )
+        with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
+            check_loss(bad)
+    with pytest.raises(ValueError, match=r"^step\(loss=\.\.\.\) got None"):
+        check_loss(None, "step(loss=...) got")
+
+
+def test_a_trial_returns_float64_keeps_the_gradients_and_runs_no_backward():
+    w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    calls = []
+
+    def closure():
+        calls.append(torch.is_grad_enabled())
+        w.grad = None  # what zero_grad(set_to_none=True) does
+        loss = (w**2).sum()
+        loss.backward()
+        return loss
+
+    trial = TrialEvaluator([w], closure)  # one rank by default: no all-reduce
+    first = trial.first()
+    grad = w.grad
+    assert torch.equal(grad, torch.tensor([2.0, -4.0]))
+    with torch.no_grad():
+        w.mul_(3.0)
+    loss = trial()
+    assert loss.dtype == torch.float64 and loss.item() == 45.0 and first.item() == 5.0
+    assert w.grad is grad and torch.equal(grad, torch.tensor([2.0, -4.0]))
+    assert calls == [True, False]
+
+
+def test_trials_without_a_first_call_leave_the_rng_alone():
+    w = torch.zeros(2, requires_grad=True)
+    trial = TrialEvaluator([w], lambda: torch.rand(()))
+    torch.manual_seed(3)
+    a, b = trial(), trial()
+    assert a != b  # nothing forked: the draws follow the global stream
+    trial.finish()
+    torch.manual_seed(3)
+    assert torch.rand(()).item() == pytest.approx(a.item())
+
+
+def test_finish_puts_back_the_rng_state_the_first_call_left():
+    w = torch.zeros(2, requires_grad=True)
+    sizes = iter([1, 3, 5])  # trials draw more than the first call
+
+    def closure():
+        return torch.rand(next(sizes))[0]
+
+    torch.manual_seed(4)
+    trial = TrialEvaluator([w], closure)
+    first = trial.first()
+    after_first = torch.get_rng_state()
+    assert trial().item() == pytest.approx(first.item())  # the same draw
+    assert trial().item() == pytest.approx(first.item())
+    assert not torch.equal(torch.get_rng_state(), after_first)
+    trial.finish()
+    assert torch.equal(torch.get_rng_state(), after_first)
+
+
+def test_the_rng_of_each_cuda_device_holding_parameters_is_forked(monkeypatch):
+    # no GPU needed: the CUDA generators are stood in for, and the parameters only need a device
+    states = {0: torch.tensor([10]), 1: torch.tensor([11]), 2: torch.tensor([12])}
+    restored = []
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda i: states[i].clone())
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, i: restored.append((int(s), i)))
+    params = [
+        SimpleNamespace(device=torch.device("cuda", 2), grad=None),
+        SimpleNamespace(device=torch.device("cuda"), grad=None),  # index None: device 0
+        SimpleNamespace(device=torch.device("cpu"), grad=None),
+        SimpleNamespace(device=torch.device("cuda", 2), grad=None),
+    ]
+
+    def closure():
+        if torch.is_grad_enabled():  # the first call draws on both devices
+            states[0], states[2] = torch.tensor([20]), torch.tensor([22])
+        return torch.tensor(1.0)
+
+    trial = TrialEvaluator(params, closure)
+    assert trial.cuda_devices == [0, 2]
+    trial.first()
+    trial()
+    assert restored == [(10, 0), (12, 2)]
+    trial.finish()
+    assert restored[2:] == [(20, 0), (22, 2)]
+
+
+def test_trial_losses_are_averaged_over_the_given_group(monkeypatch):
+    ranks = FakeRanks(monkeypatch, world=2, others=[torch.tensor(3.0, dtype=torch.float64)])
+    w = torch.zeros(1, requires_grad=True)
+    trial = TrialEvaluator([w], lambda: torch.tensor(1.0), "group", 2)
+    assert trial().item() == 2.0
+    assert ranks.calls[0][2] == "group"
