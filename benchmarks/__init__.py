@@ -23,4 +23,5 @@ SUITES = {
     "proximal": "benchmarks.proximal_suite",
     "search": "benchmarks.search_suite",
     "million": "benchmarks.million_suite",
+    "centers": "benchmarks.centers_suite",
 }
