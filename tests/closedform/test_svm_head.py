@@ -318,3 +318,401 @@ def test_check_head_width():
         check_head_width("stiefel", 2, 3)
     with pytest.raises(ValueError, match=r"W\^T W = I.*got 2 units for 3 outputs"):
         check_head_width("gpi", 2, 3, "units")
+
+
+# -- issue 21: properties the mutation run found unchecked ---------------------------------
+
+
+def _binary(X, y):
+    """One column of codes (two classes): no rank deficiency in the cross-moment."""
+    return np.where(y == y.max(), 1.0, -1.0)[:, None]
+
+
+def test_relative_scale_below_one_is_kept():
+    assert relative_scale(np.diag([0.1, 0.3])) == pytest.approx(0.2)
+    assert relative_scale(-np.eye(2)) == 1.0
+
+
+def test_gpi_head_takes_its_steps_from_the_previous_weights():
+    rng = np.random.default_rng(7)
+    A = rng.normal(size=(40, 6))
+    G = A.T @ A / 40 + 0.1 * np.eye(6)
+    C = rng.normal(size=(6, 2))
+    W0 = np.linalg.qr(rng.normal(size=(6, 2)))[0]
+    # one step from W0 is one GPI step from W0, not from the default start
+    one = solve_head("gpi", cholesky(G), G, C, W0, 1)
+    np.testing.assert_allclose(one, stiefel_quadratic(G, C, W0, max_iter=1)[0], atol=1e-14)
+    assert np.abs(one - stiefel_quadratic(G, C, max_iter=1)[0]).max() > 1e-3
+    # many steps: a stationary point, (I - W W^T) R + W skew(W^T R) = 0 with R = G W - C
+    W = solve_head("gpi", cholesky(G), G, C, W0, 5000)
+    R = G @ W - C
+    S = W.T @ R
+    np.testing.assert_allclose(R, W @ (S + S.T) / 2, atol=1e-6)
+
+
+def test_check_head_width_names_the_constraint_of_the_head():
+    with pytest.raises(ValueError, match=r"^head='stiefel' constrains W\^T G W = I, which"):
+        check_head_width("stiefel", 2, 3)
+    with pytest.raises(ValueError, match=r"^head='gpi' constrains W\^T W = I, which"):
+        check_head_width("gpi", 2, 3)
+
+
+def test_simplex_weights_closed_form_at_the_edges():
+    losses = np.array([0.3, 0.1, 0.7, 0.2])
+    a, lam = simplex_weights(losses, 1)  # k = 1: all the weight on the smallest loss
+    np.testing.assert_array_equal(a, [0.0, 1.0, 0.0, 0.0])
+    assert lam == pytest.approx(0.5 * (0.2 - 0.1))
+    with pytest.raises(ValueError, match=r"\[1, n - 1\] = \[1, 3\]; got 4\."):
+        simplex_weights(losses, 4)
+    with pytest.raises(ValueError, match=r"got 0\."):
+        simplex_weights(losses, 0)
+    # KKT: on the support 2 lam a_i + l_i is one constant (the simplex multiplier)
+    losses = np.random.default_rng(8).random(15)
+    a, lam = simplex_weights(losses, 6)
+    on = a > 0
+    assert on.sum() == 6
+    np.testing.assert_allclose(2 * lam * a[on] + losses[on], np.sort(losses)[6], rtol=1e-12)
+    # all tied: equal weights on the tied samples, and lambda 0
+    a, lam = simplex_weights(np.array([2.0, 2.0, 2.0, 5.0]), 2)
+    np.testing.assert_array_equal(a, [1 / 3, 1 / 3, 1 / 3, 0.0])
+    assert lam == 0.0
+
+
+@pytest.mark.parametrize("scale", [1e-6, 1.0, 1e3])
+def test_simplex_weights_do_not_change_with_the_losses_scale(scale):
+    k, t = 4, 1.0
+    # differences of 1e-9 of the threshold are real: weights linear in the loss
+    real = scale * np.array([t - 4e-9, t - 3e-9, t - 2e-9, t - 1e-9, t, t + 1.0])
+    a, lam = simplex_weights(real, k)
+    np.testing.assert_allclose(a, [0.4, 0.3, 0.2, 0.1, 0.0, 0.0], rtol=1e-6)
+    assert lam == pytest.approx(0.5 * scale * 1e-8, rel=1e-6)
+    # differences of 2e-13 of the threshold are rounding: the tied samples share equally
+    tied = scale * np.array([t - 2e-13, t - 2e-13, t - 2e-13, t - 2e-13, t, t + 1.0])
+    a, lam = simplex_weights(tied, k)
+    np.testing.assert_array_equal(a, [0.2] * 5 + [0.0])
+    assert lam == 0.0
+
+
+def test_simplex_weights_keep_the_losses_dtype():
+    for losses in (np.float32([0.1, 0.2, 0.4]), np.float32([0.5, 0.5, 0.5])):
+        a, _ = simplex_weights(losses, 1)
+        assert a.dtype == np.float32 and a.sum() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("head", ["stiefel", "ridge"])
+def test_fit_is_equivariant_to_the_features_scale(make_problem, head):
+    # gamma = alpha * trace(cov) / p: scaling H by c scales gamma by c^2, W by 1 / c, and
+    # leaves the outputs, the objective and the targets unchanged
+    X, y = make_problem(n=120, p=6, seed=1)
+    Y = _binary(X, y)
+    fit = fit_svm_head(X, Y, head=head, alpha=1e-2, max_iter=4, tol=0.0)
+    Xc = np.cov(X.T, bias=True)
+    assert fit.gamma == pytest.approx(1e-2 * np.trace(Xc) / 6, rel=1e-12)
+    scaled = fit_svm_head(10.0 * X, Y, head=head, alpha=1e-2, max_iter=4, tol=0.0)
+    assert scaled.gamma == pytest.approx(100.0 * fit.gamma, rel=1e-12)
+    np.testing.assert_allclose(scaled.W, fit.W / 10.0, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(scaled.outputs, fit.outputs, rtol=1e-8, atol=1e-10)
+    assert scaled.objective_curve == pytest.approx(fit.objective_curve, rel=1e-8)
+    assert fit.alpha == 1e-2 and np.allclose(fit.weights, 1 / 120)
+    np.testing.assert_allclose(fit.targets, Y * np.maximum(1.0, Y * fit.outputs), rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "keep_ratio, k", [(0.5, 149), (1 / 300, 1), (0.004, 1), (1.0, 299), (0.999, 299)]
+)
+def test_adaptive_weights_keep_round_rho_n_minus_one_samples(make_problem, keep_ratio, k):
+    X, _ = make_problem()
+    Y = np.random.default_rng(0).normal(size=(300, 2))  # real targets: no tied losses
+    fit = fit_svm_head(
+        X, Y, head="ridge", loss="squared", adaptive_weights=True, keep_ratio=keep_ratio,
+        max_iter=2, tol=-np.inf,
+    )  # fmt: skip
+    assert fit.n_iter == 2 and np.count_nonzero(fit.weights) == k
+
+
+def test_adaptive_objective_is_the_weighted_loss_plus_both_penalties(make_problem):
+    # second iteration: weights from the first pass's losses (simplex_weights times the base
+    # weights, renormalised), the (W, b) step is a weighted ridge fit, and J adds lam ||a||^2
+    X, _ = make_problem(n=200, p=6, seed=2)
+    rng = np.random.default_rng(0)
+    Y, base = rng.normal(size=(200, 2)), rng.random(200) + 0.5
+    base /= base.sum()
+    kw = dict(head="ridge", loss="squared", alpha=1e-2, adaptive_weights=True, keep_ratio=0.6)
+    first = fit_svm_head(X, Y, base, max_iter=1, **kw)
+    fit = fit_svm_head(X, Y, base, max_iter=2, tol=0.0, **kw)
+    plain = fit_svm_head(X, Y, base, head="ridge", loss="squared", alpha=1e-2)
+    assert first.objective_curve == pytest.approx(plain.objective_curve, rel=1e-12)
+    simplex, lam = simplex_weights(np.sum((first.outputs - Y) ** 2, axis=1), 119)
+    a = simplex * base / np.sum(simplex * base)
+    np.testing.assert_allclose(fit.weights, a, rtol=1e-12, atol=1e-15)
+    ref = Ridge(alpha=fit.gamma).fit(X, Y, sample_weight=a)
+    np.testing.assert_allclose(fit.W, ref.coef_.T, rtol=1e-7, atol=1e-10)
+    losses = np.sum((fit.outputs - Y) ** 2, axis=1)
+    J = a @ losses + fit.gamma * np.sum(fit.W**2) + lam * a @ a
+    assert fit.objective_curve[1] == pytest.approx(J, rel=1e-10)
+
+
+def test_adaptive_weights_on_one_and_two_rows():
+    one = fit_svm_head(np.array([[1.0, 2.0]]), np.array([[1.0]]), head="ridge",
+                       loss="squared", adaptive_weights=True, max_iter=3)  # fmt: skip
+    np.testing.assert_array_equal(one.weights, [1.0])
+    X, Y = np.array([[0.0, 1.0], [2.0, 0.0]]), np.array([[1.0], [5.0]])
+    # unequal base weights: the intercept leaves unequal residuals (r_1 = -3 r_2)
+    two = fit_svm_head(X, Y, np.array([1.0, 3.0]), head="ridge", loss="squared", alpha=10.0,
+                       adaptive_weights=True, max_iter=2, tol=-np.inf)  # fmt: skip
+    np.testing.assert_array_equal(two.weights, [0.0, 1.0])  # k = 1 of 2 rows
+
+
+def test_auto_iterations_outside_the_ridge_hinge_path_run_auto_max_iter(make_problem):
+    X, y = make_problem(n=120, p=6, seed=3)
+    Y = _binary(X, y)
+    fit = fit_svm_head(X, Y, head="stiefel", max_iter="auto", tol=0.0)
+    assert fit.n_iter == svm_head.AUTO_MAX_ITER
+    # (adaptive weights change the objective: tol=-inf never stops)
+    fit = fit_svm_head(X, Y, head="ridge", max_iter="auto", tol=-np.inf, adaptive_weights=True)
+    assert fit.n_iter == svm_head.AUTO_MAX_ITER
+
+
+def test_warm_targets_continue_the_alternation(make_problem):
+    X, y = make_problem(n=150, p=8, seed=4)
+    Y = codes(y)
+    two = fit_svm_head(X, Y, head="stiefel", max_iter=2, tol=0.0)
+    first = fit_svm_head(X, Y, head="stiefel", max_iter=1)
+    again = fit_svm_head(X, Y, targets=first.targets, head="stiefel", max_iter=1)
+    np.testing.assert_allclose(again.W, two.W, rtol=1e-10, atol=1e-12)
+    assert again.objective_curve == pytest.approx(two.objective_curve[1:], rel=1e-12)
+    # the ridge head's least-squares step on warm targets (|z| > 1) is a weighted ridge fit
+    w = np.random.default_rng(1).random(150)
+    warm = fit_svm_head(X, Y, w, targets=first.targets, head="ridge", max_iter=1, alpha=1e-2)
+    ref = Ridge(alpha=warm.gamma).fit(X, first.targets, sample_weight=w / w.sum())
+    np.testing.assert_allclose(warm.W, ref.coef_.T, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(warm.weights, w / w.sum(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("head, max_iter", [("stiefel", 5), ("ridge", 5), ("ridge", "auto")])
+def test_callback_sees_every_iteration_and_can_stop(make_problem, head, max_iter):
+    X, y = make_problem(n=150, p=8, seed=5)
+    Y = codes(y)
+    seen = []
+    fit = fit_svm_head(X, Y, head=head, max_iter=max_iter, tol=0.0, callback=seen.append)
+    assert [s["iteration"] for s in seen][: fit.n_iter] == list(range(1, fit.n_iter + 1))
+    assert [s["objective"] for s in seen][: fit.n_iter] == fit.objective_curve
+    assert fit.alpha == 1e-5 and np.allclose(fit.weights, 1 / 150)
+    if head == "stiefel":
+
+        def stop(info):
+            if info["iteration"] == 2:
+                raise StopIteration
+
+        stopped = fit_svm_head(X, Y, head=head, max_iter=5, tol=0.0, callback=stop)
+        assert isinstance(stopped, HeadFit) and stopped.n_iter == 2
+        assert stopped.objective_curve == fit.objective_curve[:2]
+    else:
+        np.testing.assert_allclose(fit.targets, Y * np.maximum(1.0, Y * fit.outputs))
+
+
+def test_tol_stops_on_a_relative_decrease(make_problem):
+    X, y = make_problem(n=150, p=8, seed=6)
+    # any decrease below 100 % of J stops at the second iteration
+    assert fit_svm_head(X, codes(y), head="stiefel", max_iter=6, tol=1.0).n_iter == 2
+    # the rule is relative: targets a million times larger stop at the same iteration
+    rng = np.random.default_rng(2)
+    Y = rng.normal(size=(150, 2))
+    kw = dict(head="ridge", loss="squared", adaptive_weights=True, keep_ratio=0.5, tol=1e-3)
+    small = fit_svm_head(X, Y, max_iter=30, **kw)
+    large = fit_svm_head(X, 1e3 * Y, max_iter=30, **kw)
+    assert 2 < small.n_iter < 30 and large.n_iter == small.n_iter
+
+
+def test_non_finite_objective_raises_clearly():
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    Y = np.ones((20, 1))
+    Y[0] = np.inf
+    with (
+        pytest.raises(FloatingPointError, match=r"^The SVM head's objective is not finite; "
+                      r"check the features for NaN/inf\.$"),
+        np.errstate(all="ignore"),
+    ):  # fmt: skip
+        fit_svm_head(X, Y, head="ridge", loss="squared", adaptive_weights=True)
+
+
+def test_penalised_retries_with_a_jitter_of_the_features_precision():
+    # G0 indefinite by 1e-12 (float64 rounding) or 1e-8 (float32): the retry adds
+    # 1e-10 or 10 eps_float32 of trace / p, which is enough, and no more than that
+    G0 = np.diag([1.0, 1.0, -1e-12])
+    G, L = svm_head._penalised(G0, 0.0, np.float64)
+    np.testing.assert_allclose(L @ L.T, G, atol=1e-10)
+    G, L = svm_head._penalised(G0, 0.0)
+    np.testing.assert_allclose(L @ L.T, G, atol=1e-10)
+    G0 = np.diag([1.0, 1.0, -1e-8])
+    G, L = svm_head._penalised(G0, 0.0, np.float32)
+    np.testing.assert_allclose(L @ L.T, G, atol=2e-6)
+    with pytest.raises(FloatingPointError):
+        svm_head._penalised(G0, 0.0, np.float64)
+
+
+def test_loo_alpha_floor_follows_the_features_precision():
+    # noise-free linear targets: the leave-one-out error falls with the penalty, so the
+    # smallest candidate wins: 1e-8 in float64, the first at least 10 eps_float32 in float32
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(60, 5))
+    Y = X @ rng.normal(size=(5, 2))
+    assert svm_head.loo_alpha(X, Y) == AUTO_ALPHAS[0]
+    floor = 10 * np.finfo(np.float32).eps
+    assert svm_head.loo_alpha(X.astype(np.float32), Y) == min(a for a in AUTO_ALPHAS if a >= floor)
+    # the default scale is 1: the penalties are the candidates themselves
+    Y = np.sign(X[:, :1] + rng.normal(size=(60, 1)))
+    scores = ridge_loo(X, Y, list(AUTO_ALPHAS))
+    assert svm_head.loo_alpha(X, Y) == AUTO_ALPHAS[int(np.argmin(scores))]
+
+
+def test_auto_alpha_with_integer_weights_is_that_of_the_repeated_rows(make_problem):
+    X, y = make_problem(n=80, seed=0)
+    Y = codes(y)
+    w = np.random.default_rng(0).integers(1, 6, 80)
+    weighted = fit_svm_head(X, Y, w.astype(float), alpha="auto", max_iter=1).alpha
+    repeated = fit_svm_head(np.repeat(X, w, 0), np.repeat(Y, w, 0), alpha="auto", max_iter=1)
+    assert weighted == repeated.alpha
+    assert weighted != fit_svm_head(X, Y, alpha="auto", max_iter=1).alpha  # measured: 10x apart
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        dict(head="ridge", max_iter=5),
+        dict(head="ridge", max_iter="auto"),
+        dict(head="ridge", alpha="auto", max_iter=3),
+        dict(head="ridge", loss="squared", adaptive_weights=True, keep_ratio=0.7, max_iter=3),
+        dict(head="stiefel", max_iter=3, binary=True),
+        dict(head="gpi", max_iter=3, binary=True, adaptive_weights=True),
+    ],
+)
+def test_torch_tensors_give_the_numpy_fit(make_problem, settings):
+    # array API: the same fit from torch tensors (the Stiefel heads on one column of codes,
+    # where polar(L^-1 C) is unique; with c one-vs-rest columns C has rank c - 1)
+    torch = pytest.importorskip("torch")
+    settings = dict(settings)
+    X, y = make_problem(n=200, p=8, seed=7)
+    Y = _binary(X, y) if settings.pop("binary", False) else codes(y)
+    w = np.random.default_rng(3).random(200) + 0.5
+    ref = fit_svm_head(X, Y, w, tol=0.0, **settings)
+    fit = fit_svm_head(*map(torch.from_numpy, (X, Y, w)), tol=0.0, **settings)
+    assert fit.n_iter == ref.n_iter and fit.alpha == ref.alpha
+    for name in ("W", "b", "weights", "outputs", "targets"):
+        value = getattr(fit, name)
+        assert value.dtype == torch.float64, name
+        np.testing.assert_allclose(value.numpy(), getattr(ref, name), rtol=1e-9, atol=1e-11)
+    assert fit.objective_curve == pytest.approx(ref.objective_curve, rel=1e-10)
+    # float32 features: the held-out moments mix float32 rows and float64 weights
+    fit32 = fit_svm_head(torch.from_numpy(X).float(), torch.from_numpy(Y), max_iter="auto",
+                         head="ridge")  # fmt: skip
+    ref32 = fit_svm_head(X.astype(np.float32), Y, max_iter="auto", head="ridge")
+    assert fit32.n_iter == ref32.n_iter
+    np.testing.assert_allclose(fit32.W.numpy(), ref32.W, rtol=1e-4, atol=1e-6)
+
+
+def _spy_problems(monkeypatch):
+    seen = []
+    paths = svm_head._ridge_hinge_paths
+
+    def spy(H, Y, Z, problems, *rest, **kw):
+        seen.append(problems)
+        return paths(H, Y, Z, problems, *rest, **kw)
+
+    monkeypatch.setattr(svm_head, "_ridge_hinge_paths", spy)
+    return seen
+
+
+@pytest.mark.parametrize("n_held, validated", [(0, False), (1, True), (18, True), (19, False)])
+def test_held_out_rows_need_one_row_and_leave_two(make_problem, monkeypatch, n_held, validated):
+    X, y = make_problem(n=20, p=8, classes=2, seed=8)
+    mask = np.arange(20) < n_held
+    monkeypatch.setattr(svm_head, "_held_out_rows", lambda *args, **kw: mask)
+    seen = _spy_problems(monkeypatch)
+    fit = fit_svm_head(X, _binary(X, y), head="ridge", alpha=1e-2, max_iter="auto")
+    assert len(seen[0]) == 1 + validated
+    if validated:
+        np.testing.assert_allclose(seen[0][1].weights, np.where(mask, 0.0, 1 / (20 - n_held)))
+    else:
+        assert fit.n_iter == 1  # the least-squares fit
+
+
+def test_held_out_rows_with_all_the_weight_leave_nothing_to_train_on(make_problem, monkeypatch):
+    X, y = make_problem(n=20, p=8, classes=2, seed=8)
+    mask = np.arange(20) < 10
+    w = np.where(mask, 1.0, 0.0)  # the training rows have no weight
+    monkeypatch.setattr(svm_head, "_held_out_rows", lambda *args, **kw: mask)
+    seen = _spy_problems(monkeypatch)
+    with np.errstate(all="raise"):
+        fit = fit_svm_head(X, _binary(X, y), w, head="ridge", alpha=1e-2, max_iter="auto")
+    assert len(seen[0]) == 1 and fit.n_iter == 1
+
+
+def test_training_moments_come_from_the_full_ones_without_a_second_pass(make_problem, monkeypatch):
+    # the held-out rows include a zero-weight row far out, which must not set the hash's scale
+    X, y = make_problem(n=300, p=8, classes=2, seed=9)
+    X = np.vstack([X, 100.0 * X[:1]])
+    Y = _binary(X, np.append(y, y[0]))
+    a = np.append(np.random.default_rng(4).random(300) + 0.5, 0.0)
+    a /= a.sum()
+    calls = []
+    moments = svm_head.weighted_moments
+    monkeypatch.setattr(
+        svm_head, "weighted_moments", lambda *args, **kw: calls.append(1) or moments(*args, **kw)
+    )
+    seen = _spy_problems(monkeypatch)
+    fit = fit_svm_head(X, Y, a, head="ridge", alpha=1e-3, max_iter="auto")
+    assert len(calls) == 1  # the full moments only
+    _, train = seen[0]
+    held = train.weights == 0.0
+    assert held[-1] and not held[:-1].all()
+    np.testing.assert_array_equal(held[:-1], svm_head._held_out_rows(X[:-1], 0.1))
+    np.testing.assert_allclose(train.weights[~held], a[~held] / a[~held].sum(), rtol=1e-12)
+    mean, G0 = weighted_moments(X[~held], a[~held])
+    np.testing.assert_allclose(train.mean, mean, atol=1e-12)
+    np.testing.assert_allclose(train.G - G0, fit.gamma * np.eye(8), atol=1e-12)
+    # when the difference is not positive definite the moments are accumulated instead
+    penalised = svm_head._penalised
+
+    factored = []
+
+    def indefinite_once(G0, gamma, dtype=None):
+        factored.append(1)
+        if len(factored) == 2:  # the training rows' difference, after the full problem's
+            raise FloatingPointError
+        return penalised(G0, gamma, dtype)
+
+    seen.clear()
+    calls.clear()
+    monkeypatch.setattr(svm_head, "_penalised", indefinite_once)
+    fit_svm_head(X, Y, a, head="ridge", alpha=1e-3, max_iter="auto")
+    assert len(calls) == 2
+    _, retrain = seen[0]
+    np.testing.assert_array_equal(retrain.weights, train.weights)
+    np.testing.assert_allclose(retrain.mean, mean, atol=1e-12)
+    np.testing.assert_allclose(retrain.G, train.G, atol=1e-12)
+    np.testing.assert_allclose(retrain.L @ retrain.L.T, train.G, atol=1e-12)
+
+
+@pytest.mark.parametrize("classes, seed", [(2, 10), (3, 3)])
+def test_auto_iterations_pick_the_best_held_out_count(make_problem, monkeypatch, classes, seed):
+    # the held-out accuracy compares signs for one column of codes, argmaxes for several;
+    # the training rows' path replayed count by count picks the iterate (largest among ties)
+    X, y = make_problem(n=400, p=10, classes=classes, seed=seed)
+    X = X + np.random.default_rng(5).normal(scale=2.0, size=X.shape)  # overlapping classes
+    Y = _binary(X, y) if classes == 2 else codes(y)
+    paths = svm_head._ridge_hinge_paths
+    seen = _spy_problems(monkeypatch)
+    fit = fit_svm_head(X, Y, head="ridge", alpha=1e-3, max_iter="auto")
+    full, train = seen[0]
+    held = train.weights == 0.0
+    scores = []
+    for k in range(1, svm_head.AUTO_MAX_ITER + 1):
+        ((W, b, _, _),) = paths(X, Y, Y, [train], fit.gamma, k, 1e-4, lambda *x: None)
+        F = X[held] @ W + b
+        right = F[:, 0] * Y[held, 0] > 0.0 if classes == 2 else F.argmax(1) == Y[held].argmax(1)
+        scores.append(right.mean())
+    assert len(set(scores)) > 1  # the counts differ on the held-out rows
+    best = max(range(len(scores)), key=lambda k: (scores[k], k))
+    assert fit.n_iter == min(best + 1, len(paths(X, Y, Y, [full], fit.gamma, 10, 1e-4,
+                                                 lambda *x: None)[0][3]))  # fmt: skip
