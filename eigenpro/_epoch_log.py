@@ -57,7 +57,7 @@ class EpochLog:
         if settings.verbose:
             precond = plan.preconditioner
             print(
-                f"[EigenPro] n={plan.X.shape[0]} s={plan.subsample_size} "
+                f"[EigenPro] n={plan.n_samples} s={plan.subsample_size} "
                 f"k={precond.n_components_} batch={plan.batch_size} step={plan.step_size:.4g} "
                 f"kernel_stored={plan.kernel_precomputed} setup={self.history['time'][0]:.2f}s "
                 f"train_mse={mse0:.4e}",

@@ -170,8 +170,11 @@ class TrainingData(NamedTuple):
         return self.Y.shape[1]
 
 
-def check_inputs(X, Y, coef0=None):
+def check_inputs(X, Y, coef0=None, *, min_rows=2):
     """Check the arrays of a run and bring ``Y`` and ``coef0`` to ``X``'s namespace.
+
+    ``min_rows``: the fewest rows ``X`` may hold (a rank's share of a sharded
+    run may hold one; the run checks the total).
 
     Returns
     -------
@@ -192,7 +195,7 @@ def check_inputs(X, Y, coef0=None):
     if not xp.isdtype(X.dtype, "real floating"):
         raise ValueError(f"X must have a floating dtype; got {X.dtype}.")
     n = X.shape[0]
-    if n < 2:
+    if n < min_rows:
         raise ValueError(f"EigenPro needs at least 2 samples; got n_samples={n}.")
     Y = to_namespace(Y, xp, device)
     vector_target = Y.ndim == 1
@@ -276,6 +279,10 @@ class EigenProPlan:
         return coordinate_step(
             self.preconditioner, self.batch_size, self.step_size, self.X.shape[0], batch
         )
+
+    @property
+    def n_samples(self):
+        return self.X.shape[0]
 
     @property
     def subsample(self):

@@ -76,6 +76,7 @@ def eigenpro_solve(
     callback=None,
     verbose=0,
     resume=None,
+    process_group=None,
 ):
     """Solve ``(K + alpha I) coef = Y`` by EigenPro iteration.
 
@@ -143,6 +144,13 @@ def eigenpro_solve(
         checkpoint whose permutation, coefficients or resolved settings
         (bandwidth, batch and step size, ...) do not fit raises ``ValueError``.
 
+    process_group : None, "world" or torch.distributed.ProcessGroup, default=None
+        Fit on the rows of all ranks of the group: every rank passes its own
+        rows of ``X``, ``Y`` (and ``coef0``), with the same other arguments,
+        and gets its own rows' coefficients (see
+        :func:`eigenpro.sharded.sharded_eigenpro_solve`). The kernel matrix
+        is then never stored.
+
     Returns
     -------
     OptimizeResult
@@ -180,6 +188,16 @@ def eigenpro_solve(
     >>> part.nit, resumed.nit, bool(np.array_equal(resumed.x, full.x))
     (2, 4, True)
     """
+    if process_group is not None:
+        from eigenpro.sharded import sharded_eigenpro_solve
+
+        return sharded_eigenpro_solve(
+            kernel, X, Y, process_group=process_group, bandwidth=bandwidth, alpha=alpha,
+            n_epochs=n_epochs, subsample_size=subsample_size, n_components=n_components,
+            batch_size=batch_size, step_size=step_size, damping=damping,
+            memory_budget=memory_budget, coef0=coef0, tol=tol, random_state=random_state,
+            callback=callback, verbose=verbose, resume=resume,
+        )  # fmt: skip
     t_start = time.perf_counter()
     settings = SolverSettings(
         kernel=kernel,
