@@ -54,6 +54,14 @@ SETTINGS = [
         lambda nb: lambda p: AdaSLS(p, c=0.5, momentum="heavy_ball", n_batches_per_epoch=nb),
         dict(c=0.5, momentum="heavy_ball"),
     ),
+    (  # EMA momentum without a preconditioner: no denominator for the fused final step
+        lambda nb: (
+            lambda p: AdaSLS(
+                p, c=0.5, preconditioner="identity", momentum="ema", n_batches_per_epoch=nb
+            )
+        ),
+        dict(c=0.5, preconditioner="identity", momentum="ema"),
+    ),
 ]
 
 
@@ -534,3 +542,51 @@ def test_every_accepted_amsgrad_step_size_satisfies_armijo_along_the_search_dire
         assert f1 <= f0 - 0.1 * eta * pp + 8 * np.finfo(np.float64).eps * abs(f0) + 1e-12
         checked += 1
     assert checked >= 25 and opt.totals["backtracks"] > 0
+
+
+def test_parameters_without_gradients_are_skipped_not_the_rest_of_the_group():
+    frozen = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    w = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    opt = SLS([frozen, w], lr=1.0)
+
+    def closure():
+        opt.zero_grad()
+        loss = ((w - 1.0) ** 2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    assert frozen.grad is None and torch.equal(frozen, torch.zeros(3, dtype=torch.float64))
+    assert torch.all(w > 0.0)
+    emb = torch.nn.Embedding(4, 2, sparse=True)
+    opt = SLS(emb.parameters())
+    emb(torch.tensor([1])).sum().backward()
+    with pytest.raises(RuntimeError, match=r"^SLS does not support sparse gradients\.$"):
+        opt.step(lambda: emb(torch.tensor([1])).sum())
+
+
+def test_inner_products_are_float64_whatever_the_tensors_dtype():
+    from solvers.torch.optim._functional import inner
+
+    a = [torch.full((3,), 1.0 + 2**-20), torch.ones(2, dtype=torch.float16)]
+    b = [torch.full((3,), 1.0 + 2**-20), torch.full((2,), 300.0, dtype=torch.float16)]
+    value = inner(a, b)
+    assert value.dtype == torch.float64
+    assert value.item() == pytest.approx(3 * (1.0 + 2**-20) ** 2 + 600.0, rel=1e-7)
+
+
+def test_origin_buffers_are_reused_until_the_parameter_changes_dtype_or_shape():
+    from solvers.torch.optim._functional import origin_buffers
+
+    p = torch.randn(4)
+    buffers = {}
+    (first,) = origin_buffers(buffers, [p])
+    p.data.add_(1.0)
+    (again,) = origin_buffers(buffers, [p])
+    assert again is first and buffers[p] is first and torch.equal(again, p)
+    p.data = p.data.double() + 2**-40  # not representable in float32
+    (wider,) = origin_buffers(buffers, [p])
+    assert wider is not first and wider.dtype == torch.float64 and torch.equal(wider, p)
+    p.data = torch.randn(2, 3, dtype=torch.float64)
+    (reshaped,) = origin_buffers(buffers, [p])
+    assert reshaped.shape == (2, 3) and torch.equal(reshaped, p)
