@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from typing import Any, ClassVar, NamedTuple
 
@@ -17,6 +18,7 @@ from eigenpro.decoupled import decoupled_solve
 from eigenpro.kernels import make_kernel
 from eigenpro.model_selection import choose_kernel
 from eigenpro.operator import KernelOperator
+from eigenpro.sharded import Shard, gather_rows
 from eigenpro.solver import eigenpro_solve
 from solvers._estimator import ValidatedEstimatorMixin, fit_context
 from solvers._validation import Integral, Interval, StrOptions
@@ -29,6 +31,7 @@ from solvers.backend import (
     to_namespace,
     to_numpy,
 )
+from solvers.distributed import ProcessGroupParamMixin, process_group_constraint
 
 __all__ = ["EigenProClassifier", "EigenProRegressor"]
 
@@ -126,6 +129,20 @@ _PARAMS_DOC = """
     centers : array-like of shape (n_centers, n_features), default=None
         Centres given explicitly (EigenPro 3 as for an int ``n_centers``,
         which must then stay ``"all"``).
+    process_group : None, "world" or ProcessGroup, default=None
+        Fit on rows spread over the ranks of a ``torch.distributed`` process
+        group (gloo on CPU, NCCL on GPU): every rank calls ``fit`` with its
+        own rows and the same parameters, keeps its rows' share of the model
+        (:mod:`eigenpro.sharded`: per step the batch's rows and outputs
+        travel, ``m (d + 2 l)`` floats per rank), and the model is the one a
+        single process fits on the rows concatenated in rank order (to
+        rounding), except that ``bandwidth="auto"``/``alpha="auto"`` choose
+        on a strided sample of 2000 rows of all ranks. ``predict``,
+        ``decision_function`` and ``score`` are then collective (every rank
+        passes the same ``X`` and gets the full prediction);
+        :meth:`gathered` returns the whole model as an ordinary estimator.
+        Labels and target means are those of all ranks; a bad input on one
+        rank raises on all. Only with ``n_centers="all"``.
 """
 
 _ATTRS_DOC = """
@@ -185,7 +202,7 @@ class EncodedTargets(NamedTuple):
     offset: Any = None
 
 
-class _BaseEigenPro(ValidatedEstimatorMixin, BaseEstimator):
+class _BaseEigenPro(ProcessGroupParamMixin, ValidatedEstimatorMixin, BaseEstimator):
     """Shared fit/predict machinery of the EigenPro estimators."""
 
     _parameter_constraints: ClassVar[dict] = {
@@ -197,6 +214,7 @@ class _BaseEigenPro(ValidatedEstimatorMixin, BaseEstimator):
         "warm_start": ["boolean"],
         "n_centers": [Interval(Integral, 1, None, closed="left"), StrOptions({"all"})],
         "centers": ["array-like", None],
+        "process_group": process_group_constraint(),
     }
 
     def __init__(
@@ -220,6 +238,7 @@ class _BaseEigenPro(ValidatedEstimatorMixin, BaseEstimator):
         warm_start=False,
         n_centers="all",
         centers=None,
+        process_group=None,
     ):
         self.kernel = kernel
         self.bandwidth = bandwidth
@@ -239,6 +258,7 @@ class _BaseEigenPro(ValidatedEstimatorMixin, BaseEstimator):
         self.warm_start = warm_start
         self.n_centers = n_centers
         self.centers = centers
+        self.process_group = process_group
 
     def __setstate__(self, state):
         # pickles from before issue 15 have no centres parameters: every row was a centre
@@ -255,25 +275,36 @@ class _BaseEigenPro(ValidatedEstimatorMixin, BaseEstimator):
     def _fit(self, X, y, X_val, y_val):
         """Fit; ``fit`` wraps it in :func:`solvers._estimator.fit_context`."""
         is_classifier = isinstance(self, ClassifierMixin)
-        X, y = validate_data(
-            self,
-            X,
-            y,
-            dtype="numeric",
-            multi_output=not is_classifier,
-            y_numeric=not is_classifier,
-        )
-        xp, device = self._compute_namespace(X)
-        X = _as_float(to_namespace(X, xp, device))
-        targets = self._encode_targets(y, xp, device, X.dtype)
+        comm = self._communicator()
+        name = f"{type(self).__name__}.fit"
+        if comm.distributed and (self.n_centers != "all" or self.centers is not None):
+            raise NotImplementedError(
+                f"{name}: a process_group with n_centers or centers (EigenPro 3) is not "
+                "implemented; with a process_group every training row is a centre."
+            )
+        with comm.raise_together(f"{name}: checking this rank's X and y"):
+            X, y = validate_data(
+                self,
+                X,
+                y,
+                dtype="numeric",
+                multi_output=not is_classifier,
+                y_numeric=not is_classifier,
+            )
+            xp, device = self._compute_namespace(X)
+            X = _as_float(to_namespace(X, xp, device))
+        comm.agree(name, n_features=int(X.shape[1]), dtype=str(X.dtype))
+        counts = comm.check_nonempty(X.shape[0])
+        targets = self._encode_targets(y, xp, device, X.dtype, comm)
         kernel = make_kernel(self.kernel, None if self.bandwidth == "auto" else self.bandwidth)
         alpha = self.alpha
         search_bandwidth = getattr(kernel, "bandwidth", 0.0) is None
         started = time.perf_counter()
         if search_bandwidth or alpha == "auto":
-            check_inputs(X, targets.Y)  # the choice works on them first
+            X_choice, Y_choice = _choice_rows(comm, counts, X, targets.Y)
+            check_inputs(X_choice, Y_choice)  # the choice works on them first
             choice = choose_kernel(
-                kernel, X, targets.Y, search_bandwidth=search_bandwidth, alpha=alpha,
+                kernel, X_choice, Y_choice, search_bandwidth=search_bandwidth, alpha=alpha,
                 max_bytes=resolve_memory_budget(self.memory_budget, xp, device),
             )  # fmt: skip
             kernel, alpha = choice.kernel, choice.alpha
@@ -281,7 +312,8 @@ class _BaseEigenPro(ValidatedEstimatorMixin, BaseEstimator):
         fingerprint = _fingerprint(X)
         centers = self._check_centers(X, xp, device)
         if centers is None:
-            coef0 = self._warm_start_coef(targets, fingerprint, xp, device)
+            with comm.raise_together(f"{name}: checking the warm start"):
+                coef0 = self._warm_start_coef(targets, fingerprint, xp, device)
         else:
             centers, coef0 = self._warm_start_centers(centers, targets, xp, device)
 
@@ -308,8 +340,9 @@ class _BaseEigenPro(ValidatedEstimatorMixin, BaseEstimator):
         )
         if centers is None:
             result = eigenpro_solve(
-                kernel, X, targets.Y, precompute_kernel=self.precompute_kernel, **common
-            )
+                kernel, X, targets.Y, precompute_kernel=self.precompute_kernel,
+                process_group=self.process_group, **common,
+            )  # fmt: skip
         elif isinstance(centers, str):  # drawn from the rows
             result = decoupled_solve(kernel, X, targets.Y, n_centers=int(self.n_centers), **common)
         else:
@@ -324,6 +357,8 @@ class _BaseEigenPro(ValidatedEstimatorMixin, BaseEstimator):
             self.intercept_ = targets.offset
         self.timings_["model_selection"] = selection_seconds
         self.alpha_ = float(alpha)
+        #: ranks the model is spread over (this rank holds its rows' share)
+        self._n_ranks = comm.world_size
         return self
 
     def _warm_start_coef(self, targets, fingerprint, xp, device):
@@ -435,6 +470,7 @@ class _BaseEigenPro(ValidatedEstimatorMixin, BaseEstimator):
                 centers = X if centers is None else centers
                 state["operator"] = KernelOperator(kernel, X_val, centers, memory_budget=budget)
             F = state["operator"].matmul(result.x[:, None] if result.x.ndim == 1 else result.x)
+            F = self._communicator().all_reduce_sum(F, "Summing the validation outputs")
             score = self._score_outputs(F, y_val, targets)
             history_val.append(score)
             result["val_score"] = score
@@ -456,10 +492,54 @@ class _BaseEigenPro(ValidatedEstimatorMixin, BaseEstimator):
         F = KernelOperator(
             self.kernel_, Xc, self.centers_, memory_budget=budget, precompute=False
         ).matmul(coef)
+        F = self._sum_over_ranks(F, X, method)
         offset = getattr(self, "intercept_", None)  # absent from pickles before issue 20
         if offset is not None:
             F = F + offset
         return F, (in_xp, in_device)
+
+    def _sum_over_ranks(self, F, X, method):
+        """The outputs of all ranks' shares of the model (a collective for a sharded fit)."""
+        n_ranks = getattr(self, "_n_ranks", 1)
+        if n_ranks == 1:
+            return F
+        try:
+            comm = self._communicator()
+        except ValueError:  # "world" outside an initialised process group
+            comm = None
+        if comm is None or comm.world_size != n_ranks:
+            raise ValueError(
+                f"This model was fitted over {n_ranks} ranks and holds one rank's "
+                f"share of its centres; call {method} on every rank of a process group of "
+                f"{n_ranks} ranks (process_group), or gather it first with gathered()."
+            )
+        comm.agree(f"{type(self).__name__}.{method}", n_rows=int(X.shape[0]))
+        return comm.all_reduce_sum(F, f"{type(self).__name__}.{method}: summing the outputs")
+
+    def gathered(self):
+        """The whole model as an ordinary single-process estimator (collective for a sharded fit).
+
+        Every rank of the process group calls it; each gets a copy whose
+        ``centers_`` and ``coef_`` are all ranks' in rank order and whose
+        ``process_group`` is None: it predicts alone, pickles and loads
+        anywhere, and equals one process's fit on the concatenated rows.
+
+        Returns
+        -------
+        estimator
+            A new fitted estimator of the same class.
+        """
+        check_is_fitted(self)
+        gathered = copy.copy(self)
+        gathered.process_group = None
+        gathered._n_ranks = 1
+        if getattr(self, "_n_ranks", 1) > 1:
+            comm = self._communicator()
+            what = f"{type(self).__name__}.gathered"
+            gathered.centers_ = comm.all_gather_rows(self.centers_, what)
+            gathered.coef_ = comm.all_gather_rows(self.coef_, what)
+            gathered._fingerprint = _fingerprint(gathered.centers_)
+        return gathered
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -549,12 +629,17 @@ class EigenProRegressor(MultiOutputMixin, RegressorMixin, _BaseEigenPro):
             F = F[:, 0]
         return to_namespace(F, xp, device)
 
-    def _encode_targets(self, y, xp, device, dtype):
+    def _encode_targets(self, y, xp, device, dtype, comm):
         # centred: far from the data the kernel expansion falls to the mean, not to 0
         y = to_namespace(y, xp, device)
         info = "1d" if y.ndim == 1 else ("2d", int(y.shape[1]))
+        comm.agree(f"{type(self).__name__}.fit", targets=list(info) if info != "1d" else info)
         Y = xp.astype(y[:, None] if y.ndim == 1 else y, dtype)
-        offset = xp.mean(Y, axis=0)
+        if comm.distributed:  # the mean of all ranks' targets
+            total = comm.all_reduce_sum(xp.sum(Y, axis=0), "Summing the targets")
+            offset = total / float(comm.all_reduce_sum(int(Y.shape[0]), "Counting the targets"))
+        else:
+            offset = xp.mean(Y, axis=0)
         return EncodedTargets(Y - offset, info, offset=offset)
 
     def _score_outputs(self, F, y_val, targets):
@@ -661,10 +746,15 @@ class EigenProClassifier(ClassifierMixin, _BaseEigenPro):
             return to_namespace(labels, xp, device)
         return self.classes_[to_numpy(winners)]
 
-    def _encode_targets(self, y, xp, device, dtype):
+    def _encode_targets(self, y, xp, device, dtype, comm):
         y_host = to_numpy(y)
-        check_classification_targets(y_host)
-        classes, codes = np.unique(y_host, return_inverse=True)
+        with comm.raise_together(f"{type(self).__name__}.fit: checking the labels"):
+            check_classification_targets(y_host)
+        classes = np.unique(y_host)
+        if comm.distributed:  # the union of all ranks' labels
+            seen = comm.all_gather_json(classes.tolist(), "Gathering the ranks' labels")
+            classes = np.unique(np.concatenate([np.asarray(v, dtype=classes.dtype) for v in seen]))
+        codes = np.searchsorted(classes, y_host)
         if classes.shape[0] < 2:
             raise ValueError(
                 f"The classifier needs samples of at least 2 classes; got 1 class ({classes[0]!r})."
@@ -713,3 +803,18 @@ def _as_float(X):
     xp, device = get_namespace_and_device(X)
     dtype = floating_dtype(xp, X, device)
     return X if dtype == X.dtype else xp.astype(X, dtype)
+
+
+#: Rows the choice of ``bandwidth``/``alpha`` sees of a sharded fit (strided through all ranks').
+CHOICE_ROWS = 2000
+
+
+def _choice_rows(comm, counts, X, Y):
+    """``X, Y`` for the choice of bandwidth and penalty: all of them in one process; a strided
+    sample of at most ``CHOICE_ROWS`` rows of all ranks, on every rank alike, over several."""
+    if not comm.distributed:
+        return X, Y
+    n = sum(counts)
+    rows = np.arange(0, n, -(-n // CHOICE_ROWS))
+    shard = Shard(X, Y, None, False, tuple(counts), comm.rank)
+    return gather_rows(comm, shard, X, rows), gather_rows(comm, shard, Y, rows)

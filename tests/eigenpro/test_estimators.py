@@ -280,10 +280,15 @@ def test_fitted_attributes_keep_their_names():
     # pickles of the previous version hold these; predict reads them
     clf = EigenProClassifier(n_epochs=1, random_state=0).fit(digits_X[:200], digits_y[:200])
     private = {k for k in vars(clf) if k.startswith("_")}
-    assert private == {"_target_info", "_fingerprint", "_classes_compute"}
+    # _n_ranks (issue 15) is absent from older pickles, which read as one rank
+    assert private == {"_target_info", "_fingerprint", "_classes_compute", "_n_ranks"}
     np.testing.assert_array_equal(clf.classes_, np.arange(10))
     reg = EigenProRegressor(n_epochs=1, random_state=0).fit(digits_X[:200], digits_y[:200] * 1.0)
-    assert {k for k in vars(reg) if k.startswith("_")} == {"_target_info", "_fingerprint"}
+    assert {k for k in vars(reg) if k.startswith("_")} == {
+        "_target_info",
+        "_fingerprint",
+        "_n_ranks",
+    }
     assert not hasattr(reg, "classes_")
     fitted = {
         "coef_",

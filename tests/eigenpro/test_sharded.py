@@ -6,6 +6,7 @@ send the documented bytes per step, raise on every rank for a bad input on
 one, and hand over checkpoints that one process resumes.
 """
 
+import pickle
 import time
 
 import numpy as np
@@ -154,3 +155,96 @@ def test_a_stalled_rank_makes_the_other_raise_within_the_timeout(gloo_ranks):
     assert survivor["error"] == "RuntimeError", survivor
     assert "stalled past the group's timeout" in survivor["message"]
     assert survivor["elapsed"] < GLOO_TIMEOUT + SLACK
+
+
+def _digits(rank=None):
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:600] / 16, y[:600]
+    if rank is None:
+        return X, y
+    part = slice(0, 250) if rank == 0 else slice(250, 600)
+    return X[part], y[part]
+
+
+EST = dict(bandwidth=3.0, alpha=1e-3, n_epochs=3, random_state=0)
+
+
+def _fit_estimators(rank):
+    from eigenpro import EigenProClassifier, EigenProRegressor
+
+    X, y = _digits(rank)
+    X_test, _ = _digits()
+    clf = EigenProClassifier(process_group="world", **EST).fit(X, y)
+    reg = EigenProRegressor(process_group="world", **EST).fit(X, y.astype(float))
+    whole = clf.gathered()
+    return {
+        "decision": clf.decision_function(X_test),
+        "predict": clf.predict(X_test),
+        "reg": reg.predict(X_test),
+        "classes": clf.classes_,
+        "whole_decision": whole.decision_function(X_test),
+        "whole_centers": whole.centers_,
+        "pickled": pickle.dumps(clf),
+    }
+
+
+def test_sharded_estimators_predict_what_one_process_fits(gloo_ranks):
+    from eigenpro import EigenProClassifier, EigenProRegressor
+
+    reports = gloo_ranks(_fit_estimators)
+    assert all(r["error"] is None for r in reports), reports
+    X, y = _digits()
+    clf = EigenProClassifier(**EST).fit(X, y)
+    reg = EigenProRegressor(**EST).fit(X, y.astype(float))
+    for rep in reports:
+        v = rep["value"]
+        np.testing.assert_allclose(v["decision"], clf.decision_function(X), atol=1e-10)
+        np.testing.assert_array_equal(v["predict"], clf.predict(X))
+        np.testing.assert_allclose(v["reg"], reg.predict(X), atol=1e-10)
+        np.testing.assert_array_equal(v["classes"], np.arange(10))
+        np.testing.assert_allclose(v["whole_decision"], v["decision"], atol=1e-12)
+        np.testing.assert_array_equal(v["whole_centers"], X)
+        # a rank's pickle is its share only: predicting alone is refused
+        alone = pickle.loads(v["pickled"])
+        with pytest.raises(ValueError, match="fitted over 2 ranks"):
+            alone.predict(X)
+
+
+def _labels_on_one_rank(rank):
+    from eigenpro import EigenProClassifier
+
+    X, y = _digits(rank)
+    y = np.where(y == 9, 8, y) if rank == 1 else y  # rank 1 never sees a 9
+    clf = EigenProClassifier(process_group="world", **EST).fit(X, y)
+    return clf.classes_
+
+
+def test_classes_are_the_union_of_the_ranks_labels(gloo_ranks):
+    reports = gloo_ranks(_labels_on_one_rank)
+    for rep in reports:
+        np.testing.assert_array_equal(rep["value"], np.arange(10))
+
+
+def _estimator_bad(rank, case):
+    from eigenpro import EigenProRegressor
+
+    X, y = _digits(rank)
+    params = dict(EST)
+    if rank == 1 and case == "features":
+        X = X[:, :10]
+    if case == "centres":
+        params["n_centers"] = 50
+    return EigenProRegressor(process_group="world", **params).fit(X, y.astype(float))
+
+
+@pytest.mark.parametrize(
+    ("case", "error", "match"),
+    [("features", "ValueError", "n_features differs"),
+     ("centres", "NotImplementedError", "n_centers or centers")],
+)  # fmt: skip
+def test_estimator_bad_input_raises_on_every_rank(gloo_ranks, case, error, match):
+    for rep in gloo_ranks(_estimator_bad, case):
+        assert rep["error"] == error, rep
+        assert match in rep["message"]
