@@ -185,8 +185,10 @@ def fresh_process_peaks():
     return run
 
 
-#: the gloo process group's timeout in ``gloo_ranks`` (seconds): how long a rank waits for another
-GLOO_TIMEOUT = 3.0
+#: the gloo process group's default timeout in ``gloo_ranks`` (seconds): generous, so that a
+#: rank starved of CPU on a loaded machine is not taken for a stalled one; tests of stalls
+#: pass a short ``timeout=``
+GLOO_TIMEOUT = 30.0
 
 
 def _gloo_rank(rank, world_size, init_file, out_dir, timeout, target, args):
@@ -222,11 +224,12 @@ def _gloo_rank(rank, world_size, init_file, out_dir, timeout, target, args):
 
 @pytest.fixture
 def gloo_ranks(tmp_path, monkeypatch):
-    """``gloo_ranks(target, *args, wait_for=None) -> list``: run ``target`` on 2 gloo ranks.
+    """``gloo_ranks(target, *args, wait_for=None, timeout=None) -> list``: run on 2 gloo ranks.
 
     Each rank is a forked process (the test is skipped where fork or
     ``torch.distributed`` is missing) that joins a gloo group on the loopback
-    (``file://`` rendezvous, timeout :data:`GLOO_TIMEOUT` s) and calls
+    (``file://`` rendezvous, ``timeout`` seconds, :data:`GLOO_TIMEOUT` when
+    None) and calls
     ``target(rank, *args)``. Returns one report per rank (None for a rank
     that left none, e.g. one that exited): ``{"value", "error", "elapsed"}``,
     with ``"message"`` and ``"cause"`` (the chained exception's type name)
@@ -251,11 +254,12 @@ def gloo_ranks(tmp_path, monkeypatch):
         monkeypatch.setenv("GLOO_SOCKET_IFNAME", loopback)
     counter = iter(range(1000))
 
-    def run(target, *args, world_size=2, wait_for=None, hard_limit=60.0):
+    def run(target, *args, world_size=2, wait_for=None, hard_limit=120.0, timeout=None):
         ctx = multiprocessing.get_context("fork")
         out = tmp_path / f"run{next(counter)}"
         out.mkdir()
-        common = (world_size, str(out / "init"), str(out), GLOO_TIMEOUT, target, args)
+        timeout = GLOO_TIMEOUT if timeout is None else timeout
+        common = (world_size, str(out / "init"), str(out), timeout, target, args)
         procs = [
             ctx.Process(target=_gloo_rank, args=(r, *common), daemon=True)
             for r in range(world_size)
