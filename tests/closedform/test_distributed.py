@@ -266,7 +266,7 @@ def _dies_mid_fit(rank):
 
 
 def test_a_rank_failing_mid_fit_makes_the_other_raise_and_keep_its_model(gloo_ranks):
-    survivor, failed = (rep["value"] for rep in gloo_ranks(_dies_mid_fit))
+    survivor, failed = (rep["value"] for rep in gloo_ranks(_dies_mid_fit, timeout=5.0))
     assert failed[0] == "KeyError" and failed[2]
     assert survivor[0] == "RuntimeError", survivor
     assert "raised, exited or stalled past the group's timeout" in survivor[1]
