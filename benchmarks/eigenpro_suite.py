@@ -69,6 +69,11 @@ def add_arguments(p):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=RESULTS, help="folder for the JSON and PNG")
     p.add_argument("--tag", default="", help="suffix for the output file names")
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="under torchrun: fit over the ranks (process_group) and compare with one process",
+    )
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,10 @@ def settings(args, data):
 
 def run(args):
     os.environ.setdefault("SCIPY_ARRAY_API", "1")
+    if args.distributed:
+        from benchmarks.eigenpro_distributed import run_distributed
+
+        return run_distributed(args)
     data = datasets.load(args.data, args.n_train)
     setup = settings(args, data)
     n, d = data.X_train.shape

@@ -81,7 +81,7 @@ from eigenpro._iteration import (
 )
 from eigenpro.kernels import make_kernel
 from eigenpro.preconditioner import NystromPreconditioner
-from solvers._validation import Integral, interval, validate_params
+from solvers._validation import Integral, StrOptions, interval, validate_params
 from solvers.backend import (
     get_namespace_and_device,
     itemsize,
@@ -105,6 +105,8 @@ __all__ = [
 #: ``K_ZZ`` of a smooth kernel is numerically singular, and the jitter makes the
 #: projection the RKHS projection regularised below the float32 resolution.
 PROJECTION_JITTER = 1e-7
+#: The jitter's factor for the one retry when the factorisation fails.
+RETRY_JITTER = 1e3
 #: Epochs of burn-in before :class:`IterateAverage` starts averaging.
 AVERAGE_AFTER = 1
 #: Power-method steps of :func:`projected_top_eigenvalue`.
@@ -164,7 +166,7 @@ class CholeskyProjection:
     """
 
     def __init__(self, kernel, Z, *, memory_budget):
-        xp, device = get_namespace_and_device(Z)
+        xp, _ = get_namespace_and_device(Z)
         p = Z.shape[0]
         self.nbytes = 8 * p * p
         if self.nbytes > 0.9 * memory_budget:
@@ -173,17 +175,24 @@ class CholeskyProjection:
                 f"({self.nbytes / 2**30:.2f} GiB), more than 90% of the memory budget "
                 f"({memory_budget / 2**30:.2f} GiB); use fewer centres or a larger memory_budget."
             )
-        K = xp.empty((p, p), dtype=xp.float64, device=device)
-        z_state = kernel.prepare(Z)
-        # a block in the kernel's dtype with its temporaries, and its float64 copy
-        per_item = 3 * itemsize(xp, Z.dtype) + 8
-        step = rows_per_block(p, per_item, memory_budget - self.nbytes)
-        for a in range(0, p, step):
-            b = min(a + step, p)
-            K[a:b, :] = xp.astype(kernel.block(Z[a:b, :], Z, z_state=z_state), xp.float64)
-        diagonal = xp.linalg.diagonal(K)
-        self.jitter = PROJECTION_JITTER * float(xp.mean(diagonal))
-        self.factor = _cholesky_in_place(xp, K, self.jitter)
+        # float64 throughout: float32 rounding of K_ZZ (about 1e-7 sqrt(p) in norm) would
+        # exceed the jitter and make the matrix indefinite
+        Z64 = xp.astype(Z, xp.float64)
+        self.jitter = None
+        for scale in (1.0, RETRY_JITTER):
+            K = _float64_gram(kernel, Z64, memory_budget - self.nbytes)
+            if self.jitter is None:
+                self.jitter = PROJECTION_JITTER * float(xp.mean(xp.linalg.diagonal(K)))
+            else:
+                self.jitter *= scale
+            self.factor = _cholesky_in_place(xp, K, self.jitter)
+            if self.factor is not None:
+                return
+        raise FloatingPointError(
+            "The centres' kernel matrix is not positive definite even with jitter "
+            f"{self.jitter:.3g}: the kernel is not positive semi-definite, or the centres "
+            "hold duplicates the kernel cannot tell apart."
+        )
 
     def solve(self, H):
         """``(K_ZZ + eps I)^-1 H`` for ``H`` of shape (p, l), in ``H``'s dtype."""
@@ -195,8 +204,21 @@ class CholeskyProjection:
         return xp.astype(out, H.dtype)
 
 
+def _float64_gram(kernel, Z64, memory_budget):
+    """``K_ZZ`` in float64, formed in row blocks within ``memory_budget``."""
+    xp, device = get_namespace_and_device(Z64)
+    p = Z64.shape[0]
+    K = xp.empty((p, p), dtype=xp.float64, device=device)
+    z_state = kernel.prepare(Z64)
+    step = rows_per_block(p, 8, memory_budget, n_buffers=3)
+    for a in range(0, p, step):
+        b = min(a + step, p)
+        K[a:b, :] = kernel.block(Z64[a:b, :], Z64, z_state=z_state)
+    return K
+
+
 def _cholesky_in_place(xp, K, jitter):
-    """Lower Cholesky factor of ``K + jitter I``; NumPy factors ``K``'s own memory."""
+    """Lower Cholesky factor of ``K + jitter I`` (NumPy factors ``K``'s own memory), or None."""
     p = K.shape[0]
     idx = xp.arange(p, device=get_namespace_and_device(K)[1])
     K[idx, idx] = K[idx, idx] + jitter
@@ -210,14 +232,8 @@ def _cholesky_in_place(xp, K, jitter):
             return U.T
         L = xp.linalg.cholesky(K)
     except Exception:  # LAPACK errors differ across libraries
-        L = None
-    if L is None or not bool(xp.all(xp.isfinite(xp.linalg.diagonal(L)))):
-        raise FloatingPointError(
-            "The centres' kernel matrix is not positive definite even with jitter: the "
-            "kernel is not positive semi-definite, or two centres coincide numerically "
-            "beyond the jitter."
-        )
-    return L
+        return None
+    return L if bool(xp.all(xp.isfinite(xp.linalg.diagonal(L)))) else None
 
 
 @dataclass(frozen=True)
@@ -234,8 +250,12 @@ class DecoupledPlan:
     #: Indices (training rows) of the Nyström subsample.
     subsample: Any
     preconditioner: NystromPreconditioner
-    #: ``(K_ZZ^-1 K_ZS V D, K_ZS V)``, each (p, k), or None when k = 0.
+    #: ``(A, B)``: ``B = K_ZS V`` and ``A = K_ZZ^-1 K_ZS V D`` (both (p, k)), with ``A``
+    #: None when S is among the centres (then ``A`` selects S's rows of ``V D``); None
+    #: when k = 0.
     correction_at_centers: Any
+    #: Batches between projections (EigenPro 4's delay; 1 for given centres).
+    project_every: int
     projection: CholeskyProjection
     batch_size: int
     step_size: float
@@ -251,6 +271,11 @@ class DecoupledPlan:
     @property
     def subsample_size(self):
         return self.subsample.shape[0]
+
+    @property
+    def subsample_among_centers(self):
+        """Whether S is the first ``s`` centres (then the delayed step applies)."""
+        return self.correction_at_centers is None or self.correction_at_centers[0] is None
 
     @property
     def n_samples(self):
@@ -276,7 +301,7 @@ class DecoupledPlan:
         return coef[:, 0] if vector_target else coef
 
 
-def make_decoupled_plan(settings, data, centers, center_rows, rng):
+def make_decoupled_plan(settings, data, centers, center_rows, rng, settings_every="auto"):
     """Kernel, Nyström preconditioner, projection, batch and step size.
 
     ``centers`` are the centres; ``center_rows`` the training rows they are
@@ -307,14 +332,15 @@ def make_decoupled_plan(settings, data, centers, center_rows, rng):
     S = take_rows(xp, _on(data.X, xp, device), rows[:s])
     projection = CholeskyProjection(kernel, centers, memory_budget=budget)
     left = budget - projection.nbytes
-    at_centers = _correction_at_centers(kernel, centers, S, precond, projection, left)
+    among = center_rows is not None
+    at_centers = _correction_at_centers(kernel, centers, S, precond, projection, left, among)
     if at_centers is not None:
-        left -= 2 * at_centers[0].shape[0] * at_centers[0].shape[1] * itemsize(xp, centers.dtype)
+        left -= 2 * p * precond.n_components_ * itemsize(xp, centers.dtype)
     tile = rows_per_block(p, itemsize(xp, centers.dtype), max(left, 2**22), n_buffers=3)
     # rows outside the subsample when there are enough, else the subsample itself
     held_out = rows[s:] if rows.shape[0] - s >= MIN_HELD_OUT else rows[:s]
     X_h = take_rows(xp, _on(data.X, xp, device), held_out)
-    top = projected_top_eigenvalue(kernel, X_h, centers, projection, at_centers, tile)
+    top = projected_top_eigenvalue(kernel, X_h, centers, projection, at_centers, precond, tile)
     top = top + float(settings.alpha) / n
     if top > precond.preconditioned_eigenvalue_:
         precond.preconditioned_eigenvalue_ = top
@@ -335,6 +361,7 @@ def make_decoupled_plan(settings, data, centers, center_rows, rng):
         subsample=order[:s],
         preconditioner=precond,
         correction_at_centers=at_centers,
+        project_every=_project_every(settings_every, p, m, among),
         projection=projection,
         batch_size=m,
         step_size=eta,
@@ -346,32 +373,65 @@ def make_decoupled_plan(settings, data, centers, center_rows, rng):
     )
 
 
-def _correction_at_centers(kernel, centers, S, precond, projection, memory_budget):
-    """``(K_ZZ^-1 K_ZS V D, K_ZS V)``, each (p, k); None when k = 0.
+def _correction_at_centers(kernel, centers, S, precond, projection, memory_budget, among):
+    """``(A, B)``: ``B = K_ZS V`` and ``A = K_ZZ^-1 K_ZS V D``, each (p, k); None when k = 0.
 
-    The preconditioned step is ``w - A (B^T w)`` for these ``A, B``: ``B^T w
-    = V^T K_SZ w`` are the values of ``w``'s function at ``S`` seen by the
-    eigenvectors, ``A`` maps the correction back to coefficients on ``Z``.
-    ``K_ZS`` is formed in row blocks within ``memory_budget``.
+    The preconditioned step is ``w - A (B^T w)``: ``B^T w = V^T K_SZ w`` are
+    the values of ``w``'s function at ``S`` seen by the eigenvectors, ``A``
+    maps the correction back to coefficients on ``Z``. When S is among the
+    centres (``among``: the first ``s``), ``A`` is the selection of those
+    rows of ``V D`` and is not formed (None). ``K_ZS`` is formed in row blocks
+    within ``memory_budget``.
     """
     if precond.n_components_ == 0:
         return None
     xp, device = get_namespace_and_device(centers)
     p, k = centers.shape[0], precond.n_components_
     VD, V = precond._VD, precond._V
-    A = xp.empty((p, k), dtype=centers.dtype, device=device)
+    A = None if among else xp.empty((p, k), dtype=centers.dtype, device=device)
     B = xp.empty((p, k), dtype=centers.dtype, device=device)
     step = rows_per_block(S.shape[0], itemsize(xp, centers.dtype), memory_budget, n_buffers=3)
     s_state = kernel.prepare(S)
     for a in range(0, p, step):
         b = min(a + step, p)
         K = kernel.block(centers[a:b, :], S, z_state=s_state)
-        A[a:b, :] = K @ VD
+        if A is not None:
+            A[a:b, :] = K @ VD
         B[a:b, :] = K @ V
-    return projection.solve(A), B
+    return (None if A is None else projection.solve(A)), B
 
 
-def projected_top_eigenvalue(kernel, X_h, centers, projection, at_centers, tile_rows):
+def precondition(at_centers, precond, w):
+    """``w - A (B^T w)``: the preconditioned projected step (see :func:`_correction_at_centers`)."""
+    if at_centers is None:
+        return w
+    A, B = at_centers
+    u = B.T @ w
+    if A is not None:
+        return w - A @ u
+    s = precond._VD.shape[0]
+    head = w[:s, :] - precond._VD @ u
+    xp, _ = get_namespace_and_device(w)
+    return xp.concat([head, w[s:, :]], axis=0)
+
+
+def _project_every(value, p, m, among):
+    """Batches between projections: ``"auto"`` keeps the temporary centres at about
+    ``p / 4`` points (their kernel block then costs at most an eighth of ``K_BZ``'s on
+    average) and projects every batch for given centres."""
+    if not among:
+        if value not in ("auto", 1):
+            raise ValueError(
+                "project_every > 1 needs centres drawn from the rows (n_centers): with "
+                "given centres the preconditioner's subsample is not among them."
+            )
+        return 1
+    if value == "auto":
+        return max(1, round(p / (4 * m)))
+    return int(value)
+
+
+def projected_top_eigenvalue(kernel, X_h, centers, projection, at_centers, precond, tile_rows):
     """Largest eigenvalue of the preconditioned, projected operator on held-out rows.
 
     The iteration's operator in the coefficients is ``T = (I - A B^T) K_ZZ^-1
@@ -400,8 +460,7 @@ def projected_top_eigenvalue(kernel, X_h, centers, projection, at_centers, tile_
                 K = kernel.block(X_h[a:b, :], centers, z_state=z_state)
             gz = gz + K.T @ (K @ v)
         w = projection.solve(gz / h)
-        if at_centers is not None:
-            w = w - at_centers[0] @ (at_centers[1].T @ w)
+        w = precondition(at_centers, precond, w)
         value = float(xp.linalg.vector_norm(w))
         v = w
     return value
@@ -432,13 +491,10 @@ def run_decoupled_epoch(plan, coef, batches, average=None):
     given. Returns ``True`` when a batch diverged (as
     :func:`eigenpro._iteration.run_epoch`).
     """
-    xp, device = get_namespace_and_device(coef)
     n, n_outputs = plan.X.shape[0], coef.shape[1]
     limit = DIVERGENCE_FACTOR * max(plan.zero_mse, 1e-30)
     for rows in batches:
-        idx = xp.asarray(rows, dtype=xp.int64, device=get_namespace_and_device(plan.X)[1])
-        X_B = _on(take_rows(_xp_of(plan.X), plan.X, idx), xp, device)
-        Y_B = _on(take_rows(_xp_of(plan.Y), plan.Y, idx), xp, device)
+        X_B, Y_B = _batch(plan, rows, coef)
         gz, squares = batch_gradient(plan, coef, X_B, Y_B)
         batch_mse = squares / (len(rows) * n_outputs)
         if not math.isfinite(batch_mse) or batch_mse > limit:
@@ -446,12 +502,97 @@ def run_decoupled_epoch(plan, coef, batches, average=None):
         step = plan.projection.solve(gz)
         if plan.alpha:  # the penalty's gradient, weighted as this batch's share
             step = step + (len(rows) * plan.alpha / n) * coef
-        if plan.correction_at_centers is not None:
-            A, B = plan.correction_at_centers
-            step = step - A @ (B.T @ step)
+        step = precondition(plan.correction_at_centers, plan.preconditioner, step)
         coef[...] = coef - plan.coordinate_step(len(rows)) * step
         if average is not None:
             average.add(coef)
+    return False
+
+
+def _batch(plan, rows, like):
+    """The batch's points and targets, moved to ``like``'s namespace and device."""
+    xp, device = get_namespace_and_device(like)
+    idx = xp.asarray(rows, dtype=xp.int64, device=get_namespace_and_device(plan.X)[1])
+    X_B = _on(take_rows(_xp_of(plan.X), plan.X, idx), xp, device)
+    Y_B = _on(take_rows(_xp_of(plan.Y), plan.Y, idx), xp, device)
+    return X_B, Y_B
+
+
+def run_delayed_epoch(plan, coef, batches, average=None):
+    """One pass with EigenPro 4's delayed projection; ``coef`` updated in place.
+
+    For centres drawn from the rows (S is their first ``s``). A batch's step
+    ``-(eta / m) sum_B g_i k(., x_i)`` is kept as temporary centres (the
+    batch's points with coefficients ``-(eta / m) g``) and its values at the
+    centres, ``K_ZB``'s product, are accumulated; the EigenPro correction
+    (on S) and the penalty's gradient lie in ``H_Z`` and go to ``coef`` at
+    once. Every ``plan.project_every`` batches (and at the end of the pass)
+    the temporaries are projected, ``coef += K_ZZ^-1 (accumulated values)``,
+    and dropped: predictions in between use ``f = K(., Z) coef + K(., T)
+    beta``, so the function is updated exactly after every batch; only the
+    projection waits. With ``project_every=1`` the iterates are
+    :func:`run_decoupled_epoch`'s (up to the projection's jitter). Adds
+    ``coef`` to ``average`` after every projection. Returns ``True`` when a
+    batch diverged.
+    """
+    xp, device = get_namespace_and_device(coef)
+    n, (p, n_outputs) = plan.X.shape[0], coef.shape
+    precond, s = plan.preconditioner, plan.subsample_size
+    k = precond.n_components_
+    limit = DIVERGENCE_FACTOR * max(plan.zero_mse, 1e-30)
+    temps, betas = [], []
+    values = xp.zeros((p, n_outputs), dtype=coef.dtype, device=device)
+
+    def project():
+        nonlocal values
+        coef[...] = coef + plan.projection.solve(values)
+        values = xp.zeros_like(values)
+        temps.clear()
+        betas.clear()
+        if average is not None:
+            average.add(coef)
+
+    for rows in batches:
+        X_B, Y_B = _batch(plan, rows, coef)
+        X_T = xp.concat(temps, axis=0) if temps else None
+        beta_T = xp.concat(betas, axis=0) if betas else None
+        t_state = plan.kernel.prepare(X_T) if temps else None
+        m = X_B.shape[0]
+        G = xp.empty((m, n_outputs), dtype=coef.dtype, device=device)
+        gz = xp.zeros((p, n_outputs), dtype=coef.dtype, device=device)
+        h = xp.zeros((s, n_outputs), dtype=coef.dtype, device=device) if k else None
+        for a in range(0, m, plan.tile_rows):
+            b = min(a + plan.tile_rows, m)
+            K = plan.kernel.block(X_B[a:b, :], plan.centers, z_state=plan.center_state)
+            F = K @ coef
+            if X_T is not None:
+                F = F + plan.kernel.block(X_B[a:b, :], X_T, z_state=t_state) @ beta_T
+            G[a:b, :] = F - Y_B[a:b, :]
+            gz = gz + K.T @ G[a:b, :]
+            if h is not None:
+                h = h + K[:, :s].T @ G[a:b, :]
+        batch_mse = float(xp.sum(G * G)) / (m * n_outputs)
+        if not math.isfinite(batch_mse) or batch_mse > limit:
+            return True
+        lr = plan.coordinate_step(m)
+        values = values - lr * gz
+        temps.append(X_B)
+        betas.append(-lr * G)
+        ridge = m * plan.alpha / n  # the penalty's gradient, weighted as this batch's share
+        step = ridge * coef if ridge else None
+        if h is not None:
+            u = precond._V.T @ h
+            if ridge:
+                u = u + ridge * (plan.correction_at_centers[1].T @ coef)
+            correction = precond._VD @ u
+        if step is not None:
+            coef[...] = coef - lr * step
+        if h is not None:
+            coef[:s, :] = coef[:s, :] + lr * correction
+        if len(temps) == plan.project_every:
+            project()
+    if temps:
+        project()
     return False
 
 
@@ -533,6 +674,7 @@ def decoupled_solve(
     random_state=None,
     callback=None,
     verbose=0,
+    project_every="auto",
 ):
     """Fit ``f = sum_j theta_j k(., z_j)`` on ``p`` centres by EigenPro 3 iteration.
 
@@ -555,6 +697,13 @@ step_size, damping, memory_budget, tol, random_state, callback, verbose
         covers the projection's ``8 p^2`` bytes and the kernel tiles.
     coef0 : array of shape (n_centers, n_outputs), default=None
         Starting coefficients: a run continues from this iterate.
+    project_every : int or "auto", default="auto"
+        Batches between projections onto the centres (EigenPro 4's delay,
+        :func:`run_delayed_epoch`; centres drawn from the rows only).
+        ``"auto"``: about ``p / (4 m)``, so that the temporary centres stay
+        near ``p / 4`` points and the projection's ``p^2 l`` (a pass over the
+        factor's memory) is paid once per that many batches; 1 for given
+        centres.
 
     Returns
     -------
@@ -584,15 +733,18 @@ step_size, damping, memory_budget, tol, random_state, callback, verbose
         random_state=random_state, callback=callback, verbose=verbose,
     )  # fmt: skip
     validate_params(
-        {"n_centers": [interval(Integral, 1, None, closed="left"), None]},
-        {"n_centers": n_centers},
+        {
+            "n_centers": [interval(Integral, 1, None, closed="left"), None],
+            "project_every": [interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        },
+        {"n_centers": n_centers, "project_every": project_every},
         "decoupled_solve",
     )
     data = check_inputs(X, Y)
     rng = check_random_state(random_state)
     centers, center_rows = _resolve_centers(data.X, centers, n_centers, rng)
     coef = _initial_coef(coef0, centers, data)
-    plan = make_decoupled_plan(settings, data, centers, center_rows, rng)
+    plan = make_decoupled_plan(settings, data, centers, center_rows, rng, project_every)
     mse = decoupled_mse(plan, coef)
     guard = DivergenceGuard(coef, mse, plan.zero_mse)
     log = EpochLog(settings, plan, data.vector_target, t_start, mse)
@@ -601,7 +753,8 @@ step_size, damping, memory_budget, tol, random_state, callback, verbose
         if epoch >= AVERAGE_AFTER and average is None and plan.batch_size < data.n_samples:
             average = IterateAverage(coef)
         batches = epoch_batches(rng, data.n_samples, plan.batch_size)
-        diverged = run_decoupled_epoch(
+        epoch_pass = run_delayed_epoch if plan.subsample_among_centers else run_decoupled_epoch
+        diverged = epoch_pass(
             plan, coef, progress_bar(batches, verbose, f"epoch {epoch + 1}"), average
         )
         model = coef if average is None else average.value()

@@ -142,7 +142,9 @@ _PARAMS_DOC = """
         passes the same ``X`` and gets the full prediction);
         :meth:`gathered` returns the whole model as an ordinary estimator.
         Labels and target means are those of all ranks; a bad input on one
-        rank raises on all. Only with ``n_centers="all"``.
+        rank raises on all. Only with ``n_centers="all"``. A sharded fit
+        also sets ``communication_``: this rank's ``bytes_sent``, the
+        ``seconds`` its steps spent in collectives and the ``steps``.
 """
 
 _ATTRS_DOC = """
@@ -359,6 +361,10 @@ class _BaseEigenPro(ProcessGroupParamMixin, ValidatedEstimatorMixin, BaseEstimat
         self.alpha_ = float(alpha)
         #: ranks the model is spread over (this rank holds its rows' share)
         self._n_ranks = comm.world_size
+        if comm.distributed:
+            self.communication_ = dict(result.communication)
+        elif hasattr(self, "communication_"):  # from an earlier sharded fit
+            del self.communication_
         return self
 
     def _warm_start_coef(self, targets, fingerprint, xp, device):

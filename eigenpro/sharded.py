@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -192,6 +192,9 @@ class ShardedPlan:
     zero_mse: float
     tile_rows: int
     timings: dict
+    #: Seconds spent in the steps' collectives (waiting for the slower rank included)
+    #: and steps taken, accumulated over the run.
+    traffic: dict = field(default_factory=lambda: {"seconds": 0.0, "steps": 0})
     kernel_precomputed: bool = False
     stored_bytes: int = 0
 
@@ -345,9 +348,15 @@ def run_sharded_epoch(plan, coef, order):
                 T = T - plan.alpha * take_rows(xp, coef, mine)
             buf[at, :d] = take_rows(xp, shard.X, mine)
             buf[at, d:] = T
+        t_mark = time.perf_counter()
         buf = comm.all_reduce_sum(buf, "Sharing the batch's rows")
+        plan.traffic["seconds"] += time.perf_counter() - t_mark
         X_B, T_B = buf[:, :d], buf[:, d:]
-        F = comm.all_reduce_sum(_local_products(plan, X_B, coef), "Summing the batch's outputs")
+        F = _local_products(plan, X_B, coef)
+        t_mark = time.perf_counter()
+        F = comm.all_reduce_sum(F, "Summing the batch's outputs")
+        plan.traffic["seconds"] += time.perf_counter() - t_mark
+        plan.traffic["steps"] += 1
         G = F - T_B
         batch_mse = float(xp.sum(G * G)) / ((b - a) * n_outputs)
         if not math.isfinite(batch_mse) or batch_mse > limit:
@@ -414,7 +423,9 @@ def sharded_eigenpro_solve(
         coefficients in the global order (rank 0's rows first): a single
         process resumes it on the concatenated rows, or any number of ranks
         on the same rows split otherwise. ``bytes_sent``: what this rank
-        handed to collectives.
+        handed to collectives; ``communication``: ``bytes_sent``, the
+        ``seconds`` the steps spent in collectives (waiting for the slower
+        rank included) and the ``steps`` taken.
 
     Raises
     ------
@@ -487,7 +498,7 @@ def sharded_eigenpro_solve(
         )
 
     if resume is not None and log.reached_tol():
-        return _finish(log.result(plan, coef, checkpoint), comm)
+        return _finish(log.result(plan, coef, checkpoint), comm, plan)
     epoch = log.epoch
     while epoch < settings.n_epochs:
         order = rng.permutation(len(plan.blocks))
@@ -502,11 +513,12 @@ def sharded_eigenpro_solve(
             break
     else:
         log.ran_out(stacklevel=2)
-    return _finish(log.result(plan, coef, checkpoint), comm)
+    return _finish(log.result(plan, coef, checkpoint), comm, plan)
 
 
-def _finish(result, comm):
+def _finish(result, comm, plan):
     result["bytes_sent"] = comm.bytes_sent
+    result["communication"] = {"bytes_sent": comm.bytes_sent, **plan.traffic}
     return result
 
 

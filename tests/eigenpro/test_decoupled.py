@@ -56,6 +56,59 @@ def _nystrom_solution(kernel, X, Y, Z, alpha):
     return np.linalg.lstsq(K_xz.T @ K_xz + alpha * K_zz, K_xz.T @ Y, rcond=None)[0]
 
 
+@pytest.mark.parametrize("project_every", [1, 3, 100])
+def test_delayed_projection_on_all_rows_takes_eigenpro2_steps(project_every):
+    # EigenPro 4 keeps each batch as temporary centres until the projection: with
+    # Z = X those are centres already, so the function after every batch, and
+    # after the epoch's final projection, is EigenPro 2's whatever the delay
+    X, Y = _data()
+    settings = SolverSettings(
+        kernel="gaussian", bandwidth=BANDWIDTH, batch_size=50, subsample_size=100
+    )
+    data = check_inputs(X, Y)
+    plan = make_plan(settings, data, check_random_state(0))
+    coef = np.zeros((300, 1))
+    order = np.random.RandomState(1).permutation(len(plan.matrix.blocks))
+    run_epoch(plan, coef, order)
+
+    rng = check_random_state(0)
+    Z, rows = dc._resolve_centers(data.X, None, 300, rng)
+    dplan = dc.make_decoupled_plan(settings, data, Z, rows, rng, project_every)
+    assert dplan.subsample_among_centers and dplan.project_every == project_every
+    perm, blocks = np.asarray(plan.permutation), plan.matrix.blocks
+    theta = np.zeros((300, 1))
+    average = dc.IterateAverage(theta)
+    dc.run_delayed_epoch(dplan, theta, [perm[blocks[r][0] : blocks[r][1]] for r in order], average)
+    assert average.count == -(-len(blocks) // project_every)  # one mean entry per projection
+    X_new = np.random.default_rng(5).uniform(size=(200, 3))
+    np.testing.assert_allclose(dplan.kernel(X_new, Z) @ theta, dplan.kernel(X_new, plan.X) @ coef,
+                               atol=1e-5)  # fmt: skip
+
+
+def test_delayed_and_projected_steps_agree_for_drawn_centres():
+    X, Y = _data()
+    settings = SolverSettings(kernel="gaussian", bandwidth=BANDWIDTH, alpha=0.1, batch_size=40,
+                              subsample_size=30)  # fmt: skip
+    data = check_inputs(X, Y)
+    rng = check_random_state(0)
+    Z, rows = dc._resolve_centers(data.X, None, 80, rng)
+    plan = dc.make_decoupled_plan(settings, data, Z, rows, rng, 1)
+    batches = dc.epoch_batches(np.random.RandomState(2), 300, plan.batch_size)
+    a, b = np.zeros((80, 1)), np.zeros((80, 1))
+    dc.run_decoupled_epoch(plan, a, batches)  # P_Z = Pi P Pi, with A = K_ZZ^-1 K_ZS V D
+    dc.run_delayed_epoch(plan, b, batches)  # P on the data, S's correction on coef at once
+    X_new = np.random.default_rng(5).uniform(size=(200, 3))
+    k = plan.kernel
+    np.testing.assert_allclose(k(X_new, Z) @ a, k(X_new, Z) @ b, atol=1e-4)
+    assert np.abs(k(X_new, Z) @ a).max() > 0.5
+
+
+def test_project_every_needs_centres_among_the_rows():
+    X, Y = _data()
+    with pytest.raises(ValueError, match="project_every > 1 needs centres drawn"):
+        dc.decoupled_solve("gaussian", X, Y, centers=X[:20], bandwidth=BANDWIDTH, project_every=2)
+
+
 @pytest.mark.parametrize("alpha", [0.1, 1.0])
 def test_full_batches_converge_to_the_nystrom_least_squares_solution(alpha):
     # the minimiser of sum_i (f(x_i) - y_i)^2 + alpha |f|^2 over span k(., Z):

@@ -144,7 +144,10 @@ def test_bad_input_on_one_rank_raises_on_both(gloo_ranks, case, match):
 
 
 def _stall(rank):
+    from solvers.distributed import Communicator
+
     X, Y = _rows(rank)
+    Communicator("world").all_reduce_sum(np.ones(1))  # both ranks are up and connected
     if rank == 1:
         time.sleep(60)  # killed by the fixture
     return sharded_eigenpro_solve("gaussian", X, Y, process_group="world", n_epochs=1, **KW)
