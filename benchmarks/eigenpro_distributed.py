@@ -89,7 +89,6 @@ def run_distributed(args):
     difference = float(np.max(np.abs(np.asarray(whole.coef_) - np.asarray(single.coef_))))
     m, classes = est.batch_size_, len(est.classes_)
     itemsize = np.dtype(np.asarray(whole.coef_).dtype).itemsize
-    steps = -(-n // m) * est.n_iter_
     formula = sum(
         min(m, n - a) * (d + 2 * classes) * itemsize for a in range(0, n, m)
     ) * est.n_iter_  # fmt: skip
@@ -102,10 +101,10 @@ def run_distributed(args):
         c = r["communication"]
         summary.append(
             f"rank {r['rank']}: {r['rows']} rows, {c['steps']} steps, "
-            f"{c['bytes_sent'] / max(c['steps'], 1) / 2**20:.2f} MiB sent per step "
-            f"(formula m (d + 2l): {formula / max(steps, 1) / 2**20:.2f} MiB plus set-up and "
-            f"loss estimates), {c['seconds']:.1f} s of {r['fit_seconds']:.1f} s in the steps' "
-            "collectives"
+            f"{c['step_bytes'] / 2**20:.2f} MiB sent by the steps (formula m (d + 2l) "
+            f"floats per step: {formula / 2**20:.2f} MiB), {c['bytes_sent'] / 2**20:.2f} MiB "
+            f"in all (set-up, loss estimates); {c['seconds']:.1f} s of {r['fit_seconds']:.1f} s "
+            "in the steps' collectives"
         )
     for line in summary:
         print(line)

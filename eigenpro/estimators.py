@@ -144,7 +144,8 @@ _PARAMS_DOC = """
         Labels and target means are those of all ranks; a bad input on one
         rank raises on all. Only with ``n_centers="all"``. A sharded fit
         also sets ``communication_``: this rank's ``bytes_sent``, the
-        ``seconds`` its steps spent in collectives and the ``steps``.
+        ``seconds`` its steps spent in collectives, the ``steps`` and the
+        ``step_bytes`` they sent.
 """
 
 _ATTRS_DOC = """

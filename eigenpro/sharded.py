@@ -194,7 +194,7 @@ class ShardedPlan:
     timings: dict
     #: Seconds spent in the steps' collectives (waiting for the slower rank included)
     #: and steps taken, accumulated over the run.
-    traffic: dict = field(default_factory=lambda: {"seconds": 0.0, "steps": 0})
+    traffic: dict = field(default_factory=lambda: {"seconds": 0.0, "steps": 0, "step_bytes": 0})
     kernel_precomputed: bool = False
     stored_bytes: int = 0
 
@@ -348,7 +348,7 @@ def run_sharded_epoch(plan, coef, order):
                 T = T - plan.alpha * take_rows(xp, coef, mine)
             buf[at, :d] = take_rows(xp, shard.X, mine)
             buf[at, d:] = T
-        t_mark = time.perf_counter()
+        t_mark, sent = time.perf_counter(), comm.bytes_sent
         buf = comm.all_reduce_sum(buf, "Sharing the batch's rows")
         plan.traffic["seconds"] += time.perf_counter() - t_mark
         X_B, T_B = buf[:, :d], buf[:, d:]
@@ -357,6 +357,7 @@ def run_sharded_epoch(plan, coef, order):
         F = comm.all_reduce_sum(F, "Summing the batch's outputs")
         plan.traffic["seconds"] += time.perf_counter() - t_mark
         plan.traffic["steps"] += 1
+        plan.traffic["step_bytes"] += comm.bytes_sent - sent
         G = F - T_B
         batch_mse = float(xp.sum(G * G)) / ((b - a) * n_outputs)
         if not math.isfinite(batch_mse) or batch_mse > limit:
@@ -425,7 +426,7 @@ def sharded_eigenpro_solve(
         on the same rows split otherwise. ``bytes_sent``: what this rank
         handed to collectives; ``communication``: ``bytes_sent``, the
         ``seconds`` the steps spent in collectives (waiting for the slower
-        rank included) and the ``steps`` taken.
+        rank included), the ``steps`` taken and the ``step_bytes`` they sent.
 
     Raises
     ------
