@@ -105,6 +105,8 @@ __all__ = [
 #: ``K_ZZ`` of a smooth kernel is numerically singular, and the jitter makes the
 #: projection the RKHS projection regularised below the float32 resolution.
 PROJECTION_JITTER = 1e-7
+#: Largest p factored with BLAS threads (see :func:`_cholesky_in_place`).
+THREADED_CHOLESKY_MAX = 12000
 #: The jitter's factor for the one retry when the factorisation fails.
 RETRY_JITTER = 1e3
 #: Epochs of burn-in before :class:`IterateAverage` starts averaging.
@@ -225,10 +227,15 @@ def _cholesky_in_place(xp, K, jitter):
     try:
         if namespace_kind(xp) == "numpy":
             import scipy.linalg
+            from threadpoolctl import threadpool_limits
 
-            # K is symmetric: its transpose is the same matrix in Fortran order,
-            # which LAPACK factors in place (U^T U = K, U^T the lower factor)
-            U = scipy.linalg.cholesky(K.T, lower=False, overwrite_a=True, check_finite=False)
+            # OpenBLAS's threaded dpotrf crashes (segfault) from p ~ 16000 on 2 threads
+            # (NumPy's and SciPy's bundled builds, seen 2026-12); one thread is safe
+            threads = 1 if p > THREADED_CHOLESKY_MAX else None
+            with threadpool_limits(limits=threads, user_api="blas"):
+                # K is symmetric: its transpose is the same matrix in Fortran order,
+                # which LAPACK factors in place (U^T U = K, U^T the lower factor)
+                U = scipy.linalg.cholesky(K.T, lower=False, overwrite_a=True, check_finite=False)
             return U.T
         L = xp.linalg.cholesky(K)
     except Exception:  # LAPACK errors differ across libraries
