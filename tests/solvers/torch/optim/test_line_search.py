@@ -4,6 +4,7 @@
 import copy
 import math
 import os
+import re
 
 import numpy as np
 import pytest
@@ -590,3 +591,124 @@ def test_origin_buffers_are_reused_until_the_parameter_changes_dtype_or_shape():
     p.data = torch.randn(2, 3, dtype=torch.float64)
     (reshaped,) = origin_buffers(buffers, [p])
     assert reshaped.shape == (2, 3) and torch.equal(reshaped, p)
+
+
+# -- issue 21: the optimizer classes' unchecked settings and messages -------------------------
+
+
+def _quadratic_closure(w, opt, dtype=None):
+    def closure():
+        opt.zero_grad()
+        loss = ((w - 1.0) ** 2).sum()
+        loss.backward()
+        return loss if dtype is None else loss.to(dtype)
+
+    return closure
+
+
+def test_documented_defaults_and_fresh_counters():
+    from solvers.torch.optim import LineSearchOptimizer
+
+    w = torch.zeros(2, requires_grad=True)
+    opt = LineSearchOptimizer([w])
+    expected = dict(
+        lr=100.0, preconditioner="amsgrad", momentum="ema", line_search="armijo", c=0.1,
+        beta_f=2.0, max_backtracks=100, n_batches_per_epoch=500,
+    )  # fmt: skip
+    assert {k: opt.defaults[k] for k in expected} == expected
+    assert opt.last_step == {} and opt.process_group is None
+    assert opt.totals == {"steps": 0, "forwards": 0, "backtracks": 0, "skipped": 0}
+    sls = SLS([w])
+    assert (sls.defaults["lr"], sls.defaults["preconditioner"]) == (100.0, "identity")
+    assert sls.defaults["line_search"] == "armijo" and sls.defaults["c"] == 0.1
+    sls = SLS([w], line_search="goldstein", preconditioner="adagrad", c=0.3)
+    assert (sls.defaults["line_search"], sls.defaults["preconditioner"]) == ("goldstein", "adagrad")
+    assert sls.defaults["c"] == 0.3
+    assert SPS([w]).defaults["c"] == 0.2 and SPS([w], c=0.4).defaults["c"] == 0.4
+    assert AdaSLS([w]).defaults["line_search"] == "armijo"
+
+
+def test_betas_are_checked_in_the_half_open_unit_interval_naming_the_class():
+    w = torch.zeros(2, requires_grad=True)
+    AdaSLS([w], betas=(0.0, 0.0))  # [0, 1)
+    first, second = r"betas\[0\]", r"betas\[1\]"
+    for betas, which in [((1.0, 0.9), first), ((1.5, 0.9), first), ((0.9, 1.0), second)]:
+        with pytest.raises(ValueError, match=rf"{which}.*AdaSLS|AdaSLS.*{which}"):
+            AdaSLS([w], betas=betas)
+    opt = AdaSLS([w])
+    with pytest.raises(ValueError, match=r"betas\[0\].*AdaSLS|AdaSLS.*betas\[0\]"):
+        opt.add_param_group({"params": [torch.zeros(1)], "betas": (2.0, 0.9)})
+    state = opt.state_dict()
+    state["param_groups"][0]["betas"] = (0.9, 2.0)
+    with pytest.raises(ValueError, match=r"betas\[1\].*AdaSLS|AdaSLS.*betas\[1\]"):
+        opt.load_state_dict(state)
+    with pytest.raises(
+        TypeError, match=r"^state_dict must be the dict of AdaSLS\.state_dict\(\); got a str\.$"
+    ):
+        opt.load_state_dict("state")
+
+
+@pytest.mark.parametrize("lr", [True, math.inf, math.nan, -1.0])
+def test_an_lr_set_after_construction_is_checked_at_the_step(lr):
+    w = torch.zeros(2, requires_grad=True)
+    opt = SLS([w])
+    opt.param_groups[0]["lr"] = lr
+    with pytest.raises((ValueError, TypeError), match=r"lr"):
+        opt.step(_quadratic_closure(w, opt))
+
+
+def test_disagreeing_groups_and_a_non_finite_loss_are_explained():
+    w, v = torch.zeros(2, requires_grad=True), torch.zeros(2, requires_grad=True)
+    opt = SLS([{"params": [w]}, {"params": [v], "c": 0.3}])
+    with pytest.raises(ValueError, match=r"the step size is searched once for the whole model, so "
+                       r"its settings must be the same in every group\.$"):  # fmt: skip
+        opt.step(_quadratic_closure(w, opt))
+    opt = SLS([w])
+    message = (
+        "The loss at the current point is not finite (nan); no step was taken and the "
+        "parameters and optimizer state are unchanged. Check the data and the model for "
+        "NaN/inf (or lower the maximum step lr)."
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        opt.step(lambda: torch.tensor(math.nan, requires_grad=True))
+
+
+@pytest.mark.parametrize(
+    "dtype, eps",
+    [
+        (None, 2.0**-23),
+        (torch.float64, 2.0**-52),
+        (torch.float16, 2.0**-10),
+        (torch.int64, 2.0**-52),
+    ],
+)
+def test_the_searchs_rounding_slack_is_the_losss_epsilon(monkeypatch, dtype, eps):
+    from solvers.torch.optim import _functional
+
+    seen = []
+    search_step = _functional.search_step
+    monkeypatch.setattr(
+        _functional, "search_step", lambda *a, **kw: seen.append(kw["eps"]) or search_step(*a, **kw)
+    )
+    w = torch.zeros(2, requires_grad=True)
+    opt = SLS([w], lr=0.1)
+    opt.step(_quadratic_closure(w, opt, dtype))
+    assert seen == [eps]
+
+
+def test_skipped_steps_are_counted():
+    w = torch.zeros(2, requires_grad=True)
+    opt = SLS([w], lr=0.0)
+    for _ in range(3):
+        opt.step(_quadratic_closure(w, opt))
+    assert opt.totals["skipped"] == 3 and opt.totals["steps"] == 3
+
+
+def test_the_old_rule_helper_gives_the_array_rule():
+    from solvers.linesearch.config import make_step_rule
+    from solvers.torch.line_search import _rule
+
+    for name in ("armijo", "goldstein"):
+        rule = _rule(name, 0.2, 0.5, 3.0, 7)
+        ref = make_step_rule(name, c=0.2, beta_b=0.5, beta_f=3.0, max_backtracks=7)
+        assert type(rule) is type(ref) and vars(rule) == vars(ref)
