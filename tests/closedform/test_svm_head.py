@@ -777,3 +777,19 @@ def test_one_rank_leave_one_out_on_drawn_rows_is_the_single_process_one(
     for weights in (None, w):
         expected = svm_head.loo_alpha(X, Y, weights, scale=1.5)
         assert svm_head.loo_alpha(X, Y, weights, scale=1.5, comm=one_rank_group) == expected
+
+
+def test_gpi_head_warm_starts_each_step_from_the_previous_weights(make_problem):
+    # with one GPI step per (W, b) step, the second step is one GPI step from the first W
+    # on the retargeted cross-moment (not a step from GPI's default start)
+    X, y = make_problem(n=150, p=8, seed=13)
+    Y = codes(y)
+    kw = dict(head="gpi", gpi_max_iter=1, alpha=1e-2, tol=0.0)
+    first = fit_svm_head(X, Y, max_iter=1, **kw)
+    second = fit_svm_head(X, Y, max_iter=2, **kw)
+    Xc = X - X.mean(axis=0)
+    G = Xc.T @ Xc / 150 + first.gamma * np.eye(8)
+    C = Xc.T @ first.targets / 150
+    W = stiefel_quadratic(G, C, first.W, max_iter=1)[0]
+    np.testing.assert_allclose(second.W, W, rtol=1e-9, atol=1e-12)
+    assert np.abs(W - stiefel_quadratic(G, C, max_iter=1)[0]).max() > 1e-3
