@@ -23,6 +23,11 @@ TESTS[svm_head]='"tests/closedform/test_svm_head.py", "tests/closedform/test_squ
 SOURCE[squared_hinge]='"closedform/squared_hinge.py"';     TESTS[squared_hinge]='"tests/closedform/test_squared_hinge.py"'
 SOURCE[trial]='"solvers/torch/optim/trial.py"';            TESTS[trial]='"tests/solvers/torch/optim/test_trial.py"'
 SOURCE[topk]='"solvers/torch/sparse/topk.py"';             TESTS[topk]='"tests/solvers/torch/sparse/test_topk.py"'
+# the torch optimizers' core against the optimizer tests; the two-rank DDP test spawns processes
+# that cannot import the mutated tree, so it is deselected (it runs in the default suite)
+OPTIM_TESTS='"tests/solvers/torch/optim", "--deselect", "tests/solvers/torch/optim/test_line_search.py::test_ddp_ranks_take_the_same_decisions"'
+SOURCE[functional]='"solvers/torch/optim/_functional.py"';  TESTS[functional]=$OPTIM_TESTS
+SOURCE[line_search]='"solvers/torch/optim/line_search.py"'; TESTS[line_search]=$OPTIM_TESTS
 
 module=${1:-}
 if [[ -z "$module" || -z "${SOURCE[$module]:-}" ]]; then
