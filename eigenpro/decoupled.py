@@ -38,15 +38,19 @@ size follow EigenPro 2.0's rule from the same spectrum (the projection only
 shrinks the operator, so the rule stays stable).
 
 ``K_ZZ`` is factored once (:class:`CholeskyProjection`, ``p^3 / 3``) and
-``K_ZZ^-1 K_ZS V D`` and ``K_ZS V`` (``p x k``) are formed once: a step costs
-the batch's kernel block ``K_BZ`` (``m p d``), two products with it and one
-pair of triangular solves (``2 p^2 l``), below the block's cost when
-``p l < m d``. The reference code (EigenPro 3) runs an inner EigenPro
-iteration on ``K_ZZ`` after every batch instead, ``O(p^2 d)`` per batch
-([EigenPro 4] delays it over several batches to amortise it); with the factor
-at hand neither is needed while ``8 p^2`` bytes fit the memory budget. With
-``Z = X`` the step is EigenPro 2's (``K_ZZ^-1 K_ZB`` selects the batch's
-coefficients), which the tests check.
+``K_ZS V`` (and, for given centres, ``K_ZZ^-1 K_ZS V D``; ``p x k``) formed
+once. A step costs the batch's kernel block ``K_BZ`` (``m p d``), two
+products with it and a pair of triangular solves (``2 p^2 l``, but a pass
+over the factor's ``8 p^2`` bytes: 0.47 s at ``p = 20000`` here). The
+reference code (EigenPro 3) runs an inner EigenPro iteration on ``K_ZZ``
+after every batch instead, ``O(p^2 d)`` per batch; EigenPro 4 delays the
+projection over several batches, keeping the batches as temporary centres
+meanwhile, and so does :func:`run_delayed_epoch` for centres drawn from the
+rows (every ``project_every`` batches, about ``p / (4 m)``): an epoch then
+costs about ``1.1 n p d`` plus ``n / (m T)`` projections. With ``Z = X`` the
+step is EigenPro 2's (``K_ZZ^-1 K_ZB`` selects the batch's coefficients),
+whatever the delay, which the tests check. The model returned is the mean of
+the iterates after the first epoch (:class:`IterateAverage`).
 
 References
 ----------
