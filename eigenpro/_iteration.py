@@ -78,6 +78,8 @@ __all__ = [
     "initial_coefficients",
     "make_plan",
     "plan_settings",
+    "resolve_kernel",
+    "resolve_subsample_size",
     "resume_plan",
     "run_epoch",
     "train_mse",
@@ -361,6 +363,21 @@ def batch_and_step(precond, n_samples, settings):
     return m, eta
 
 
+def resolve_kernel(settings, X):
+    """The settings' kernel, its bandwidth from ``X`` when none is given."""
+    kernel = make_kernel(settings.kernel, settings.bandwidth)
+    if getattr(kernel, "bandwidth", 0.0) is None:
+        kernel = kernel.with_bandwidth(kernel.default_bandwidth(X))
+    return kernel
+
+
+def resolve_subsample_size(settings, n_samples, device, memory_budget):
+    """The Nyström subsample size: the user's (at most ``n``) or :func:`default_subsample_size`."""
+    if settings.subsample_size == "auto":
+        return default_subsample_size(n_samples, device, memory_budget)
+    return min(int(settings.subsample_size), n_samples)
+
+
 def make_plan(settings, data, rng, permutation=None):
     """Kernel, permutation, preconditioner, batch and step size, training matrix.
 
@@ -371,14 +388,9 @@ def make_plan(settings, data, rng, permutation=None):
     """
     xp, device = get_namespace_and_device(data.X)
     n = data.n_samples
-    kernel = make_kernel(settings.kernel, settings.bandwidth)
-    if getattr(kernel, "bandwidth", 0.0) is None:
-        kernel = kernel.with_bandwidth(kernel.default_bandwidth(data.X))
+    kernel = resolve_kernel(settings, data.X)
     budget = resolve_memory_budget(settings.memory_budget, xp, device)
-    if settings.subsample_size == "auto":
-        s = default_subsample_size(n, device, budget)
-    else:
-        s = min(int(settings.subsample_size), n)
+    s = resolve_subsample_size(settings, n, device, budget)
 
     perm_host = rng.permutation(n) if permutation is None else permutation
     perm = xp.asarray(perm_host, dtype=xp.int64, device=device)

@@ -80,10 +80,10 @@ from eigenpro._iteration import (
     batch_and_step,
     check_inputs,
     coordinate_step,
-    default_subsample_size,
     fit_preconditioner,
+    resolve_kernel,
+    resolve_subsample_size,
 )
-from eigenpro.kernels import make_kernel
 from eigenpro.preconditioner import NystromPreconditioner
 from solvers._validation import Integral, StrOptions, interval, validate_params
 from solvers.backend import (
@@ -321,14 +321,9 @@ def make_decoupled_plan(settings, data, centers, center_rows, rng, settings_ever
     """
     xp, device = get_namespace_and_device(centers)
     n, p = data.n_samples, centers.shape[0]
-    kernel = make_kernel(settings.kernel, settings.bandwidth)
-    if getattr(kernel, "bandwidth", 0.0) is None:
-        kernel = kernel.with_bandwidth(kernel.default_bandwidth(data.X))
+    kernel = resolve_kernel(settings, data.X)
     budget = resolve_memory_budget(settings.memory_budget, xp, device)
-    if settings.subsample_size == "auto":
-        s = default_subsample_size(n, device, budget)
-    else:
-        s = min(int(settings.subsample_size), n)
+    s = resolve_subsample_size(settings, n, device, budget)
     order = rng.permutation(n) if center_rows is None else center_rows
     if center_rows is not None:
         s = min(s, p)  # S among the centres: P_Z is then P restricted to H_Z

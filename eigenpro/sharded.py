@@ -56,9 +56,9 @@ from eigenpro._iteration import (
     check_inputs,
     check_resumed_plan,
     coordinate_step,
-    default_subsample_size,
     fit_preconditioner,
     plan_settings,
+    resolve_subsample_size,
 )
 from eigenpro.kernels import make_kernel
 from eigenpro.preconditioner import NystromPreconditioner
@@ -234,10 +234,7 @@ def make_sharded_plan(settings, comm, shard, rng, permutation=None):
         sample = gather_rows(comm, shard, shard.X, np.arange(0, n, step))
         kernel = kernel.with_bandwidth(kernel.default_bandwidth(sample))
     budget = resolve_memory_budget(settings.memory_budget, xp, device)
-    if settings.subsample_size == "auto":
-        s = default_subsample_size(n, device, budget)
-    else:
-        s = min(int(settings.subsample_size), n)
+    s = resolve_subsample_size(settings, n, device, budget)
     perm = rng.permutation(n) if permutation is None else permutation
     timings = {}
     t_mark = time.perf_counter()
