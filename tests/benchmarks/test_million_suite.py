@@ -18,7 +18,9 @@ def test_smooth_regression_keeps_a_prefix_and_its_test_set():
     np.testing.assert_array_equal(a.X_train, b.X_train[: chunk + 100])
     np.testing.assert_array_equal(a.y_train, b.y_train[: chunk + 100])
     np.testing.assert_array_equal(a.X_test, b.X_test[:300])
-    np.testing.assert_array_equal(a.f_test, b.f_test[:300])
+    # the teacher is one matrix product over all test rows: with BLAS threads its sums
+    # may add in another order for another row count (seen: 1 ulp on 6 of 300 rows)
+    np.testing.assert_allclose(a.f_test, b.f_test[:300], rtol=1e-13, atol=1e-15)
     assert b.X_train.shape == (2 * chunk + 7, 8) and b.X_train.dtype == np.float32
     assert b.X_train.min() >= 0.0 and b.X_train.max() <= 1.0
     # train and test rows come from different generators
