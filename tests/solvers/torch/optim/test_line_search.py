@@ -631,16 +631,16 @@ def test_documented_defaults_and_fresh_counters():
 def test_betas_are_checked_in_the_half_open_unit_interval_naming_the_class():
     w = torch.zeros(2, requires_grad=True)
     AdaSLS([w], betas=(0.0, 0.0))  # [0, 1)
-    first, second = r"betas\[0\]", r"betas\[1\]"
+    first, second = r"The 'betas\[0\]' parameter of AdaSLS", r"The 'betas\[1\]' parameter of AdaSLS"
     for betas, which in [((1.0, 0.9), first), ((1.5, 0.9), first), ((0.9, 1.0), second)]:
-        with pytest.raises(ValueError, match=rf"{which}.*AdaSLS|AdaSLS.*{which}"):
+        with pytest.raises(ValueError, match=which):
             AdaSLS([w], betas=betas)
     opt = AdaSLS([w])
-    with pytest.raises(ValueError, match=r"betas\[0\].*AdaSLS|AdaSLS.*betas\[0\]"):
+    with pytest.raises(ValueError, match=first):
         opt.add_param_group({"params": [torch.zeros(1)], "betas": (2.0, 0.9)})
     state = opt.state_dict()
     state["param_groups"][0]["betas"] = (0.9, 2.0)
-    with pytest.raises(ValueError, match=r"betas\[1\].*AdaSLS|AdaSLS.*betas\[1\]"):
+    with pytest.raises(ValueError, match=second):
         opt.load_state_dict(state)
     with pytest.raises(
         TypeError, match=r"^state_dict must be the dict of AdaSLS\.state_dict\(\); got a str\.$"
