@@ -312,7 +312,7 @@ class DecoupledPlan:
         return coef[:, 0] if vector_target else coef
 
 
-def make_decoupled_plan(settings, data, centers, center_rows, rng, settings_every="auto"):
+def make_decoupled_plan(settings, data, centers, center_rows, rng, project_every="auto"):
     """Kernel, Nyström preconditioner, projection, batch and step size.
 
     ``centers`` are the centres; ``center_rows`` the training rows they are
@@ -327,15 +327,14 @@ def make_decoupled_plan(settings, data, centers, center_rows, rng, settings_ever
     order = rng.permutation(n) if center_rows is None else center_rows
     if center_rows is not None:
         s = min(s, p)  # S among the centres: P_Z is then P restricted to H_Z
-    rows = xp.asarray(order[: min(n, 2 * s)], dtype=xp.int64, device=device)
+    rows = np.asarray(order[: min(n, 2 * s)])
     timings = {}
     t_mark = time.perf_counter()
-    precond = fit_preconditioner(
-        kernel, take_rows(xp, _on(data.X, xp, device), rows), s, settings, n_train=n
-    )
+    X_pre = _training_rows(data.X, rows, centers)  # S, then the calibration rows
+    precond = fit_preconditioner(kernel, X_pre, s, settings, n_train=n)
     timings["preconditioner"] = time.perf_counter() - t_mark
     t_mark = time.perf_counter()
-    S = take_rows(xp, _on(data.X, xp, device), rows[:s])
+    S = X_pre[:s, :]
     projection = CholeskyProjection(kernel, centers, memory_budget=budget)
     left = budget - projection.nbytes
     among = center_rows is not None
@@ -344,8 +343,7 @@ def make_decoupled_plan(settings, data, centers, center_rows, rng, settings_ever
         left -= 2 * p * precond.n_components_ * itemsize(xp, centers.dtype)
     tile = rows_per_block(p, itemsize(xp, centers.dtype), max(left, 2**22), n_buffers=3)
     # rows outside the subsample when there are enough, else the subsample itself
-    held_out = rows[s:] if rows.shape[0] - s >= MIN_HELD_OUT else rows[:s]
-    X_h = take_rows(xp, _on(data.X, xp, device), held_out)
+    X_h = X_pre[s:, :] if rows.shape[0] - s >= MIN_HELD_OUT else S
     top = projected_top_eigenvalue(kernel, X_h, centers, projection, at_centers, precond, tile)
     top = top + float(settings.alpha) / n
     if top > precond.preconditioned_eigenvalue_:
@@ -367,7 +365,7 @@ def make_decoupled_plan(settings, data, centers, center_rows, rng, settings_ever
         subsample=order[:s],
         preconditioner=precond,
         correction_at_centers=at_centers,
-        project_every=_project_every(settings_every, p, m, among),
+        project_every=_project_every(project_every, p, m, among),
         projection=projection,
         batch_size=m,
         step_size=eta,
@@ -515,13 +513,17 @@ def run_decoupled_epoch(plan, coef, batches, average=None):
     return False
 
 
+def _training_rows(A, rows, like):
+    """``A[rows]`` (rows of the training data, where they live), moved to ``like``'s device."""
+    xp_a, device_a = get_namespace_and_device(A)
+    xp, device = get_namespace_and_device(like)
+    idx = xp_a.asarray(np.asarray(rows), dtype=xp_a.int64, device=device_a)
+    return _on(take_rows(xp_a, A, idx), xp, device)
+
+
 def _batch(plan, rows, like):
     """The batch's points and targets, moved to ``like``'s namespace and device."""
-    xp, device = get_namespace_and_device(like)
-    idx = xp.asarray(rows, dtype=xp.int64, device=get_namespace_and_device(plan.X)[1])
-    X_B = _on(take_rows(_xp_of(plan.X), plan.X, idx), xp, device)
-    Y_B = _on(take_rows(_xp_of(plan.Y), plan.Y, idx), xp, device)
-    return X_B, Y_B
+    return _training_rows(plan.X, rows, like), _training_rows(plan.Y, rows, like)
 
 
 def run_delayed_epoch(plan, coef, batches, average=None):
@@ -634,16 +636,10 @@ class IterateAverage:
         return self.xp.astype(self.total / max(self.count, 1), self.dtype)
 
 
-def _xp_of(array):
-    return get_namespace_and_device(array)[0]
-
-
 def decoupled_mse(plan, coef):
     """Training MSE of ``K_XZ coef`` on the plan's fixed subset of rows (the data term only)."""
-    xp, device = get_namespace_and_device(coef)
-    idx = xp.asarray(plan.loss_rows, dtype=xp.int64, device=get_namespace_and_device(plan.X)[1])
-    X_L = _on(take_rows(_xp_of(plan.X), plan.X, idx), xp, device)
-    Y_L = _on(take_rows(_xp_of(plan.Y), plan.Y, idx), xp, device)
+    xp, _ = get_namespace_and_device(coef)
+    X_L, Y_L = _batch(plan, plan.loss_rows, coef)
     total = 0.0
     for a in range(0, X_L.shape[0], plan.tile_rows):
         b = min(a + plan.tile_rows, X_L.shape[0])
