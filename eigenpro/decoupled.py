@@ -226,8 +226,12 @@ def _float64_gram(kernel, Z64, memory_budget):
 def _cholesky_in_place(xp, K, jitter):
     """Lower Cholesky factor of ``K + jitter I`` (NumPy factors ``K``'s own memory), or None."""
     p = K.shape[0]
-    idx = xp.arange(p, device=get_namespace_and_device(K)[1])
-    K[idx, idx] = K[idx, idx] + jitter
+    device = get_namespace_and_device(K)[1]
+    if namespace_kind(xp) in ("numpy", "torch", "cupy"):
+        idx = xp.arange(p, device=device)
+        K[idx, idx] = K[idx, idx] + jitter
+    else:  # the standard has no integer-array assignment
+        K = K + jitter * xp.eye(p, dtype=K.dtype, device=device)
     try:
         if namespace_kind(xp) == "numpy":
             import scipy.linalg
@@ -783,9 +787,7 @@ def _resolve_centers(X, centers, n_centers, rng):
         raise ValueError("Give exactly one of centers and n_centers.")
     if centers is None:
         order = select_centers(X, n_centers, rng)
-        xp, _ = get_namespace_and_device(X)
-        idx = xp.asarray(order[: int(n_centers)], dtype=xp.int64)
-        return take_rows(xp, X, idx), order
+        return _training_rows(X, order[: int(n_centers)], X), order
     xp, device = get_namespace_and_device(X)
     Z = to_namespace(centers, xp, device)
     if Z.ndim != 2 or Z.shape[1] != X.shape[1]:

@@ -27,6 +27,7 @@ from eigenpro import EigenProClassifier, EigenProRegressor
 ESTIMATORS = [
     (EigenProClassifier(n_epochs=2, random_state=0), ("n_epochs", 0)),
     (EigenProRegressor(n_epochs=2, random_state=0), ("alpha", -1.0)),
+    (EigenProClassifier(n_centers=50, n_epochs=2, random_state=0), ("n_centers", 0)),
     (ManifoldNetClassifier(hidden_layer_sizes=(16,), max_iter=2, random_state=0), ("mu", -1.0)),
     (ManifoldNetRegressor(hidden_layer_sizes=(16,), max_iter=2, random_state=0), ("tol", -1.0)),
     (StiefelSVC(max_iter=10), ("max_iter", 0)),

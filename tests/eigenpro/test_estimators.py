@@ -25,6 +25,8 @@ digits_X = digits_X / 16.0
         EigenProClassifier(),
         EigenProRegressor(kernel="laplacian", alpha=1e-3, precompute_kernel=False),
         EigenProClassifier(kernel=Laplacian(), n_epochs=3),
+        EigenProRegressor(n_centers=10),
+        EigenProClassifier(n_centers=10, n_epochs=3),
     ]
 )
 def test_sklearn_compatible(estimator, check):
