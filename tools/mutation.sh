@@ -28,6 +28,7 @@ SOURCE[topk]='"solvers/torch/sparse/topk.py"';             TESTS[topk]='"tests/s
 OPTIM_TESTS='"tests/solvers/torch/optim", "--deselect", "tests/solvers/torch/optim/test_line_search.py::test_ddp_ranks_take_the_same_decisions"'
 SOURCE[functional]='"solvers/torch/optim/_functional.py"';  TESTS[functional]=$OPTIM_TESTS
 SOURCE[line_search]='"solvers/torch/optim/line_search.py"'; TESTS[line_search]=$OPTIM_TESTS
+SOURCE[densities]='"solvers/torch/sparse/densities.py"';   TESTS[densities]='"tests/solvers/torch/sparse/test_densities.py"'
 
 module=${1:-}
 if [[ -z "$module" || -z "${SOURCE[$module]:-}" ]]; then
