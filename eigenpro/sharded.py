@@ -240,8 +240,9 @@ def make_sharded_plan(settings, comm, shard, rng, permutation=None):
     t_mark = time.perf_counter()
     X_pre = gather_rows(comm, shard, shard.X, perm[: min(n, 2 * s)])
     precond = None
-    if comm.rank == 0:
-        precond = fit_preconditioner(kernel, X_pre, s, settings, n_train=n)
+    with comm.raise_together("eigenpro_solve: fitting the preconditioner on rank 0"):
+        if comm.rank == 0:  # a degenerate kernel raises there, and then on every rank
+            precond = fit_preconditioner(kernel, X_pre, s, settings, n_train=n)
     precond = broadcast_preconditioner(comm, precond, s, shard.X.dtype, xp, device, settings)
     timings["preconditioner"] = time.perf_counter() - t_mark
     m, eta = batch_and_step(precond, n, settings)

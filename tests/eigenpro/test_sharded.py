@@ -254,3 +254,18 @@ def test_estimator_bad_input_raises_on_every_rank(gloo_ranks, case, error, match
     for rep in gloo_ranks(_estimator_bad, case, timeout=PATIENT):
         assert rep["error"] == error, rep
         assert match in rep["message"]
+
+
+def _degenerate(rank):
+    X, Y = _rows(rank)
+    return sharded_eigenpro_solve(lambda A, B: -np.ones((len(A), len(B))), X, Y,
+                                  process_group="world", n_epochs=1,
+                                  **{**KW, "bandwidth": None})  # fmt: skip
+
+
+def test_a_preconditioner_that_fails_on_rank_0_raises_on_both(gloo_ranks):
+    # the kernel is not positive semi-definite: rank 0's fit raises, rank 1 must not wait
+    for rep in gloo_ranks(_degenerate):
+        assert rep["error"] == "ValueError", rep
+        assert "positive semi-definite" in rep["message"]
+        assert rep["elapsed"] < GLOO_TIMEOUT
