@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: BSD-3-Clause
 """eigenpro.decoupled: EigenPro 3 on centres apart from the data."""
 
+from typing import NamedTuple
+
 import numpy as np
 import pytest
 from sklearn.kernel_approximation import Nystroem
@@ -21,9 +23,17 @@ def _data(n=300, seed=0):
     return X, np.sin(4 * X[:, :1]) + X[:, 1:2]
 
 
-def test_all_rows_as_centres_take_eigenpro2_steps():
-    # Z = X: K_ZZ^-1 K_ZB g is the batch's own coefficients, so one epoch over
-    # the same batches gives EigenPro 2's function (up to the projection's jitter)
+class AllRowsRun(NamedTuple):
+    """One EigenPro 2 epoch on 300 rows, and a decoupled plan with every row a centre."""
+
+    eigenpro2: object  # its plan
+    coef: object  # EigenPro 2's coefficients after the epoch
+    decoupled: object  # the decoupled plan
+    centers: object
+    batches: list  # the epoch's batches, as training rows
+
+
+def _all_rows_run(project_every="auto"):
     X, Y = _data()
     settings = SolverSettings(
         kernel="gaussian", bandwidth=BANDWIDTH, batch_size=50, subsample_size=100
@@ -33,27 +43,33 @@ def test_all_rows_as_centres_take_eigenpro2_steps():
     coef = np.zeros((300, 1))
     order = np.random.RandomState(1).permutation(len(plan.matrix.blocks))
     run_epoch(plan, coef, order)
-
     rng = check_random_state(0)
     Z, rows = dc._resolve_centers(data.X, None, 300, rng)
-    dplan = dc.make_decoupled_plan(settings, data, Z, rows, rng)
-    perm = np.asarray(plan.permutation)
-    assert np.array_equal(rows, perm)
-    assert (dplan.batch_size, dplan.step_size) == (plan.batch_size, plan.step_size)
-    theta = np.zeros((300, 1))
-    blocks = plan.matrix.blocks
-    dc.run_decoupled_epoch(dplan, theta, [perm[blocks[r][0] : blocks[r][1]] for r in order])
+    dplan = dc.make_decoupled_plan(settings, data, Z, rows, rng, project_every)
+    perm, blocks = np.asarray(plan.permutation), plan.matrix.blocks
+    assert np.array_equal(rows, perm)  # the same draws: the same subsample and batches
+    batches = [perm[blocks[r][0] : blocks[r][1]] for r in order]
+    return AllRowsRun(plan, coef, dplan, Z, batches)
+
+
+def _same_function(run, theta):
     X_new = np.random.default_rng(5).uniform(size=(200, 3))
-    ours = dplan.kernel(X_new, Z) @ theta
-    theirs = dplan.kernel(X_new, plan.X) @ coef
+    ours = run.decoupled.kernel(X_new, run.centers) @ theta
+    theirs = run.decoupled.kernel(X_new, run.eigenpro2.X) @ run.coef
     # measured 1.7e-6 (jitter 1e-7 of k(z, z) on a numerically singular K_ZZ)
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
     assert np.abs(theirs).max() > 1.0
 
 
-def _nystrom_solution(kernel, X, Y, Z, alpha):
-    K_xz, K_zz = kernel(X, Z), kernel(Z, Z)
-    return np.linalg.lstsq(K_xz.T @ K_xz + alpha * K_zz, K_xz.T @ Y, rcond=None)[0]
+def test_all_rows_as_centres_take_eigenpro2_steps():
+    # Z = X: K_ZZ^-1 K_ZB g is the batch's own coefficients, so one epoch over
+    # the same batches gives EigenPro 2's function (up to the projection's jitter)
+    run = _all_rows_run()
+    plan, dplan = run.eigenpro2, run.decoupled
+    assert (dplan.batch_size, dplan.step_size) == (plan.batch_size, plan.step_size)
+    theta = np.zeros((300, 1))
+    dc.run_decoupled_epoch(dplan, theta, run.batches)
+    _same_function(run, theta)
 
 
 @pytest.mark.parametrize("project_every", [1, 3, 100])
@@ -61,28 +77,20 @@ def test_delayed_projection_on_all_rows_takes_eigenpro2_steps(project_every):
     # EigenPro 4 keeps each batch as temporary centres until the projection: with
     # Z = X those are centres already, so the function after every batch, and
     # after the epoch's final projection, is EigenPro 2's whatever the delay
-    X, Y = _data()
-    settings = SolverSettings(
-        kernel="gaussian", bandwidth=BANDWIDTH, batch_size=50, subsample_size=100
-    )
-    data = check_inputs(X, Y)
-    plan = make_plan(settings, data, check_random_state(0))
-    coef = np.zeros((300, 1))
-    order = np.random.RandomState(1).permutation(len(plan.matrix.blocks))
-    run_epoch(plan, coef, order)
-
-    rng = check_random_state(0)
-    Z, rows = dc._resolve_centers(data.X, None, 300, rng)
-    dplan = dc.make_decoupled_plan(settings, data, Z, rows, rng, project_every)
+    run = _all_rows_run(project_every)
+    dplan = run.decoupled
     assert dplan.subsample_among_centers and dplan.project_every == project_every
-    perm, blocks = np.asarray(plan.permutation), plan.matrix.blocks
     theta = np.zeros((300, 1))
     average = dc.IterateAverage(theta)
-    dc.run_delayed_epoch(dplan, theta, [perm[blocks[r][0] : blocks[r][1]] for r in order], average)
-    assert average.count == -(-len(blocks) // project_every)  # one mean entry per projection
-    X_new = np.random.default_rng(5).uniform(size=(200, 3))
-    np.testing.assert_allclose(dplan.kernel(X_new, Z) @ theta, dplan.kernel(X_new, plan.X) @ coef,
-                               atol=1e-5)  # fmt: skip
+    dc.run_delayed_epoch(dplan, theta, run.batches, average)
+    # one entry of the mean per projection
+    assert average.count == -(-len(run.batches) // project_every)
+    _same_function(run, theta)
+
+
+def _nystrom_solution(kernel, X, Y, Z, alpha):
+    K_xz, K_zz = kernel(X, Z), kernel(Z, Z)
+    return np.linalg.lstsq(K_xz.T @ K_xz + alpha * K_zz, K_xz.T @ Y, rcond=None)[0]
 
 
 def test_delayed_and_projected_steps_agree_for_drawn_centres():
