@@ -533,19 +533,18 @@ def _batch(plan, rows, like):
 def run_delayed_epoch(plan, coef, batches, average=None):
     """One pass with EigenPro 4's delayed projection; ``coef`` updated in place.
 
-    For centres drawn from the rows (S is their first ``s``). A batch's step
-    ``-(eta / m) sum_B g_i k(., x_i)`` is kept as temporary centres (the
-    batch's points with coefficients ``-(eta / m) g``) and its values at the
-    centres, ``K_ZB``'s product, are accumulated; the EigenPro correction
-    (on S) and the penalty's gradient lie in ``H_Z`` and go to ``coef`` at
-    once. Every ``plan.project_every`` batches (and at the end of the pass)
-    the temporaries are projected, ``coef += K_ZZ^-1 (accumulated values)``,
-    and dropped: predictions in between use ``f = K(., Z) coef + K(., T)
-    beta``, so the function is updated exactly after every batch; only the
-    projection waits. With ``project_every=1`` the iterates are
-    :func:`run_decoupled_epoch`'s (up to the projection's jitter). Adds
-    ``coef`` to ``average`` after every projection. Returns ``True`` when a
-    batch diverged.
+    For centres drawn from the rows (S is their first ``s``). A batch's step ``-(eta / m) sum_B
+    g_i k(., x_i)`` is kept as temporary centres (the batch's points with coefficients ``-(eta /
+    m) g``) and its values at the centres, ``K_ZB``'s product, are accumulated; the EigenPro
+    correction (on S) and the penalty's gradient lie in ``H_Z`` and go to ``coef`` at once (the
+    penalty's gradient is taken on the centres' part of ``f``: it leaves out the pending
+    temporaries, exact for ``project_every=1`` and a term of order ``alpha / n`` otherwise).
+    Every ``plan.project_every`` batches (and at the end of the pass) the temporaries are
+    projected, ``coef += K_ZZ^-1 (accumulated values)``, and dropped: predictions in between use
+    ``f = K(., Z) coef + K(., T) beta``, so the function is updated exactly after every batch;
+    only the projection waits. With ``project_every=1`` the iterates are
+    :func:`run_decoupled_epoch`'s (up to the projection's jitter). Adds ``coef`` to ``average``
+    after every projection. Returns ``True`` when a batch diverged.
     """
     xp, device = get_namespace_and_device(coef)
     n, (p, n_outputs) = plan.X.shape[0], coef.shape
