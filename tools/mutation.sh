@@ -29,6 +29,8 @@ OPTIM_TESTS='"tests/solvers/torch/optim", "--deselect", "tests/solvers/torch/opt
 SOURCE[functional]='"solvers/torch/optim/_functional.py"';  TESTS[functional]=$OPTIM_TESTS
 SOURCE[line_search]='"solvers/torch/optim/line_search.py"'; TESTS[line_search]=$OPTIM_TESTS
 SOURCE[densities]='"solvers/torch/sparse/densities.py"';   TESTS[densities]='"tests/solvers/torch/sparse/test_densities.py"'
+SOURCE[proximal]='"solvers/torch/optim/proximal.py"';       TESTS[proximal]='"tests/solvers/torch/optim/test_proximal.py"'
+SOURCE[layers]='"solvers/torch/sparse/layers.py"';          TESTS[layers]='"tests/solvers/torch/sparse/test_layers.py"'
 
 module=${1:-}
 if [[ -z "$module" || -z "${SOURCE[$module]:-}" ]]; then
