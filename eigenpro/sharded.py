@@ -384,6 +384,29 @@ def sharded_train_mse(plan, coef):
     return float(xp.sum(R * R)) / (R.shape[0] * coef.shape[1])
 
 
+def starting_point(plan, shard, resume=None):
+    """``(plan, coef, settings)``: this rank's starting coefficients and the run's settings.
+
+    Resuming, the plan takes the checkpoint's step size (after checking it
+    resolved the same settings), the coefficients are this rank's rows of the
+    checkpoint's gathered ones, and the settings the checkpoint's; otherwise
+    ``coef0`` (a copy) or zeros, and the plan's settings.
+    """
+    xp, device = get_namespace_and_device(shard.X)
+    n_rows = shard.X.shape[0]
+    if resume is None:
+        if shard.coef0 is None:
+            coef = xp.zeros((n_rows, shard.n_outputs), dtype=shard.X.dtype, device=device)
+        else:
+            coef = xp.astype(shard.coef0, shard.X.dtype, copy=True)
+        return plan, coef, plan_settings(plan, shard.n_outputs)
+    check_resumed_plan(plan, resume, shard.n_outputs)
+    full = resume.coef[:, None] if resume.coef.ndim == 1 else resume.coef
+    mine = xp.asarray(full[shard.offset : shard.offset + n_rows, :], device=device)
+    coef = xp.astype(mine, shard.X.dtype, copy=True)
+    return replace(plan, step_size=resume.step_size), coef, resume.settings
+
+
 def sharded_eigenpro_solve(
     kernel,
     X,
@@ -453,25 +476,7 @@ def sharded_eigenpro_solve(
             permutation = check_checkpoint(resume, whole, settings.n_epochs, shard.coef0)
     rng = shared_generator(comm, random_state, resume)
     plan = make_sharded_plan(settings, comm, shard, rng, permutation)
-    xp, device = get_namespace_and_device(shard.X)
-    if resume is not None:
-        check_resumed_plan(plan, resume, shard.n_outputs)
-        plan = replace(plan, step_size=resume.step_size)
-        full = resume.coef[:, None] if resume.coef.ndim == 1 else resume.coef
-        start = shard.offset
-        coef = xp.astype(
-            xp.asarray(full[start : start + shard.X.shape[0], :], device=device),
-            shard.X.dtype,
-            copy=True,
-        )
-        started = resume.settings
-    else:
-        coef = (
-            xp.zeros((shard.X.shape[0], shard.n_outputs), dtype=shard.X.dtype, device=device)
-            if shard.coef0 is None
-            else xp.astype(shard.coef0, shard.X.dtype, copy=True)
-        )
-        started = plan_settings(plan, shard.n_outputs)
+    plan, coef, started = starting_point(plan, shard, resume)
     mse = sharded_train_mse(plan, coef)
     guard = DivergenceGuard(coef, mse, plan.zero_mse)
     log = EpochLog(settings, plan, shard.vector_target, t_start, mse, resume)
