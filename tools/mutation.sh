@@ -31,6 +31,12 @@ SOURCE[line_search]='"solvers/torch/optim/line_search.py"'; TESTS[line_search]=$
 SOURCE[densities]='"solvers/torch/sparse/densities.py"';   TESTS[densities]='"tests/solvers/torch/sparse/test_densities.py"'
 SOURCE[proximal]='"solvers/torch/optim/proximal.py"';       TESTS[proximal]='"tests/solvers/torch/optim/test_proximal.py"'
 SOURCE[layers]='"solvers/torch/sparse/layers.py"';          TESTS[layers]='"tests/solvers/torch/sparse/test_layers.py"'
+# the sparse controllers against the sparse tests less the two-rank ones (spawned ranks cannot
+# import the mutated tree; they run in the default suite)
+SPARSE_TESTS='"tests/solvers/torch/sparse", "--deselect", "tests/solvers/torch/sparse/test_distributed.py", "--deselect", "tests/solvers/torch/sparse/test_controller_contract.py::test_masks_identical_on_two_ddp_ranks"'
+for name in controller dynamic pruning gradual lottery optimizer_state ssgd; do
+    SOURCE[$name]="\"solvers/torch/sparse/$name.py\""; TESTS[$name]=$SPARSE_TESTS
+done
 
 module=${1:-}
 if [[ -z "$module" || -z "${SOURCE[$module]:-}" ]]; then
