@@ -22,7 +22,6 @@ non-finite loss or a closure raising inside a trial leaves it untouched.
 from __future__ import annotations
 
 import math
-import weakref
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -34,8 +33,6 @@ __all__ = [
     "GroupStep",
     "commit",
     "gather",
-    "grad_marks",
-    "grads_unchanged",
     "group_transforms",
     "inner",
     "origin_buffers",
@@ -165,22 +162,6 @@ def origin_buffers(buffers, params):
         out.append(buf)
     torch._foreach_copy_(out, params)
     return out
-
-
-def grad_marks(params):
-    """What identifies the current gradients (weak references and in-place versions)."""
-    return [(weakref.ref(p.grad), p.grad._version) if p.grad is not None else None for p in params]
-
-
-def grads_unchanged(params, marks):
-    """Whether the gradients are still those :func:`grad_marks` saw."""
-    for p, mark in zip(params, marks, strict=True):
-        if mark is None or p.grad is None:
-            if (mark is None) != (p.grad is None):
-                return False
-        elif mark[0]() is not p.grad or mark[1] != p.grad._version:
-            return False
-    return True
 
 
 def search_step(config, parts, *, f0, pp_groups, previous, eps, eta_max, trial, origins, state):

@@ -345,31 +345,13 @@ class LineSearchOptimizer(Optimizer):
         trial = TrialEvaluator(all_params, closure, group_ddp, world) if closure else None
         try:
             if loss is None:
-                loss = self._first_evaluation(trial, all_params)
+                loss = trial.first()
             elif trial is not None:
                 trial.begin()
             return self._step(config, trial, loss, group_ddp, world)
         finally:
             if trial is not None:
                 trial.finish()
-
-    @staticmethod
-    def _first_evaluation(trial, params):
-        """The closure at the current point, with its gradients in ``.grad``; its loss."""
-        marks = F.grad_marks(params)
-        loss = trial.first()
-        if (
-            isinstance(loss, torch.Tensor)
-            and loss.requires_grad
-            and F.grads_unchanged(params, marks)
-        ):
-            # the closure did not run backward: the gradients present (if any) are
-            # a previous step's, so replace them rather than accumulate into them
-            for p in params:
-                p.grad = None
-            with torch.enable_grad():
-                loss.backward()
-        return loss
 
     def _step(self, config, trial, loss, group_ddp, world):
         f0_t = torch.as_tensor(loss).detach().to(torch.float64)

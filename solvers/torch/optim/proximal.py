@@ -43,13 +43,13 @@ line search's maximum step ``lr`` is what decays.
 
 from __future__ import annotations
 
-import weakref
 from numbers import Integral, Real
 from typing import ClassVar
 
 import torch
 
 from solvers._validation import StrOptions, interval, validate_params
+from solvers.torch.optim.trial import call_with_gradients
 from solvers.torch.sparse.amp import amp_grad_scale, amp_step_skipped
 
 __all__ = ["LAM_SCHEDULES", "LR_DECAYS", "Proximal"]
@@ -267,14 +267,9 @@ class Proximal:
 
         def proximal_closure(*a, **k):
             with_grad = torch.is_grad_enabled()  # trial forwards of a line search run without
-            marks = _grad_marks(params) if with_grad else None
-            loss = closure(*a, **k)
-            if with_grad and torch.is_tensor(loss) and loss.requires_grad and _same(marks, params):
-                # a closure that leaves backward to the optimizer: run it here, so the
-                # added term is not mistaken for the closure's gradient
-                for p in params:
-                    p.grad = None
-                loss.backward()
+            # a closure that leaves backward to the optimizer gets it here, so the added
+            # term is not mistaken for the closure's gradient
+            loss = call_with_gradients(closure, params, *a, **k) if with_grad else closure(*a, **k)
             penalty = self.penalty(lams)
             if with_grad:
                 with torch.no_grad():
@@ -339,21 +334,3 @@ class Proximal:
 
 def _as_float(lr):
     return float(lr.item()) if torch.is_tensor(lr) else float(lr)
-
-
-def _grad_marks(params):
-    """A weak reference to each ``.grad`` and its version (they change when a backward runs)."""
-    return [
-        (None, None) if p.grad is None else (weakref.ref(p.grad), p.grad._version) for p in params
-    ]
-
-
-def _same(before, params):
-    """Whether no backward wrote a gradient since ``before``: each ``.grad`` is None (cleared by
-    ``zero_grad``) or the tensor, at the version, of ``before``."""
-    for (ref, version), p in zip(before, params, strict=True):
-        if p.grad is None:
-            continue
-        if ref is None or ref() is not p.grad or p.grad._version != version:
-            return False
-    return True

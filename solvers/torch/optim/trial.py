@@ -15,6 +15,13 @@ function* as the first one and keeps them from touching anything else:
   buffers of every module in training mode before its forward and restore
   them after (BatchNorm's running statistics and ``num_batches_tracked``
   change once per step, from the first forward only).
+- **The first call's backward.** A closure may run ``backward`` itself or
+  leave it to the optimizer, and may zero the gradients (to ``None`` or in
+  place) or not. :func:`call_with_gradients` tells the cases apart by whether
+  a backward accumulated into a parameter during the call (post-accumulate-grad
+  hooks) or a new ``.grad`` tensor was assigned; in-place zeroing is neither.
+  When none was, it clears ``.grad`` and runs the loss's backward, so the
+  step's gradient is this loss's, never missing nor added to a previous one.
 - **Gradients.** ``.grad`` fields are detached before a trial and put back
   after, and ``backward``, ``Module.zero_grad`` and ``Optimizer.zero_grad``
   are no-ops inside trials (they run under ``torch.no_grad()``), so the
@@ -33,12 +40,20 @@ for the duration of a trial.
 from __future__ import annotations
 
 import contextlib
+import weakref
 from numbers import Real
 
 import torch
 from torch.nn.modules import module as _module
 
-__all__ = ["TrialEvaluator", "average_over_ranks", "check_loss", "distributed_group"]
+__all__ = [
+    "GradientWrites",
+    "TrialEvaluator",
+    "average_over_ranks",
+    "call_with_gradients",
+    "check_loss",
+    "distributed_group",
+]
 
 
 def _noop_backward(*args, **kwargs):
@@ -89,6 +104,70 @@ def _buffers_frozen():
         for entries in saved.values():
             for b, copy in entries:
                 b.copy_(copy)
+
+
+class GradientWrites:
+    """Whether gradients were written to ``params`` inside a ``with`` block.
+
+    A write is a backward that accumulated into a parameter's ``.grad`` (seen
+    by a post-accumulate-grad hook, :meth:`torch.Tensor.register_post_accumulate_grad_hook`)
+    or a new tensor assigned to ``.grad``. Zeroing is not: ``zero_grad()``
+    sets ``.grad`` to ``None`` and ``zero_grad(set_to_none=False)`` changes it
+    in place, and neither puts a gradient there. Only weak references to the
+    old ``.grad`` tensors are kept, so a closure that frees them frees their memory.
+
+    Attributes
+    ----------
+    written : bool
+        Set once a write is seen; final when the block exits.
+    """
+
+    def __init__(self, params):
+        self.params = list(params)
+        self.written = False
+        self._handles = []
+        self._before = []
+
+    def _seen(self, _param):
+        self.written = True
+
+    def __enter__(self):
+        self.written = False
+        self._before = [None if p.grad is None else weakref.ref(p.grad) for p in self.params]
+        self._handles = [
+            p.register_post_accumulate_grad_hook(self._seen) for p in self.params if p.requires_grad
+        ]
+        return self
+
+    def __exit__(self, *exc):
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+        for ref, p in zip(self._before, self.params, strict=True):
+            if p.grad is not None and (ref is None or ref() is not p.grad):
+                self.written = True
+        self._before = []
+        return False
+
+
+def call_with_gradients(closure, params, *args, **kwargs):
+    """``closure(*args, **kwargs)``, with the returned loss's gradient in ``params``' ``.grad``.
+
+    A closure that wrote no gradient (see :class:`GradientWrites`) but returns
+    a loss that requires grad left ``backward`` to the caller: its ``.grad``
+    fields are set to ``None`` (a previous step's gradients, or the zeros of an
+    in-place ``zero_grad``, are replaced rather than added to) and
+    ``loss.backward()`` runs. Other losses (plain numbers, detached tensors)
+    are returned as they are.
+    """
+    with GradientWrites(params) as writes:
+        loss = closure(*args, **kwargs)
+    if torch.is_tensor(loss) and loss.requires_grad and not writes.written:
+        for p in params:
+            p.grad = None
+        with torch.enable_grad():
+            loss.backward()
+    return loss
 
 
 def distributed_group(process_group):
@@ -186,10 +265,14 @@ class TrialEvaluator:
             torch.cuda.set_rng_state(s, i)
 
     def first(self):
-        """The closure at the current point, gradients enabled; returns its loss."""
+        """The closure at the current point, gradients enabled; returns its loss.
+
+        The loss's gradient is in the parameters' ``.grad`` afterwards, whether the
+        closure ran ``backward`` or left it (:func:`call_with_gradients`).
+        """
         self._before = self._rng_state()
         with torch.enable_grad():
-            loss = self.closure()
+            loss = call_with_gradients(self.closure, self.params)
         self._after = self._rng_state()
         return check_loss(loss)
 

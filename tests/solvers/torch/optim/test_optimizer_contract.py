@@ -60,10 +60,24 @@ def test_closure_without_backward_is_accepted(make_opt, mlp, data):
     assert closure().item() < l0
 
 
-def test_closure_without_zero_grad_or_backward_uses_fresh_gradients(make_opt, mlp, data):
+CLOSURE_STYLES = {
+    "zero_grad and backward": (True, True),
+    "loss only": (False, None),
+    "zero_grad, no backward": (False, True),
+    "zero in place, no backward": (False, False),
+    "zero in place and backward": (True, False),
+}
+
+
+@pytest.mark.parametrize("style", [s for s in CLOSURE_STYLES if s != "zero_grad and backward"])
+def test_every_closure_style_takes_the_same_steps(make_opt, mlp, data, style):
+    """A closure may zero the gradients (to None or in place) or not, and run backward or leave
+    it to the optimizer: the iterates are those of ``zero_grad(); loss.backward()``, the loss
+    gradient neither missing nor added to the previous step's."""
     X, y = data()
 
     def run(style):
+        backward, set_to_none = CLOSURE_STYLES[style]
         torch.manual_seed(0)
         model = mlp()
         opt = make_opt(model.parameters(), n_batches_per_epoch=4)
@@ -71,17 +85,17 @@ def test_closure_without_zero_grad_or_backward_uses_fresh_gradients(make_opt, ml
             xb, yb = X[k::4], y[k::4]
 
             def closure():
-                if style == "full":
-                    opt.zero_grad()
+                if set_to_none is not None:
+                    opt.zero_grad(set_to_none=set_to_none)
                 loss = torch.nn.functional.cross_entropy(model(xb), yb)
-                if style == "full":
+                if backward:
                     loss.backward()
                 return loss
 
             opt.step(closure)
         return [p.detach().clone() for p in model.parameters()]
 
-    for a, b in zip(run("full"), run("loss only"), strict=True):
+    for a, b in zip(run("zero_grad and backward"), run(style), strict=True):
         assert torch.equal(a, b)
 
 

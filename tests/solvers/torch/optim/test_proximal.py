@@ -509,14 +509,7 @@ def test_frozen_and_gradient_free_parameters_are_left_out():
     [
         "zero_in_place_then_backward",
         "no_zero_grad_no_backward",
-        pytest.param(
-            "zero_in_place_no_backward",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="zero_grad(set_to_none=False) bumps each .grad's version, so the wrapper "
-                "takes the zeroing for a backward and the loss gradient is left out (_same)",
-            ),
-        ),
+        "zero_in_place_no_backward",
     ],
 )
 def test_closures_on_gradients_that_are_kept(mode):

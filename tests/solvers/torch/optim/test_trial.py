@@ -3,6 +3,7 @@
 
 import copy
 import re
+import weakref
 from types import SimpleNamespace
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from solvers.torch.optim import SLS, TrialEvaluator
+from solvers.torch.optim.trial import GradientWrites, call_with_gradients
 
 
 def test_dropout_masks_are_identical_in_all_trials_and_rng_advances_once(mlp, data, make_closure):
@@ -284,10 +286,12 @@ def test_the_rng_of_each_cuda_device_holding_parameters_is_forked(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_rng_state", lambda i: states[i].clone())
     monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, i: restored.append((int(s), i)))
     params = [
-        SimpleNamespace(device=torch.device("cuda", 2), grad=None),
-        SimpleNamespace(device=torch.device("cuda"), grad=None),  # index None: device 0
-        SimpleNamespace(device=torch.device("cpu"), grad=None),
-        SimpleNamespace(device=torch.device("cuda", 2), grad=None),
+        SimpleNamespace(device=torch.device("cuda", 2), grad=None, requires_grad=False),
+        SimpleNamespace(
+            device=torch.device("cuda"), grad=None, requires_grad=False
+        ),  # index None: device 0
+        SimpleNamespace(device=torch.device("cpu"), grad=None, requires_grad=False),
+        SimpleNamespace(device=torch.device("cuda", 2), grad=None, requires_grad=False),
     ]
 
     def closure():
@@ -310,3 +314,96 @@ def test_trial_losses_are_averaged_over_the_given_group(monkeypatch):
     trial = TrialEvaluator([w], lambda: torch.tensor(1.0), "group", 2)
     assert trial().item() == 2.0
     assert ranks.calls[0][2] == "group"
+
+
+def _two_params():
+    w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    b = torch.nn.Parameter(torch.tensor(0.5))
+    return w, b
+
+
+def _loss(w, b):
+    return ((w * 3.0 + b) ** 2).sum()
+
+
+@pytest.mark.parametrize(
+    ("action", "written"),
+    [
+        ("nothing", False),
+        ("zero_grad to None", False),
+        ("zero_grad in place", False),
+        ("autograd.grad, no accumulation", False),
+        ("backward", True),
+        ("zero in place, then backward", True),
+        ("backward into one parameter only", True),
+        ("new .grad tensor assigned", True),
+    ],
+)
+def test_gradient_writes_tell_backward_from_zeroing(action, written):
+    w, b = _two_params()
+    _loss(w, b).backward()  # a previous step's gradients
+    old = w.grad
+    with GradientWrites([w, b]) as writes:
+        if action == "zero_grad to None":
+            w.grad = b.grad = None
+        elif action.startswith("zero") and "in place" in action:
+            w.grad.zero_(), b.grad.zero_()
+        if action == "autograd.grad, no accumulation":
+            torch.autograd.grad(_loss(w, b), [w, b])
+        elif action.endswith("backward"):
+            _loss(w, b).backward()
+        elif action == "backward into one parameter only":
+            (w.sum() * 2).backward()
+        elif action == "new .grad tensor assigned":
+            w.grad = torch.ones(2)
+    assert writes.written is written
+    assert w.grad is None if action == "zero_grad to None" else w.grad is old or written
+    assert not w._post_accumulate_grad_hooks and not b._post_accumulate_grad_hooks  # removed
+
+
+def test_gradient_writes_keep_no_old_gradient_alive():
+    w, _ = _two_params()
+    w.grad = torch.ones(2)
+    with GradientWrites([w]):
+        ref = weakref.ref(w.grad)
+        w.grad = None
+        assert ref() is None  # the closure's zero_grad() frees the old gradient at once
+
+
+@pytest.mark.parametrize("zero", [None, "to None", "in place"])
+def test_call_with_gradients_leaves_exactly_the_loss_gradient(zero):
+    """A closure that returns its loss without backward gets the loss's gradient (not the
+    previous step's plus it, not the zeros of an in-place zeroing); one that runs backward and
+    then clips in place keeps its clipped gradient (backward is not run again)."""
+    w, b = _two_params()
+    _loss(w, b).backward()
+    _loss(w, b).backward()  # stale, doubled gradients
+    expected = torch.autograd.grad(_loss(w, b), [w, b])
+
+    def leaves_backward():
+        if zero == "to None":
+            w.grad = b.grad = None
+        elif zero == "in place":
+            w.grad.zero_(), b.grad.zero_()
+        return _loss(w, b)
+
+    loss = call_with_gradients(leaves_backward, [w, b])
+    assert torch.equal(loss, _loss(w, b))
+    assert torch.equal(w.grad, expected[0]) and torch.equal(b.grad, expected[1])
+
+    def clips():
+        w.grad = b.grad = None
+        loss = _loss(w, b)
+        loss.backward()
+        w.grad.clamp_(-1.0, 1.0)
+        return loss
+
+    call_with_gradients(clips, [w, b])
+    assert torch.equal(w.grad, expected[0].clamp(-1.0, 1.0))
+
+
+def test_call_with_gradients_returns_numbers_and_detached_losses_as_they_are():
+    w, b = _two_params()
+    assert call_with_gradients(lambda k: 2.5 * k, [w, b], 2) == 5.0
+    detached = call_with_gradients(lambda: _loss(w, b).detach(), [w, b])
+    assert torch.equal(detached, _loss(w, b).detach()) and w.grad is None
