@@ -41,7 +41,8 @@ class GradualMagnitudePruning(MaskedTraining):
     density : float
         Final density ``d_f`` in (0, 1].
     start, end : int
-        ``t_0`` and ``t_1`` in optimizer steps, ``1 <= start <= end``.
+        ``t_0`` and ``t_1`` in optimizer steps, ``1 <= start <= end``;
+        ``start == end`` prunes once, at that step.
     update_every : int, default 100
     scope : {"layer", "global"}, default "layer"
         The same density in every layer, or one threshold over all.
@@ -88,11 +89,14 @@ class GradualMagnitudePruning(MaskedTraining):
         super().__init__(model, optimizer, masks, process_group=process_group)
 
     def density_at(self, step):
-        """The cubic schedule's density at ``step``."""
-        if step <= self.start:
-            return 1.0
+        """The cubic schedule's density at ``step``: 1 up to ``t_0``, ``d_f`` from ``t_1`` on.
+
+        ``d_f`` wins at ``t_0 = t_1``: ``start == end`` prunes once, to ``density``.
+        """
         if step >= self.end:
             return self.final_density
+        if step <= self.start:
+            return 1.0
         frac = (step - self.start) / (self.end - self.start)
         return self.final_density + (1.0 - self.final_density) * (1.0 - frac) ** 3
 
