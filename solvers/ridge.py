@@ -403,9 +403,17 @@ def ridge_loo(
     else:
         w = xp.astype(sample_weight, f64)
         copies = xp.clip(w, min=1.0)
-        w = w / (xp.sum(w) if comm is None else comm.all_reduce_sum(xp.sum(w)))
+        w = w / (
+            xp.sum(w)
+            if comm is None
+            else comm.all_reduce_sum(xp.sum(w), "Summing the leave-one-out weights")
+        )
     T64 = xp.astype(T, f64)
-    Tc = T64 - (w @ T64 if comm is None else comm.all_reduce_sum(w @ T64))
+    Tc = T64 - (
+        w @ T64
+        if comm is None
+        else comm.all_reduce_sum(w @ T64, "Summing the targets' weighted mean")
+    )
     if p > n_all:  # the dual: U spans the weighted rows, U^T T over all of them
         H64 = xp.astype(H, f64)
         Xw = xp.sqrt(w)[:, None] * (H64 - w @ H64)

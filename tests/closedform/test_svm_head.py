@@ -793,3 +793,125 @@ def test_gpi_head_warm_starts_each_step_from_the_previous_weights(make_problem):
     W = stiefel_quadratic(G, C, first.W, max_iter=1)[0]
     np.testing.assert_allclose(second.W, W, rtol=1e-9, atol=1e-12)
     assert np.abs(W - stiefel_quadratic(G, C, max_iter=1)[0]).max() > 1e-3
+
+
+def _reduce(*labels):
+    return [("all_reduce", label) for label in labels]
+
+
+def _gather(*labels):
+    # all_gather_rows: a header of row counts, then the padded rows
+    return [("all_gather", label) for label in labels for _ in range(2)]
+
+
+GRAM = _reduce(
+    "Checking the Gram statistics",
+    "Summing the Gram statistics' means",
+    "Summing the Gram statistics",
+)
+START = _reduce("Counting the SVM head's rows", "Summing the sample weights") + GRAM
+OBJECTIVE = _reduce("Summing the squared-hinge objective")
+HINGE_GRADIENTS = _reduce(
+    "Summing the squared-hinge gradients", "Summing the intercepts' gradients"
+)
+EXACT_SEARCH = _gather("Gathering the line search's breakpoints") + OBJECTIVE
+PATHS = _reduce("Summing the SVM head's cross-moments", "Summing means")
+HELD_OUT = _reduce(
+    "The held-out hash's scale",
+    "Counting the held-out rows",
+    "Summing held rows",
+    "Summing the held-out rows' scatter",
+)
+ACCURACY = _reduce("Summing the held-out accuracy")
+LOO = _gather("Counting the leave-one-out rows") + _reduce(
+    "Counting the rows of the leave-one-out scores", "Summing the leave-one-out weights"
+)
+LOO_SCORES = _reduce(
+    "Summing the cross-moments",
+    "Summing the scored rows' weights",
+    "Summing the leave-one-out scores",
+)
+WEIGHTS_STEP = _reduce("Summing the targets' mean", "Summing the cross-moments")
+OBJECTIVE_SUM = _reduce("Summing the SVM head's objective")
+REWEIGHT = (
+    _gather("Counting the rows to reweight", "Gathering the losses")
+    + _reduce("Summing the adaptive weights")
+    + GRAM
+)
+#: the collectives of a fit, in order, for the settings of the one-rank test above
+PROTOCOLS = {
+    "ridge-auto-iterations": START + HELD_OUT + PATHS + OBJECTIVE * 2 + ACCURACY
+    + (HINGE_GRADIENTS + EXACT_SEARCH * 2 + ACCURACY) * 9,
+    "ridge-auto-alpha": START + LOO + _reduce("Summing the targets' weighted mean") + LOO_SCORES
+    + PATHS + OBJECTIVE + (HINGE_GRADIENTS + EXACT_SEARCH) * 2,
+    "stiefel-adaptive": START + WEIGHTS_STEP + OBJECTIVE_SUM + REWEIGHT + WEIGHTS_STEP
+    + OBJECTIVE_SUM,
+    "gpi": START + (WEIGHTS_STEP + OBJECTIVE_SUM) * 3,
+    "squared-adaptive": START + (WEIGHTS_STEP + OBJECTIVE_SUM + REWEIGHT) * 2 + WEIGHTS_STEP
+    + OBJECTIVE_SUM,
+}  # fmt: skip
+
+
+@pytest.fixture
+def collectives(monkeypatch):
+    """The ``(collective, label)`` of every collective the communicators run, in order."""
+    from solvers.distributed import Communicator
+
+    seen, run = [], Communicator._run
+
+    def recorded(self, what, collective, call):
+        seen.append((collective, what))
+        return run(self, what, collective, call)
+
+    monkeypatch.setattr(Communicator, "_run", recorded)
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("protocol", "settings"),
+    [
+        ("ridge-auto-iterations", dict(head="ridge", max_iter="auto")),
+        ("ridge-auto-alpha", dict(head="ridge", alpha="auto", max_iter=3)),
+        ("stiefel-adaptive",
+         dict(head="stiefel", adaptive_weights=True, keep_ratio=0.7, max_iter=3)),
+        ("gpi", dict(head="gpi", max_iter=3)),
+        ("squared-adaptive",
+         dict(head="ridge", loss="squared", adaptive_weights=True, keep_ratio=0.4, max_iter=3)),
+    ],
+)  # fmt: skip
+def test_a_distributed_fit_runs_its_documented_collectives(
+    make_problem, one_rank_group, collectives, protocol, settings
+):
+    """Every rank must issue the same collectives in the same order, and a failed one raises an
+    error naming its step: the sequence of a fit (per iteration: the summed moments, the
+    gathered losses of the adaptive weights, the gathered breakpoints of the exact line search,
+    the held-out accuracy) is part of the contract, as is each label; a sum computed on this
+    rank's rows alone (a communicator dropped) leaves a collective out."""
+    X, y = make_problem(n=200, p=8, seed=11)
+    w = np.random.default_rng(6).random(200) + 0.5
+    fit = fit_svm_head(X, codes(y), w, tol=0.0, comm=one_rank_group, **settings)
+    assert collectives == PROTOCOLS[protocol], fit.n_iter
+
+
+@pytest.mark.parametrize("primal_max_features", [12, 4])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_leave_one_out_on_drawn_rows_runs_its_documented_collectives(
+    make_problem, one_rank_group, collectives, monkeypatch, primal_max_features, weighted
+):
+    """The primal form sums the drawn rows' statistics over the ranks; the dual one gathers the
+    drawn rows (and their weights) to every rank."""
+    monkeypatch.setattr(svm_head, "LOO_ROWS", 40)
+    monkeypatch.setattr(svm_head, "PRIMAL_MAX_FEATURES", primal_max_features)
+    X, y = make_problem(n=300, p=8, seed=12)
+    w = np.random.default_rng(7).random(300) + 0.5 if weighted else None
+    svm_head.loo_alpha(X, codes(y), w, scale=1.5, comm=one_rank_group)
+    if primal_max_features == 12:
+        expected = (
+            LOO[: 3 + weighted] + _reduce("Summing the targets' weighted mean") + GRAM + LOO_SCORES
+        )
+    else:
+        drawn = _gather("Gathering the drawn rows", "Gathering the drawn rows' targets")
+        weights = _gather("Gathering the drawn rows' weights")
+        weights += _reduce("Summing the sample weights")
+        expected = _gather("Counting the leave-one-out rows") + weights * weighted + drawn
+    assert collectives == expected
