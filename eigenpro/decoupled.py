@@ -95,7 +95,7 @@ from solvers.backend import (
     take_rows,
     to_namespace,
 )
-from solvers.linalg import solve_triangular
+from solvers.linalg import cholesky_threads, solve_triangular
 
 __all__ = [
     "CholeskyProjection",
@@ -109,8 +109,6 @@ __all__ = [
 #: ``K_ZZ`` of a smooth kernel is numerically singular, and the jitter makes the
 #: projection the RKHS projection regularised below the float32 resolution.
 PROJECTION_JITTER = 1e-7
-#: Largest p factored with BLAS threads (see :func:`_cholesky_in_place`).
-THREADED_CHOLESKY_MAX = 12000
 #: The jitter's factor for the one retry when the factorisation fails.
 RETRY_JITTER = 1e3
 #: Epochs of burn-in before :class:`IterateAverage` starts averaging.
@@ -235,12 +233,8 @@ def _cholesky_in_place(xp, K, jitter):
     try:
         if namespace_kind(xp) == "numpy":
             import scipy.linalg
-            from threadpoolctl import threadpool_limits
 
-            # OpenBLAS's threaded dpotrf crashes (segfault) from p ~ 16000 on 2 threads
-            # (NumPy's and SciPy's bundled builds, seen 2026-12); one thread is safe
-            threads = 1 if p > THREADED_CHOLESKY_MAX else None
-            with threadpool_limits(limits=threads, user_api="blas"):
+            with cholesky_threads(xp, p):
                 # K is symmetric: its transpose is the same matrix in Fortran order,
                 # which LAPACK factors in place (U^T U = K, U^T the lower factor)
                 U = scipy.linalg.cholesky(K.T, lower=False, overwrite_a=True, check_finite=False)

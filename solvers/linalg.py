@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 
@@ -15,11 +16,16 @@ from solvers.backend import (
 
 logger = logging.getLogger("solvers")
 
+#: Largest order a NumPy/SciPy Cholesky factorisation runs on several BLAS threads
+#: (see :func:`cholesky_threads`).
+THREADED_CHOLESKY_MAX = 12000
+
 __all__ = [
     "blocked_matmul",
     "check_squares_summable",
     "cho_solve",
     "cholesky",
+    "cholesky_threads",
     "generalized_procrustes",
     "polar",
     "solve_triangular",
@@ -189,6 +195,26 @@ def solve_triangular(L, B, *, lower=True, transpose=False):
     return xp.linalg.solve(L.T if transpose else L, B)
 
 
+@contextlib.contextmanager
+def cholesky_threads(xp, p):
+    """BLAS threads for a Cholesky factorisation of order ``p`` in namespace ``xp``.
+
+    OpenBLAS's threaded ``dpotrf`` crashes the process (a segfault) from
+    ``p`` ~ 16000 on two threads, in the builds NumPy and SciPy bundle (seen
+    2026-12 on an x86-64 Linux machine); on one thread it is safe. Above
+    :data:`THREADED_CHOLESKY_MAX` the block runs with one BLAS thread
+    (``threadpoolctl``, which scikit-learn depends on); smaller orders, torch
+    and CuPy are left as they are.
+    """
+    if namespace_kind(xp) != "numpy" or p <= THREADED_CHOLESKY_MAX:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
 def cholesky(G, *, jitter=1e-10):
     """Lower Cholesky factor of a symmetric positive definite matrix, with a clear error.
 
@@ -196,16 +222,18 @@ def cholesky(G, *, jitter=1e-10):
     added to the diagonal (rounding can make a PSD Gram matrix indefinite).
     """
     xp, device = get_namespace_and_device(G)
+    p = G.shape[0]
     try:
-        L = xp.linalg.cholesky(G)
+        with cholesky_threads(xp, p):
+            L = xp.linalg.cholesky(G)
         if _all_finite(xp, L):
             return L
     except Exception:  # LAPACK errors differ across libraries
         pass
-    p = G.shape[0]
     shift = jitter * float(xp.sum(xp.linalg.diagonal(G))) / max(p, 1)
     try:
-        L = xp.linalg.cholesky(G + shift * xp.eye(p, dtype=G.dtype, device=device))
+        with cholesky_threads(xp, p):
+            L = xp.linalg.cholesky(G + shift * xp.eye(p, dtype=G.dtype, device=device))
         if _all_finite(xp, L):
             return L
     except Exception:

@@ -8,6 +8,7 @@ from solvers.linalg import (
     check_squares_summable,
     cho_solve,
     cholesky,
+    cholesky_threads,
     generalized_procrustes,
     polar,
     solve_triangular,
@@ -195,6 +196,47 @@ def test_cholesky_retries_with_the_jitter_of_the_trace():
     shift = 1e-6 * np.trace(G) / 4
     np.testing.assert_allclose(L @ L.T, G + shift * np.eye(4), atol=1e-12)
     np.testing.assert_allclose(L, np.linalg.cholesky(G + shift * np.eye(4)), atol=1e-9)
+
+
+def _blas_threads():
+    from threadpoolctl import threadpool_info
+
+    return [m["num_threads"] for m in threadpool_info() if m["user_api"] == "blas"]
+
+
+@pytest.mark.parametrize("retry", [False, True])
+def test_large_numpy_factorisations_run_on_one_blas_thread(monkeypatch, retry):
+    """OpenBLAS's threaded dpotrf crashes from p ~ 16000: above THREADED_CHOLESKY_MAX (made 5
+    here) both the factorisation and its retry run on one BLAS thread; smaller ones and torch
+    keep the threads they had."""
+    from threadpoolctl import threadpool_limits
+
+    from solvers import linalg
+
+    seen, factor = [], np.linalg.cholesky
+
+    def recorded(G):
+        seen.append((G.shape[0], _blas_threads()))
+        if retry and len(seen) == 1:
+            raise np.linalg.LinAlgError("not positive definite")
+        return factor(G)
+
+    monkeypatch.setattr(np.linalg, "cholesky", recorded)
+    monkeypatch.setattr(linalg, "THREADED_CHOLESKY_MAX", 5)
+    with threadpool_limits(limits=2, user_api="blas"):  # two threads even under OMP_NUM_THREADS=1
+        before = _blas_threads()
+        assert set(before) == {2}
+        for p in (5, 6):
+            G = _psd(p) + np.eye(p)
+            np.testing.assert_allclose(cholesky(G), factor(G), rtol=1e-8)
+        assert [p for p, _ in seen] == ([5, 5, 6] if retry else [5, 6])
+        assert [threads for p, threads in seen if p == 5] == [before] * (1 + retry)
+        assert [set(threads) for p, threads in seen if p == 6] == [{1}]
+        assert _blas_threads() == before
+        with cholesky_threads(np, 6):
+            assert set(_blas_threads()) == {1}
+        with cholesky_threads(pytest.importorskip("torch"), 10**6):
+            assert _blas_threads() == before
 
 
 def test_polar_is_the_orthogonal_factor(backend):
