@@ -267,6 +267,9 @@ class Panel:
             ax.set_yscale(self.yscale)
         if self.xscale is not None:
             ax.set_xscale(self.xscale, **self.xscale_options)
+            if self.xscale == "symlog" and ax.dataLim.x0 >= 0:
+                # seconds and counts: the margin would reach into negative values (a "-1" tick)
+                ax.set_xlim(left=0)
         if self.ylim is not None:
             ax.set_ylim(*(self.ylim(*ax.get_ylim()) if callable(self.ylim) else self.ylim))
         for scale, axis, limits in ((self.xscale, ax.xaxis, ax.get_xlim()),

@@ -117,3 +117,18 @@ def test_plot_curves_draws_each_metric_against_seconds_and_epochs(tmp_path, read
     curves = [_curve("a", [0.5, 0.9]), _curve("b", [0.7])]
     path = plot_curves(str(tmp_path / "c.png"), curves, "title", [("test_acc", "acc", False)])
     assert read_png(path).shape[:2] == (396, 1210)  # (11 x 3.6 inches at 110 dpi)
+
+
+@pytest.mark.parametrize(("xs", "left"), [([0.0, 0.4, 30.0], 0.0), ([-2.0, 5.0], None)])
+def test_symlog_axes_of_non_negative_values_start_at_zero(xs, left):
+    plt = pytest.importorskip("matplotlib.pyplot")
+    fig, ax = plt.subplots()
+    Panel([Line(xs, [1.0] * len(xs))], xscale="symlog", xscale_options={"linthresh": 1.0}).draw(ax)
+    fig.canvas.draw()
+    low = ax.get_xlim()[0]
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    if left is None:  # negative values keep matplotlib's margin
+        assert low < min(xs)
+    else:
+        assert low == left and min(ticks) == 0.0
+    plt.close(fig)
