@@ -79,9 +79,9 @@ class LotteryTicket:
         self.masks = {k: new[k] & self.masks[k] for k in new}
         return {k: m.clone() for k, m in self.masks.items()}
 
-    @torch.no_grad()
     def rewind(self, masks=None):
         """Restore the snapshot and zero the pruned weights."""
         self.model.load_state_dict(self._rewind_state)
-        for k, m in (masks or self.masks).items():
-            self.params[k].mul_(m.to(self.params[k].dtype))
+        with torch.no_grad():  # a block, not a decorator: mutmut 3 skips decorated functions
+            for k, m in (masks or self.masks).items():
+                self.params[k].mul_(m.to(self.params[k].dtype))

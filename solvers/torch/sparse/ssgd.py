@@ -115,29 +115,30 @@ class SSGD:
                 raise ValueError(f"{k!r} is not optimised by the optimizer")
         self._handle = optimizer.register_step_pre_hook(self._transform)
 
-    @torch.no_grad()
     def _transform(self, optimizer, args, kwargs):
         # g <- (g w^2 + lam c w^2 dG) / mean(w^2) in place, one temporary per layer;
         # c: the loss scale still in a fused optimizer's gradients under GradScaler, else 1
-        scale = amp_grad_scale(optimizer)
-        for p in self.params.values():
-            if p.grad is None:
-                continue
-            if self.reweighting == "l2":  # w^2 = theta^2 + eps, penalty 2 theta
-                w2 = p.square().add_(self.eps)
-                mean = w2.mean()
-                p.grad.mul_(w2)
-                if scale is None:
-                    p.grad.add_(p, alpha=2.0 * self.lam)
-                else:
-                    p.grad.addcmul_(p, scale.to(p.dtype), value=2.0 * self.lam)
-            else:  # w = |theta| + eps, penalty sign(theta) w
-                w = p.abs().add_(self.eps)
-                w2 = w.square()
-                mean = w2.mean()
-                sign = torch.sign(p) if scale is None else torch.sign(p).mul_(scale)
-                p.grad.mul_(w2).addcmul_(sign, w, value=self.lam)
-            p.grad.div_(mean)
+        # a no_grad block, not a decorator: mutmut 3 leaves decorated functions unmutated
+        with torch.no_grad():
+            scale = amp_grad_scale(optimizer)
+            for p in self.params.values():
+                if p.grad is None:
+                    continue
+                if self.reweighting == "l2":  # w^2 = theta^2 + eps, penalty 2 theta
+                    w2 = p.square().add_(self.eps)
+                    mean = w2.mean()
+                    p.grad.mul_(w2)
+                    if scale is None:
+                        p.grad.add_(p, alpha=2.0 * self.lam)
+                    else:
+                        p.grad.addcmul_(p, scale.to(p.dtype), value=2.0 * self.lam)
+                else:  # w = |theta| + eps, penalty sign(theta) w
+                    w = p.abs().add_(self.eps)
+                    w2 = w.square()
+                    mean = w2.mean()
+                    sign = torch.sign(p) if scale is None else torch.sign(p).mul_(scale)
+                    p.grad.mul_(w2).addcmul_(sign, w, value=self.lam)
+                p.grad.div_(mean)
 
     def prune_masks(self, density, scope="global", distribution="uniform"):
         """Magnitude masks keeping ``density`` of the scaled weights."""
