@@ -452,6 +452,15 @@ def test_adaptive_objective_is_the_weighted_loss_plus_both_penalties(make_proble
     assert fit.objective_curve[1] == pytest.approx(J, rel=1e-10)
 
 
+def test_held_out_rows_of_no_rows_or_of_zero_features():
+    """No rows: an empty mask (a rank may hold none). Zero features: every projection is 0, so
+    all rows are equal and fall on the same side (held out), with no division by the zero
+    scale."""
+    assert svm_head._held_out_rows(np.zeros((0, 3)), 0.1).shape == (0,)
+    assert svm_head._held_out_rows(np.zeros((6, 3)), 0.1).all()
+    assert svm_head._held_out_rows(np.zeros((6, 3)), 0.1, np.ones(6)).all()
+
+
 def test_adaptive_weights_on_one_and_two_rows():
     one = fit_svm_head(np.array([[1.0, 2.0]]), np.array([[1.0]]), head="ridge",
                        loss="squared", adaptive_weights=True, max_iter=3)  # fmt: skip
@@ -546,7 +555,8 @@ def test_penalised_retries_with_a_jitter_of_the_features_precision():
     np.testing.assert_allclose(L @ L.T, G, atol=1e-10)
     G0 = np.diag([1.0, 1.0, -1e-8])
     G, L = svm_head._penalised(G0, 0.0, np.float32)
-    np.testing.assert_allclose(L @ L.T, G, atol=2e-6)
+    jitter = 10.0 * np.finfo(np.float32).eps * np.trace(G0) / 3
+    np.testing.assert_allclose(L @ L.T, G + jitter * np.eye(3), rtol=0, atol=1e-15)
     with pytest.raises(FloatingPointError):
         svm_head._penalised(G0, 0.0, np.float64)
 
@@ -891,6 +901,65 @@ def test_a_distributed_fit_runs_its_documented_collectives(
     w = np.random.default_rng(6).random(200) + 0.5
     fit = fit_svm_head(X, codes(y), w, tol=0.0, comm=one_rank_group, **settings)
     assert collectives == PROTOCOLS[protocol], fit.n_iter
+
+
+def test_an_unweighted_distributed_fit_counts_the_rows_for_its_weights(
+    make_problem, one_rank_group, collectives
+):
+    X, y = make_problem(n=200, p=8, seed=11)
+    fit_svm_head(X, codes(y), None, comm=one_rank_group, head="gpi", max_iter=1)
+    counts = _reduce("Counting the SVM head's rows", "Counting the rows")
+    assert collectives == counts + GRAM + WEIGHTS_STEP + OBJECTIVE_SUM
+
+
+def test_held_out_moments_accumulated_again_are_summed_over_the_ranks(
+    make_problem, one_rank_group, collectives, monkeypatch
+):
+    """When the training rows' moments lose definiteness as a difference, they are accumulated
+    again from the rows, over every rank."""
+    penalised, factored = svm_head._penalised, []
+
+    def indefinite_once(G0, gamma, dtype):
+        factored.append(dtype)
+        if len(factored) == 2:  # the training rows' difference, after the full problem's
+            raise FloatingPointError
+        return penalised(G0, gamma, dtype)
+
+    monkeypatch.setattr(svm_head, "_penalised", indefinite_once)
+    X, y = make_problem(n=200, p=8, seed=11)
+    fit_svm_head(X, codes(y), None, comm=one_rank_group, head="ridge", max_iter="auto")
+    prefix = START[:1] + _reduce("Counting the rows") + GRAM + HELD_OUT
+    assert collectives[: len(prefix) + len(GRAM)] == prefix + GRAM
+    assert collectives[len(prefix) + len(GRAM) :][:2] == PATHS
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        dict(head="ridge", max_iter="auto"),
+        dict(head="stiefel", adaptive_weights=True, keep_ratio=0.7, max_iter=3),
+    ],
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_factorisation_knows_the_features_precision(make_problem, monkeypatch, settings,
+                                                          dtype):  # fmt: skip
+    """The retry jitter of a factorisation follows the features' precision (10 eps of their
+    dtype): the full problem's, the training rows', the re-accumulated and the reweighted ones
+    are all told the features' dtype."""
+    penalised, factored = svm_head._penalised, []
+
+    def recorded(G0, gamma, features_dtype):
+        factored.append(features_dtype)
+        if len(factored) == 2 and settings["max_iter"] == "auto":
+            raise FloatingPointError  # the training rows' difference: accumulated again
+        return penalised(G0, gamma, features_dtype)
+
+    monkeypatch.setattr(svm_head, "_penalised", recorded)
+    X, y = make_problem(n=200, p=8, seed=11)
+    fit_svm_head(X.astype(dtype), codes(y), None, tol=0.0, **settings)
+    # auto: the full problem, the training rows' difference and their re-accumulation;
+    # adaptive: the full problem and one reweighting (the second raises the objective)
+    assert factored == [np.dtype(dtype)] * (3 if settings["max_iter"] == "auto" else 2)
 
 
 @pytest.mark.parametrize("primal_max_features", [12, 4])
