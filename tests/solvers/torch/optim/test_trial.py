@@ -404,6 +404,18 @@ def test_call_with_gradients_leaves_exactly_the_loss_gradient(zero):
 
 def test_call_with_gradients_returns_numbers_and_detached_losses_as_they_are():
     w, b = _two_params()
-    assert call_with_gradients(lambda k: 2.5 * k, [w, b], 2) == 5.0
+    assert call_with_gradients(lambda k, *, scale: scale * k, [w, b], 2, scale=2.5) == 5.0
     detached = call_with_gradients(lambda: _loss(w, b).detach(), [w, b])
     assert torch.equal(detached, _loss(w, b).detach()) and w.grad is None
+
+
+def test_a_closure_that_raises_propagates_and_leaves_no_hook():
+    w, b = _two_params()
+
+    def fails():
+        _loss(w, b).backward()
+        raise RuntimeError("out of memory")
+
+    with pytest.raises(RuntimeError, match="out of memory"):
+        call_with_gradients(fails, [w, b])
+    assert not w._post_accumulate_grad_hooks and not b._post_accumulate_grad_hooks
