@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from solvers.torch import AdaSLS, DropSchedule, DynamicSparsity
+from solvers.torch import AdaSLS, DropSchedule, DynamicSparsity, StaticSparsity
 from solvers.torch.sparse.dynamic import ITOP_UPDATES, default_update_every
 
 
@@ -296,3 +296,153 @@ def test_momentum_growth_under_grad_scaler_with_a_fused_optimizer(mlp, data, ste
         assert torch.isfinite(ema[1][k]).all()
         torch.testing.assert_close(ema[1][k], ema[0][k])
         assert torch.equal(runs[1].masks[k], runs[0].masks[k])
+
+
+# -- issue 21: what the mutation review of dynamic.py found untested ---------------------------
+
+
+def test_momentum_growth_keeps_the_ema_of_the_dense_gradients(mlp, data):
+    # m <- beta m + (1 - beta) g over the dense (unmasked) gradients, from m = 0
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    beta = 0.6
+    sparse = DynamicSparsity(
+        model, opt, 0.3, grow="momentum", momentum=beta, distribution="uniform",
+        update_every=100, decay="constant",
+    )  # fmt: skip
+    X, y = data()
+    expected = {k: torch.zeros_like(p) for k, p in sparse.params.items()}
+    for _ in range(3):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(X), y).backward()
+        for k, p in sparse.params.items():
+            expected[k] = beta * expected[k] + (1 - beta) * p.grad
+        opt.step()
+    ema = sparse.state_dict()["ema"]
+    for k, m in sparse.masks.items():
+        torch.testing.assert_close(ema[k], expected[k])
+        assert bool((ema[k][~m] != 0).any())
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+@pytest.mark.parametrize("grow", ["rigl", "momentum"])
+def test_non_finite_dense_gradients_are_no_growth_signal(grow, value, mlp, data):
+    # an overflowed or NaN gradient entry of an inactive weight must not make it the
+    # first to grow: its score is 0 and the largest finite ones are grown
+    model = mlp(widths=(30,))
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    sparse = DynamicSparsity(
+        model, opt, 0.2, grow=grow, distribution="uniform", update_every=1,
+        drop_fraction=0.25, decay="constant", end=None,
+    )  # fmt: skip
+    before = {k: m.clone() for k, m in sparse.masks.items()}
+    X, y = data()
+    opt.zero_grad()
+    nn.functional.cross_entropy(model(X), y).backward()
+    planted = {}
+    for k, m in before.items():
+        grad = sparse.params[k].grad
+        where = torch.zeros_like(m)
+        where.view(-1)[(~m).reshape(-1).nonzero()[:5, 0]] = True
+        grad[where] = value
+        planted[k] = where
+    opt.step()
+    for k, m in sparse.masks.items():
+        assert int(m.sum()) == int(before[k].sum())
+        assert not (m & planted[k]).any(), f"{k}: a non-finite score was grown"
+
+
+class _WithUnusedLayer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.used = nn.Linear(20, 3)
+        self.unused = nn.Linear(20, 10)
+
+    def forward(self, x):
+        return self.used(x)
+
+
+def test_rigl_grows_a_layer_without_gradient_by_flat_index(data):
+    # a layer the loss does not reach has no growth signal: all scores 0, ties to the
+    # lowest flat index, counts kept
+    model = _WithUnusedLayer()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sparse = DynamicSparsity(
+        model, opt, 0.5, distribution="uniform", update_every=1, drop_fraction=0.5,
+        decay="constant", end=None,
+    )  # fmt: skip
+    before = sparse.masks["unused.weight"].clone()
+    w = model.unused.weight.detach().clone()
+    X, y = data()
+    opt.zero_grad()
+    nn.functional.cross_entropy(model(X), y).backward()
+    assert model.unused.weight.grad is None
+    opt.step()
+    after = sparse.masks["unused.weight"]
+    k = math.floor(0.5 * int(before.sum()))
+    kept = before & ~_dropped(before, w, k)
+    free = (~kept).reshape(-1).nonzero()[:k, 0]
+    expected = kept.clone()
+    expected.view(-1)[free] = True
+    assert torch.equal(after, expected)
+    assert int(after.sum()) == int(before.sum())
+
+
+def test_moved_counts_floor_alpha_nnz_in_every_layer_that_moves(mlp, data, train):
+    # a dense layer moves nothing and does not stop the others; a layer with
+    # floor(alpha * nnz) = 1 moves one weight
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    density = {r"^0\.": 1.0, r"^2\.": 0.3, r"^4\.": 0.3}
+    sparse = DynamicSparsity(
+        model, opt, density, grow="set", update_every=2, drop_fraction=0.05,
+        decay="constant", end=None,
+    )  # fmt: skip
+    nnz = {k: int(m.sum()) for k, m in sparse.masks.items()}
+    assert nnz == {"0.weight": 800, "2.weight": 360, "4.weight": 27}
+    before = {k: m.clone() for k, m in sparse.masks.items()}
+    train(model, opt, *data(), 2)
+    assert sparse.history[0]["moved"] == 0 + 18 + 1  # floor(0.05 * 360), floor(0.05 * 27)
+    assert torch.equal(sparse.masks["0.weight"], before["0.weight"])
+    assert not torch.equal(sparse.masks["2.weight"], before["2.weight"])
+
+
+def test_load_state_dict_names_what_does_not_fit(mlp, data, train):
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    rigl = DynamicSparsity(model, opt, 0.3, update_every=2, total_steps=10)
+    train(model, opt, *data(), 3)
+    state = rigl.state_dict()
+    snapshot = copy.deepcopy(state)
+
+    def refused(bad, match):
+        with pytest.raises(ValueError, match=match):
+            rigl.load_state_dict(bad)
+        now = rigl.state_dict()
+        assert now["step_count"] == snapshot["step_count"] and now["seed"] == snapshot["seed"]
+        for key in ("masks", "fired"):
+            assert all(torch.equal(v, now[key][k]) for k, v in snapshot[key].items())
+
+    other = "is not from a DynamicSparsity with the same growth criterion \\(grow='rigl'\\)"
+    refused({k: v for k, v in state.items() if k != "seed"}, other)
+    momentum_model = mlp()
+    momentum = DynamicSparsity(
+        momentum_model, torch.optim.SGD(momentum_model.parameters(), lr=0.1), 0.3,
+        grow="momentum", total_steps=10, seed=4,
+    )  # fmt: skip
+    refused({**momentum.state_dict(), "masks": state["masks"]}, other)
+    static = StaticSparsity(momentum_model, torch.optim.SGD(momentum_model.parameters()), 0.3)
+    refused(static.state_dict(), other)  # no ema, fired or seed
+    flat = {**state["fired"], "2.weight": state["fired"]["2.weight"].flatten()}
+    refused({**state, "fired": flat}, r"state_dict fired\['2\.weight'\] has shape \(1200,\)")
+    refused(
+        {**state, "fired": {"0.weight": state["fired"]["0.weight"]}},
+        r"state_dict fired do not match the controller's layers",
+    )
+    m_state = momentum.state_dict()
+    flat = {**m_state["ema"], "4.weight": m_state["ema"]["4.weight"].flatten()}
+    m_snapshot = copy.deepcopy(m_state)
+    with pytest.raises(ValueError, match=r"state_dict ema\['4\.weight'\] has shape \(90,\)"):
+        momentum.load_state_dict({**m_snapshot, "step_count": 5, "ema": flat})
+    assert momentum.step_count == 0
