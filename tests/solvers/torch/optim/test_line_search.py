@@ -305,9 +305,18 @@ def test_bad_hyperparameters_raise(kwargs, match, mlp):
         AdaSLS(mlp().parameters(), **kwargs)
 
 
-def test_line_search_needs_a_closure(mlp):
-    opt = AdaSLS(mlp().parameters())
-    with pytest.raises(ValueError, match="needs a closure"):
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (AdaSLS, r"^AdaSLS with line_search='armijo' needs a closure \(step\(closure\) with"),
+        (SPS, r"^SPS with line_search='polyak' needs a closure or loss= \(step\(closure\) with"),
+    ],
+)
+def test_a_step_without_closure_names_what_it_needs(mlp, make, message):
+    """A line search needs a closure for its trials; a rule without trials (SPS) takes the
+    loss instead."""
+    opt = make(mlp().parameters())
+    with pytest.raises(ValueError, match=message):
         opt.step()
 
 
