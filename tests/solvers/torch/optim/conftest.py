@@ -5,6 +5,17 @@ import pytest
 import torch
 
 
+@pytest.fixture(autouse=True)
+def _fresh_caches():
+    """Each test builds its optimizers' configs and transforms anew: the caches of validated
+    settings would otherwise carry objects from earlier tests (and from the process mutation
+    testing forks its runs from, hiding the mutants of the cached functions)."""
+    from solvers.torch.optim import _functional, line_search
+
+    _functional._transforms.cache_clear()
+    line_search._config.cache_clear()
+
+
 def build_mlp(dropout=0.0, batchnorm=False):
     layers = [torch.nn.Linear(8, 16)]
     if batchnorm:

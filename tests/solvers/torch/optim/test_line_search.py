@@ -55,6 +55,26 @@ SETTINGS = [
         lambda nb: lambda p: AdaSLS(p, c=0.5, momentum="heavy_ball", n_batches_per_epoch=nb),
         dict(c=0.5, momentum="heavy_ball"),
     ),
+    (  # settings away from their defaults reach the preconditioner and the momentum
+        lambda nb: (
+            lambda p: AdaSLS(
+                p,
+                c=0.5,
+                momentum="heavy_ball",
+                heavy_ball=0.5,
+                eps=0.1,
+                betas=(0.5, 0.8),
+                n_batches_per_epoch=nb,
+            )
+        ),
+        dict(c=0.5, momentum="heavy_ball", heavy_ball=0.5, eps=0.1, betas=(0.5, 0.8)),
+    ),
+    (
+        lambda nb: (
+            lambda p: AdaSLS(p, c=0.5, momentum="ema", betas=(0.5, 0.8), n_batches_per_epoch=nb)
+        ),
+        dict(c=0.5, momentum="ema", betas=(0.5, 0.8)),
+    ),
     (  # EMA momentum without a preconditioner: no denominator for the fused final step
         lambda nb: (
             lambda p: AdaSLS(
