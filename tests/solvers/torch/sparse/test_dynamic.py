@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+import solvers.torch.sparse.controller as controller_module
 from solvers.torch import AdaSLS, DropSchedule, DynamicSparsity, StaticSparsity
 from solvers.torch.sparse.dynamic import ITOP_UPDATES, default_update_every
 
@@ -446,3 +447,123 @@ def test_load_state_dict_names_what_does_not_fit(mlp, data, train):
     with pytest.raises(ValueError, match=r"state_dict ema\['4\.weight'\] has shape \(90,\)"):
         momentum.load_state_dict({**m_snapshot, "step_count": 5, "ema": flat})
     assert momentum.step_count == 0
+
+
+def test_drop_schedule_defaults_and_the_argument_each_error_names():
+    s = DropSchedule(end=200)
+    assert (s.fraction, s.every, s.end, s.decay, s.horizon) == (0.3, 100, 200, "cosine", 200)
+    assert DropSchedule(0.4, every=10, end=50).fraction_at(25) == pytest.approx(0.2)
+    for name, kwargs in {
+        "fraction": {"fraction": 1.5},
+        "every": {"every": 0},
+        "end": {"end": 0},
+        "horizon": {"horizon": -1.0},
+    }.items():
+        with pytest.raises(ValueError, match=rf"'{name}' parameter of DropSchedule"):
+            DropSchedule(**{"end": 100, **kwargs})
+    with pytest.raises(
+        ValueError, match=r"^a cosine drop schedule needs total_steps or an end step$"
+    ):
+        DropSchedule(0.4, every=10)
+
+
+def test_dynamic_sparsity_names_each_bad_argument(mlp):
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for name, kwargs in {
+        "total_steps": {"total_steps": 0},
+        "decay": {"decay": "linear", "total_steps": 10},
+        "seed": {"seed": 1.5, "total_steps": 10},
+    }.items():
+        with pytest.raises(ValueError, match=rf"'{name}' parameter of DynamicSparsity"):
+            DynamicSparsity(model, opt, **kwargs)
+    with pytest.raises(
+        ValueError,
+        match=r"^total_steps is required: end=0\.5 is a fraction of it \(or pass end as an int "
+        r"step, or end=None with decay='constant'\)$",
+    ):
+        DynamicSparsity(model, opt, end=0.5)
+    # a fraction of a short run that rounds down to step 0 is the first step
+    assert DynamicSparsity(model, opt, end=0.01, total_steps=10).schedule.end == 1
+
+
+def test_dynamic_sparsity_passes_its_layer_and_seed_arguments_on(mlp):
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def masks(**kwargs):
+        sparse = DynamicSparsity(model, opt, 0.3, total_steps=10, **kwargs)
+        sparse.remove()
+        return sparse.masks
+
+    default = masks()
+    assert all(torch.equal(m, masks(seed=0)[k]) for k, m in default.items())
+    other = masks(seed=3)
+    assert all(torch.equal(m, masks(seed=3)[k]) for k, m in other.items())
+    assert any(not torch.equal(m, default[k]) for k, m in other.items())
+    assert set(masks(exclude=r"^2\.")) == {"0.weight", "4.weight"}
+    assert set(masks(min_numel=1000)) == {"2.weight"}
+
+
+def test_momentum_ema_is_float32_for_low_precision_weights(mlp, data):
+    # bfloat16 cannot hold the small (1 - beta) g increments: the EMA is kept in float32
+    model = mlp().to(torch.bfloat16)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    beta = 0.9
+    sparse = DynamicSparsity(
+        model, opt, 0.3, grow="momentum", momentum=beta, update_every=100, decay="constant"
+    )
+    X, y = data()
+    expected = {k: torch.zeros(p.shape) for k, p in sparse.params.items()}
+    for _ in range(4):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(X.to(torch.bfloat16)), y).backward()
+        for k, p in sparse.params.items():
+            expected[k] = beta * expected[k] + (1 - beta) * p.grad.float()
+        opt.step()
+    for k, e in sparse.state_dict()["ema"].items():
+        assert e.dtype == torch.float32
+        torch.testing.assert_close(e, expected[k])
+
+
+def test_itop_rates_count_the_positions_ever_active(mlp, data, train):
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    sparse = DynamicSparsity(
+        model, opt, 0.3, grow="set", distribution="uniform", update_every=2, total_steps=12
+    )
+    fired = {k: m.clone() for k, m in sparse.masks.items()}
+    assert sparse.itop_rates() == pytest.approx(dict.fromkeys(fired, 0.3), abs=1e-3)
+    X, y = data()
+    for _ in range(6):
+        train(model, opt, X, y, 2, start=sparse.step_count)
+        for k, m in sparse.masks.items():
+            fired[k] |= m
+        rates = sparse.itop_rates()
+        assert rates == {k: int(f.sum()) / f.numel() for k, f in fired.items()}
+        total = sum(int(f.sum()) for f in fired.values()) / sum(f.numel() for f in fired.values())
+        assert sparse.itop_rate == total == sparse.history[-1]["itop_rate"]
+    assert all(r > 0.3 for r in rates.values())
+
+
+def test_masks_are_the_group_first_ranks(monkeypatch, mlp):
+    # the process group reaches the broadcast (a stand-in that shifts rows, as if the
+    # group's first rank had drawn other masks): the masks are the broadcast ones
+    calls = []
+    group = object()
+
+    def broadcast(tensors, group=None):
+        calls.append((len(tensors), group))
+        for t in tensors:
+            t.copy_(t.roll(1, 0))
+
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    mine = DynamicSparsity(model, opt, 0.3, total_steps=10, seed=2)
+    mine.remove()
+    monkeypatch.setattr(controller_module, "broadcast_masks_", broadcast)
+    synced = DynamicSparsity(model, opt, 0.3, total_steps=10, seed=2, process_group=group)
+    assert calls == [(3, group)]
+    for k, m in synced.masks.items():
+        assert torch.equal(m, mine.masks[k].roll(1, 0))
+        assert torch.equal(synced.fired[k], m)
