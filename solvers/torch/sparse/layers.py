@@ -53,7 +53,8 @@ def select_layers(model, include=DEFAULT_LAYER_TYPES, exclude=None, min_numel=0)
     exclude : str, re.Pattern or None
         A regular expression; matching parameter names are left dense.
     min_numel : int, default 0
-        Smaller weights are left dense.
+        Smaller weights are left dense; weights with no elements (a layer of
+        width 0) are never selected.
 
     Returns
     -------
@@ -87,7 +88,7 @@ def select_layers(model, include=DEFAULT_LAYER_TYPES, exclude=None, min_numel=0)
             not _included(include, name, module, w)
             or NEVER_SPARSE.search(mod_name or "")
             or (pattern and pattern.search(name))
-            or w.numel() < min_numel
+            or w.numel() < max(min_numel, 1)  # a weight with no elements has nothing to mask
         ):
             continue
         seen.add(id(w))

@@ -419,3 +419,13 @@ def test_masks_are_the_group_first_ranks_before_anything_uses_them(monkeypatch, 
     for k, m in rolling.masks.items():
         assert torch.equal(m, mine[k].roll(3, 0))  # synced, rolled, synced
     _outside_is_zero(rolling, opt)
+
+
+@pytest.mark.parametrize("distribution", ["uniform", "erk", "er"])
+def test_a_layer_of_width_zero_is_left_alone(distribution):
+    """An empty weight (a layer of width 0) has nothing to mask: ERK's fan-in ratio would divide
+    by its zero size, and its density would be 0 / 0."""
+    model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Linear(5, 0), torch.nn.Linear(0, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sparse = StaticSparsity(model, opt, 0.5, distribution=distribution)
+    assert list(sparse.masks) == ["0.weight"] and sparse.densities() == {"0.weight": 0.5}

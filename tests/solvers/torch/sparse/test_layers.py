@@ -74,8 +74,9 @@ def test_names_sizes_and_tied_weights():
     root = nn.Linear(3, 4)
     selected = select_layers(root)
     assert list(selected) == ["weight"] and selected["weight"] is root.weight
-    model = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 2), nn.Linear(0, 2))
-    assert list(select_layers(model)) == ["0.weight", "1.weight", "2.weight"]  # min_numel=0
+    model = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 2), nn.Linear(0, 2), nn.Linear(1, 1))
+    # min_numel=0: a one-element weight is selected, an empty one never (nothing to mask)
+    assert list(select_layers(model)) == ["0.weight", "1.weight", "3.weight"]
     assert list(select_layers(model, min_numel=32)) == ["0.weight"]  # 32 is not smaller
     tied = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4))
     tied[1].weight = tied[0].weight
