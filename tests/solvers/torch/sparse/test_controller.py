@@ -22,6 +22,23 @@ def test_sparse_init_restores_the_dense_unit_variance(mlp):
         assert torch.all(p[~m] == 0)
 
 
+def test_sparse_init_scale_is_exact_in_the_weights_precision():
+    """float64 conv weights: each output channel scaled by sqrt(fan_in / active fan_in) computed
+    in float64 (fan_in = in_channels x kernel size)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    model = model.double()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sparse = StaticSparsity(model, opt, 0.3, distribution="uniform")
+    before = {k: p.detach().clone() for k, p in sparse.params.items()}
+    sparse.rescale_init_()
+    for k, p in sparse.params.items():
+        rows = sparse.masks[k].reshape(p.shape[0], -1)
+        active = rows.sum(1).clamp_min(1).double()
+        scale = torch.sqrt(rows.shape[1] / active).reshape(-1, *[1] * (p.dim() - 1))
+        assert torch.equal(p.detach(), before[k] * scale)
+
+
 def test_bad_controller_input(mlp):
     model = mlp()
     with pytest.raises(TypeError, match=r"torch\.optim\.Optimizer, got str"):
