@@ -326,8 +326,10 @@ class LineSearchOptimizer(Optimizer):
         closure : callable, optional
             Re-evaluates the model: ``zero_grad``, forward, ``backward``,
             returns the loss. Needed by line searches (trial forwards). If it
-            leaves the gradients untouched (no ``backward``), the optimizer
-            calls ``backward`` on the returned loss.
+            runs no ``backward`` (whether or not it zeroes the gradients, to
+            None or in place), the optimizer clears ``.grad`` and calls
+            ``backward`` on the returned loss
+            (:func:`~solvers.torch.optim.trial.call_with_gradients`).
         loss : Tensor, optional
             The loss whose gradient is already in ``.grad``; the closure is
             then only used for trial forwards (they share one forked RNG
