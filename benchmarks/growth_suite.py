@@ -154,9 +154,9 @@ def fresh_units(model, budget, sample, g):
 
     import torch
 
-    from solvers.torch.growth.firefly import _append_neurons
     from solvers.torch.growth.neuron_cost import neuron_costs, pair_costs
     from solvers.torch.growth.splittable import splittable_layers
+    from solvers.torch.growth.splitting import append_neurons
 
     layers = splittable_layers(model)
     costs = {i: float(c[0]) for i, c in neuron_costs(model, layers, sample).items()}
@@ -188,7 +188,7 @@ def fresh_units(model, budget, sample, g):
         m = layer.weight.shape[0]
         block = after.weight.numel() // (after.weight.shape[0] * m)
         u = torch.zeros(after.weight.shape[0], k, block)
-        new[i], new[nxt] = _append_neurons(layer, after, a, b, u)
+        new[i], new[nxt] = append_neurons(layer, after, a, b, u)
     return new, count
 
 

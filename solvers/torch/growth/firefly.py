@@ -72,10 +72,9 @@ from solvers.torch.growth.neuron_cost import check_costs, neuron_costs, pair_cos
 from solvers.torch.growth.split_eigen import SplitEigen
 from solvers.torch.growth.splittable import check_splittable
 from solvers.torch.growth.splitting import (
-    _block,
     _recording_first,
-    _resized,
     _split_layer,
+    append_neurons,
     check_layer_cap,
 )
 
@@ -458,7 +457,7 @@ class FireflyGrowth:
                         [r if r >= 0 else u.shape[0] for r in after_rows]
                     ]
                 b = c["b"][fresh] if new[i].bias is not None else None
-                new[i], new[nxt] = _append_neurons(new[i], new[nxt], c["a"][fresh], b, u)
+                new[i], new[nxt] = append_neurons(new[i], new[nxt], c["a"][fresh], b, u)
                 src += [-1] * len(fresh)
             rows[i] = src
         if warn:
@@ -478,25 +477,3 @@ def _exhausted(epoch):
         "data was exhausted after one pass: FireflyGrowth reads it several times; pass a "
         "list of batches or a DataLoader, not an iterator"
     )
-
-
-@torch.no_grad()
-def _append_neurons(layer, after, a, b, u):
-    """``layer`` with rows ``a`` (bias ``b``) appended and ``after`` with columns ``u``.
-
-    ``u`` is ``(outputs of after, new neurons, block)``: the next layer's
-    weights per new neuron in its input order.
-    """
-    m, k = layer.weight.shape[0], a.shape[0]
-    grown = _resized(layer, out=m + k)
-    W = layer.weight.detach().reshape(m, -1)
-    grown.weight.copy_(torch.cat([W, a.to(W.dtype)]).reshape(grown.weight.shape))
-    if layer.bias is not None:
-        grown.bias.copy_(torch.cat([layer.bias.detach(), b.to(W.dtype)]))
-    V = after.weight.detach()
-    V = V.reshape(V.shape[0], m, -1)
-    wider = _resized(after, inp=(m + k) * V.shape[2] // _block(after))
-    wider.weight.copy_(torch.cat([V, u.to(V.dtype)], 1).reshape(wider.weight.shape))
-    if after.bias is not None:
-        wider.bias.copy_(after.bias)
-    return grown, wider

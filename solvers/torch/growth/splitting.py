@@ -90,7 +90,7 @@ from solvers.torch.growth.split_eigen import eigen_of, exact_eigen, lanczos_eige
 from solvers.torch.growth.splittable import check_splittable
 from solvers.torch.growth.splitting_matrix import collect_splitting_terms
 
-__all__ = ["NeuronSplitting", "SplitPick"]
+__all__ = ["NeuronSplitting", "SplitPick", "append_neurons"]
 
 
 class SplitPick(NamedTuple):
@@ -117,6 +117,45 @@ def _resized(layer, out=None, inp=None):
         stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
         padding_mode=layer.padding_mode, **kw,
     )  # fmt: skip
+
+
+def append_neurons(layer, after, a, b, u):
+    """``layer`` with ``k`` output units appended, and ``after`` with their input weights.
+
+    Parameters
+    ----------
+    layer : torch.nn.Linear or torch.nn.Conv2d
+        The layer that gains units (its ``m`` units are kept first).
+    after : torch.nn.Linear or torch.nn.Conv2d
+        The next layer, which reads ``layer``'s units.
+    a : Tensor of shape (k, fan_in)
+        The new units' incoming weights (a Conv2d's flattened kernels).
+    b : Tensor of shape (k,) or None
+        Their biases (ignored when ``layer`` has none).
+    u : Tensor of shape (outputs of after, k, block)
+        ``after``'s weights from each new unit (``block``: 1 for a Linear,
+        the kernel size for a Conv2d).
+
+    Returns
+    -------
+    (grown, wider) : new modules of ``layer``'s and ``after``'s kinds, dtype
+        and device. With ``u = 0`` the network computes the same function
+        (the new units feed nothing); the given layers are left unchanged.
+    """
+    m, k = layer.weight.shape[0], a.shape[0]
+    grown = _resized(layer, out=m + k)
+    with torch.no_grad():
+        W = layer.weight.detach().reshape(m, -1)
+        grown.weight.copy_(torch.cat([W, a.to(W.dtype)]).reshape(grown.weight.shape))
+        if layer.bias is not None:
+            grown.bias.copy_(torch.cat([layer.bias.detach(), b.to(W.dtype)]))
+        V = after.weight.detach()
+        V = V.reshape(V.shape[0], m, -1)
+        wider = _resized(after, inp=(m + k) * V.shape[2] // _block(after))
+        wider.weight.copy_(torch.cat([V, u.to(V.dtype)], 1).reshape(wider.weight.shape))
+        if after.bias is not None:
+            wider.bias.copy_(after.bias)
+    return grown, wider
 
 
 class NeuronSplitting:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from solvers.torch import NeuronSplitting
-from solvers.torch.growth.splitting import _split_layer
+from solvers.torch.growth.splitting import _split_layer, append_neurons
 
 
 @pytest.mark.parametrize("signed", [False, True])
@@ -228,3 +228,32 @@ def test_costs_that_do_not_match_the_model_are_refused(smooth_net):
         NeuronSplitting(smooth_net(), cost={0: 1.0, 2: [1.0] * 4})
     with pytest.raises(ValueError, match="cost"):
         NeuronSplitting(smooth_net(), cost="watts")
+
+
+@pytest.mark.parametrize("conv", [False, True])
+def test_append_neurons_keeps_the_function_and_places_the_new_weights(conv):
+    """u = 0: the grown network computes the same outputs; the new units' incoming weights and
+    biases are a and b, the next layer's weights from them are u; the given layers are left
+    as they were."""
+    torch.manual_seed(0)
+    if conv:
+        model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.Tanh(), nn.Conv2d(3, 4, 3))
+        x, fan_in, block, k = torch.randn(5, 2, 7, 7), 2 * 9, 9, 2
+    else:
+        model = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2))
+        x, fan_in, block, k = torch.randn(5, 4), 4, 1, 2
+    layer, after = model[0], model[2]
+    saved = copy.deepcopy(model.state_dict())
+    a, b = torch.randn(k, fan_in), torch.randn(k)
+    out = after.weight.shape[0]
+    grown, wider = append_neurons(layer, after, a, b, torch.zeros(out, k, block))
+    bigger = nn.Sequential(grown, nn.Tanh(), wider)
+    torch.testing.assert_close(bigger(x), model(x), rtol=1e-6, atol=1e-6)
+    assert torch.equal(grown.weight[3:].reshape(k, -1), a) and torch.equal(grown.bias[3:], b)
+    assert all(torch.equal(v, saved[k_]) for k_, v in model.state_dict().items())
+    u = torch.randn(out, k, block)
+    _, wider = append_neurons(layer, after, a, b, u)
+    assert torch.equal(wider.weight.reshape(out, 3 + k, block)[:, 3:], u)
+    assert torch.equal(wider.weight.reshape(out, 3 + k, block)[:, :3],
+                       after.weight.reshape(out, 3, block))  # fmt: skip
+    assert grown.weight.is_leaf and wider.weight.is_leaf and grown.weight.requires_grad  # trainable
