@@ -128,3 +128,29 @@ def spawn_ranks(monkeypatch):
                     p.terminate()
 
     return run
+
+
+@pytest.fixture
+def first_rank_broadcast(monkeypatch):
+    """``first_rank_broadcast() -> (group, calls)``: stand in for a two-rank group whose first
+    rank decided other masks.
+
+    From the call on, ``broadcast_masks_`` shifts every tensor's rows by one (as the first
+    rank's masks would replace this rank's) and records ``(number of tensors, group)``
+    in ``calls``; ``group`` is the object to pass as ``process_group``. A controller that
+    installs what the broadcast returns, with its own group, passes the tests that use it.
+    """
+    from solvers.torch.sparse import controller
+
+    def install():
+        calls, group = [], object()
+
+        def broadcast(tensors, group=None):
+            calls.append((len(tensors), group))
+            for t in tensors:
+                t.copy_(t.roll(1, 0))
+
+        monkeypatch.setattr(controller, "broadcast_masks_", broadcast)
+        return group, calls
+
+    return install

@@ -4,7 +4,6 @@
 import pytest
 import torch
 
-import solvers.torch.sparse.controller as controller_module
 from solvers.torch import MaskedTraining, StaticSparsity
 from solvers.torch.sparse.controller import MaskChange, MaskUpdate
 
@@ -404,19 +403,10 @@ def test_the_update_protocol_installs_new_masks_and_restarts_the_reset_positions
     assert sparse.history[0]["density"] == sparse.density
 
 
-def test_masks_are_the_group_first_ranks_before_anything_uses_them(monkeypatch, mlp, data):
-    # a stand-in for a two-rank group whose first rank decided other masks (its rows
-    # shifted by one): the controller must install what the broadcast returns, at
-    # construction and at every update, and pass the broadcast its process group
-    calls = []
-    group = object()
-
-    def broadcast(tensors, group=None):
-        calls.append((len(tensors), group))
-        for t in tensors:
-            t.copy_(t.roll(1, 0))
-
-    monkeypatch.setattr(controller_module, "broadcast_masks_", broadcast)
+def test_masks_are_the_group_first_ranks_before_anything_uses_them(first_rank_broadcast, mlp, data):
+    # the controller must install what the broadcast returns, at construction and at every
+    # update, and pass the broadcast its process group
+    group, calls = first_rank_broadcast()
     model = mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     mine = _large_weights(model, 0.1)

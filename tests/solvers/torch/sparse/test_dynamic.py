@@ -9,7 +9,6 @@ import pytest
 import torch
 from torch import nn
 
-import solvers.torch.sparse.controller as controller_module
 from solvers.torch import AdaSLS, DropSchedule, DynamicSparsity, StaticSparsity
 from solvers.torch.sparse.dynamic import ITOP_UPDATES, default_update_every
 
@@ -546,22 +545,13 @@ def test_itop_rates_count_the_positions_ever_active(mlp, data, train):
     assert all(r > 0.3 for r in rates.values())
 
 
-def test_masks_are_the_group_first_ranks(monkeypatch, mlp):
-    # the process group reaches the broadcast (a stand-in that shifts rows, as if the
-    # group's first rank had drawn other masks): the masks are the broadcast ones
-    calls = []
-    group = object()
-
-    def broadcast(tensors, group=None):
-        calls.append((len(tensors), group))
-        for t in tensors:
-            t.copy_(t.roll(1, 0))
-
+def test_masks_are_the_group_first_ranks(first_rank_broadcast, mlp):
+    # the process group reaches the broadcast: the masks are the broadcast ones
     model = mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     mine = DynamicSparsity(model, opt, 0.3, total_steps=10, seed=2)
     mine.remove()
-    monkeypatch.setattr(controller_module, "broadcast_masks_", broadcast)
+    group, calls = first_rank_broadcast()
     synced = DynamicSparsity(model, opt, 0.3, total_steps=10, seed=2, process_group=group)
     assert calls == [(3, group)]
     for k, m in synced.masks.items():

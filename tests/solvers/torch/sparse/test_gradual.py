@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from solvers.torch import GradualMagnitudePruning
-from solvers.torch.sparse import controller as controller_module
 from solvers.torch.sparse.densities import active_count
 
 
@@ -142,22 +141,14 @@ def test_invalid_arguments_are_named_and_attach_nothing(kwargs, message, mlp):
     assert not opt._optimizer_step_pre_hooks and not opt._optimizer_step_post_hooks
 
 
-def test_updates_install_the_masks_of_the_groups_first_rank(monkeypatch, mlp):
-    # a stand-in for a two-rank group whose first rank pruned other weights (its rows shifted
-    # by one): every update must go through the broadcast with the controller's process group
-    calls = []
-    group = object()
-
-    def broadcast(tensors, group=None):
-        calls.append(group)
-        for t in tensors:
-            t.copy_(t.roll(1, 0))
-
-    monkeypatch.setattr(controller_module, "broadcast_masks_", broadcast)
+def test_updates_install_the_masks_of_the_groups_first_rank(first_rank_broadcast, mlp):
+    # the first rank pruned other weights: every update must go through the broadcast with
+    # the controller's process group
+    group, calls = first_rank_broadcast()
     model, opt = frozen(mlp)
     gmp = GradualMagnitudePruning(model, opt, 0.5, start=1, end=1, process_group=group)
     w0 = {k: p.detach().abs().clone() for k, p in gmp.params.items()}
     opt.step()
-    assert calls == [group, group]  # at construction, at the update
+    assert [g for _, g in calls] == [group, group]  # at construction, at the update
     for k, m in gmp.masks.items():
         assert torch.equal(m, largest(w0[k], active_count(m.numel(), 0.5)).roll(1, 0))
