@@ -34,7 +34,7 @@ SOURCE[layers]='"solvers/torch/sparse/layers.py"';          TESTS[layers]='"test
 # the sparse controllers against the sparse tests less the two-rank ones (spawned ranks cannot
 # import the mutated tree; they run in the default suite)
 SPARSE_TESTS='"tests/solvers/torch/sparse", "--deselect", "tests/solvers/torch/sparse/test_distributed.py", "--deselect", "tests/solvers/torch/sparse/test_controller_contract.py::test_masks_identical_on_two_ddp_ranks"'
-for name in controller dynamic pruning gradual lottery optimizer_state ssgd; do
+for name in controller dynamic pruning gradual lottery optimizer_state ssgd isometry export amp; do
     SOURCE[$name]="\"solvers/torch/sparse/$name.py\""; TESTS[$name]=$SPARSE_TESTS
 done
 
