@@ -122,6 +122,9 @@ def test_export_errors_name_the_problem():
     with pytest.raises(ValueError, match=r"^mask of '1.weight' has shape list; the parameter "
                                          r"has \(3, 5\)$"):  # fmt: skip
         export_dense(model, {"1.weight": [1, 0]})
+    with pytest.raises(ValueError, match=r"^mask of '1.weight' has shape \(5, 3\); the "
+                                         r"parameter has \(3, 5\)$"):  # fmt: skip
+        export_dense(model, {"1.weight": torch.ones(5, 3, dtype=torch.bool)})
     with pytest.raises(ValueError, match=r"^only module weights can be exported, got '1.bias'$"):
         export_sparse(model, {"1.bias": torch.ones(3, dtype=torch.bool)})
     no_masks = r"^the model has no torch\.nn\.utils\.prune weight masks$"
