@@ -229,3 +229,137 @@ def test_exact_line_search_on_small_problems_with_ties_and_short_steps():
         ref = minimize_scalar(phi, bounds=(0.0, top), method="bounded", options={"xatol": 1e-12})
         best = min([phi(0.0), ref.fun, *(phi(v) for v in t[t > 0])])
         assert phi(s) <= best + 1e-12 * max(1.0, best)
+
+
+def _inside_the_margin(n=200, p=5, c=3, seed=5):
+    """Weak features and a strong penalty: every margin stays below 1, where the squared hinge
+    is the weighted least-squares loss (1 - y f)^2 = (y - f)^2."""
+    rng = np.random.default_rng(seed)
+    H = 0.3 * rng.standard_normal((n, p))
+    Y = -np.ones((n, c))
+    Y[np.arange(n), rng.integers(0, c, n)] = 1.0
+    a = rng.random(n) + 0.5
+    return H, Y, a / a.sum()
+
+
+@pytest.mark.parametrize("penalty_of_preconditioner", [0.5, 2.5, 0.1])
+def test_cg_on_the_quadratic_piece_terminates_in_p_plus_one_iterations(penalty_of_preconditioner):
+    """Inside the margin the objective is the ridge fit to the codes (free intercept), with the
+    closed form W = (G0 + gamma I)^-1 H_c^T A Y, c = a^T Y. Preconditioned CG with exact line
+    searches reaches it in one iteration when the preconditioner is the Hessian (G0 + gamma I)
+    and, with another penalty's, within p + 1 (the distinct eigenvalues of M^-1 A): conjugacy,
+    the direction's signs and the restarts all show in the count."""
+    H, Y, a = _inside_the_margin()
+    gamma, p, c = 0.5, H.shape[1], Y.shape[1]
+    mean, G0 = weighted_moments(H, a)
+    W_star = np.linalg.solve(G0 + gamma * np.eye(p), (H - mean).T @ (a[:, None] * Y))
+    c_star = a @ Y
+    J_star = a @ np.sum((Y - (H - mean) @ W_star - c_star) ** 2, axis=1) + gamma * np.sum(W_star**2)
+    L = cholesky(G0 + penalty_of_preconditioner * np.eye(p))
+    margins = []
+    ((W, b, _, curve),) = squared_hinge_cg(
+        H, Y, [HingeProblem(a, mean, L)], gamma, [(np.zeros((p, c)), np.zeros(c))],
+        max_iter=p + 1, tol=0.0, callback=lambda j, it, J, W, b, F: margins.append(np.max(Y * F)),
+    )  # fmt: skip
+    assert max(margins) < 1.0  # the quadratic piece throughout
+    exact = penalty_of_preconditioner == gamma
+    assert curve[1 if exact else p + 1] == pytest.approx(J_star, rel=1e-13, abs=0.0)
+    np.testing.assert_allclose(W, W_star, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(b, c_star, rtol=0, atol=1e-12)
+
+
+class _TwinRanks:
+    """A stand-in process group of two ranks that hold the same rows: sums double and a
+    gather returns the rows twice. Records each collective's label."""
+
+    distributed = True
+
+    def __init__(self):
+        self.labels = []
+
+    def all_reduce_sum(self, value, what=""):
+        self.labels.append(what)
+        return 2 * value
+
+    def all_gather_rows(self, rows, what=""):
+        self.labels.append(what)
+        return np.concatenate([rows, rows])
+
+
+def test_ranks_with_the_same_rows_follow_the_single_process_iterates():
+    """Two ranks holding the same rows with half the weight each are the rows once with their
+    weight: the same iterates, when every sum over rows (objective, gradients, intercepts) is
+    summed over the ranks and every line search sees both ranks' breakpoints."""
+    H, Y, a = _problem(n=120, p=6, seed=4)
+    gamma = 0.01
+    mean, L = _setup(H, a, gamma)
+    p, c = H.shape[1], Y.shape[1]
+    start = [(np.zeros((p, c)), np.zeros(c))]
+    ((W, b, F, curve),) = squared_hinge_cg(
+        H, Y, [HingeProblem(a, mean, L)], gamma, start, max_iter=4, tol=0.0
+    )
+    comm = _TwinRanks()
+    ((W2, b2, F2, curve2),) = squared_hinge_cg(
+        H, Y, [HingeProblem(a / 2, mean, L)], gamma, start, max_iter=4, tol=0.0, comm=comm
+    )
+    np.testing.assert_allclose(curve2, curve, rtol=1e-12)
+    np.testing.assert_allclose(W2, W, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(b2, b, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(F2, F, rtol=0, atol=1e-12)
+    objective = "Summing the squared-hinge objective"
+    step = [
+        "Summing the squared-hinge gradients",
+        "Summing the intercepts' gradients",
+        "Gathering the line search's breakpoints",
+        objective,
+    ]
+    assert comm.labels == [objective] + step * 4
+
+
+def _two_problems(seed=6):
+    H, Y, a = _problem(n=150, p=6, seed=seed)
+    gamma = 0.01
+    b = np.random.default_rng(seed).random(len(a)) + 0.1
+    b /= b.sum()
+    problems = [HingeProblem(w, *_setup(H, w, gamma)) for w in (a, b)]
+    p, c = H.shape[1], Y.shape[1]
+    return H, Y, problems, gamma, [(np.zeros((p, c)), np.zeros(c))] * 2
+
+
+def test_the_callback_sees_every_iteration_and_stops_one_problem():
+    """``callback(j, iteration, J, ...)`` at the start (0) and after each iteration, with the
+    curve's J; StopIteration from problem 0 after its second iteration ends that problem
+    only."""
+    H, Y, problems, gamma, starts = _two_problems()
+    seen = []
+
+    def callback(j, iteration, J, W, b, F):
+        seen.append((j, iteration, J))
+        if j == 0 and iteration == 2:
+            raise StopIteration
+
+    out = squared_hinge_cg(H, Y, problems, gamma, starts, max_iter=4, tol=0.0, callback=callback)
+    (_, _, _, curve0), (_, _, _, curve1) = out
+    assert len(curve0) == 3 and len(curve1) == 5
+    assert [(j, it) for j, it, _ in seen if j == 0] == [(0, 0), (0, 1), (0, 2)]
+    assert [(j, it) for j, it, _ in seen if j == 1] == [(1, i) for i in range(5)]
+    assert [J for j, _, J in seen if j == 1] == curve1
+
+
+@pytest.mark.parametrize("tol", [1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3])
+def test_a_problem_stops_at_its_first_relative_decrease_within_tol(tol):
+    H, Y, problems, gamma, starts = _two_problems()
+    full = squared_hinge_cg(H, Y, problems, gamma, starts, max_iter=30, tol=0.0)
+    stopped = squared_hinge_cg(H, Y, problems, gamma, starts, max_iter=30, tol=tol)
+    for (_, _, _, curve), (_, _, _, short) in zip(full, stopped, strict=True):
+        small = [i for i in range(1, len(curve)) if curve[i - 1] - curve[i] <= tol * curve[i - 1]]
+        assert small and short == curve[: small[0] + 1]
+
+
+def test_a_non_finite_objective_names_its_cause():
+    H, Y, problems, gamma, starts = _two_problems()
+    H = H.copy()
+    H[3, 2] = np.nan
+    with pytest.raises(FloatingPointError, match=r"^The SVM head's objective is not finite; "
+                                                 r"check the features for NaN/inf\.$"):  # fmt: skip
+        squared_hinge_cg(H, Y, problems, gamma, starts, max_iter=2, tol=0.0)
