@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: BSD-3-Clause
 """closedform.network: layer draws, the ridge layer fit and the backward sweep."""
 
+import itertools
+
 import numpy as np
 import pytest
 from sklearn.linear_model import Ridge
@@ -287,3 +289,67 @@ def test_samples_init_on_equal_rows_gives_flat_units(n_rows):
     )  # fmt: skip
     rms = np.sqrt(np.mean(np.sum((X - X.mean(0)) ** 2, axis=1)))
     np.testing.assert_allclose(np.linalg.norm(layers[0][0], axis=0), 3.0 / rms, rtol=1e-6)
+
+
+# -- the distributed paths, on ranks that are threads of this process (thread_ranks) --------
+
+SPLIT = (0, 70, 75, 120)  # three ranks holding 70, 5 and 45 rows
+
+
+def _parts(*arrays):
+    """Each rank's rows of ``arrays`` (None stays None)."""
+    ranges = itertools.pairwise(SPLIT)
+    return [tuple(None if a is None else a[lo:hi] for a in arrays) for lo, hi in ranges]
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("equal_rows", [False, True])
+def test_ranks_draw_the_network_of_one_process_on_their_rows(thread_ranks, weighted, equal_rows):
+    """'samples' init over three ranks: indices drawn into the concatenated rows (by the
+    gathered weights), the drawn rows gathered back in draw order, the mean and spread summed:
+    every rank gets the single-process network (also when the spread must be recomputed,
+    equal rows)."""
+    rng = np.random.default_rng(2)
+    X = np.repeat(rng.normal(size=(1, 5)), 120, 0) if equal_rows else rng.normal(size=(120, 5))
+    w = None
+    if weighted:
+        w = rng.random(120) * (rng.random(120) < 0.7)
+        w /= w.sum()
+    act = get_activation("tanh")
+
+    def init(comm, part):
+        Xr, wr = part
+        return init_network(check_random_state(3), Xr, [7, 4], act, init="samples",
+                            init_scale=2.0, weights=wr, comm=comm)  # fmt: skip
+
+    ref_layers, ref_hidden = init(None, (X, w))
+    ranked = thread_ranks(init, _parts(X, w))
+    for (layers, hidden), (lo, hi) in zip(ranked, itertools.pairwise(SPLIT), strict=True):
+        for (W, b), (W0, b0) in zip(layers, ref_layers, strict=True):
+            np.testing.assert_allclose(W, W0, rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(b, b0, rtol=1e-12, atol=1e-12)
+        for Hr, H0 in zip(hidden, ref_hidden, strict=True):
+            np.testing.assert_allclose(Hr, H0[lo:hi], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_ranks_fit_the_ridge_layer_of_one_process(thread_ranks, weighted):
+    """RidgeLayerFactor over three ranks: statistics and cross-moments summed over the ranks
+    give the single-process coefficients (unweighted: each row 1 / n of all ranks' rows)."""
+    rng = np.random.default_rng(4)
+    H, T = rng.normal(size=(120, 6)), rng.normal(size=(120, 3))
+    w = None
+    if weighted:
+        w = rng.random(120)
+        w /= w.sum()
+
+    def fit(comm, part):
+        Hr, Tr, wr = part
+        factor = RidgeLayerFactor(Hr, wr, alpha=0.1, block_rows=16, comm=comm)
+        return factor.solve(Hr, Tr), factor.n_rows, factor.gamma
+
+    (W0, b0), n0, gamma0 = fit(None, (H, T, w))
+    for (W, b), n, gamma in thread_ranks(fit, _parts(H, T, w)):
+        assert n == n0 == 120 and gamma == pytest.approx(gamma0, rel=1e-12)
+        np.testing.assert_allclose(W, W0, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(b, b0, rtol=1e-10, atol=1e-12)

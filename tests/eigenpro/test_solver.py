@@ -351,3 +351,42 @@ def test_checkpoint_permutation_is_read_only():
 def test_divergence_warning_names_the_epoch():
     with pytest.warns(ConvergenceWarning, match=r"diverged in epoch 1; restarting"):
         eigenpro_solve("gaussian", X, Y, bandwidth=0.6, step_size=1e4, n_epochs=1, random_state=0)
+
+
+@pytest.fixture
+def one_rank_group(tmp_path):
+    """A gloo process group of this process alone: the sharded code path, in-process."""
+    dist = pytest.importorskip("torch.distributed")
+    if dist.is_initialized():
+        pytest.skip("a process group is already initialised")
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/pg", rank=0, world_size=1)
+    try:
+        yield dist.group.WORLD
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_one_rank_process_group_gives_the_single_process_solve(one_rank_group):
+    """eigenpro_solve(process_group=...) hands every setting to the sharded solver: on one rank
+    it is the single-process solve (iterates, history, callback, resolved settings)."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 5))
+    Y = np.sin(X[:, :2]) + 0.1 * rng.normal(size=(200, 2))
+    coef0 = 0.01 * rng.normal(size=(200, 2))
+    settings = dict(bandwidth=2.0, alpha=1e-3, n_epochs=3, subsample_size=60, n_components=8,
+                    batch_size=32, step_size=5.0, damping=0.9, tol=1e-9, random_state=1,
+                    coef0=coef0, memory_budget=2**26)  # fmt: skip
+    seen = {"one": [], "group": []}
+    ref = eigenpro_solve(
+        "laplacian", X, Y, callback=lambda r: seen["one"].append(r.nit), **settings
+    )
+    res = eigenpro_solve(
+        "laplacian", X, Y, process_group=one_rank_group,
+        callback=lambda r: seen["group"].append(r.nit), **settings,
+    )  # fmt: skip
+    # measured: 1.8e-9 in the coefficients, 2.4e-11 in the training MSE (the preconditioner is
+    # fitted on rank 0 and broadcast, the kernel blocks summed in another order)
+    np.testing.assert_allclose(res.x, ref.x, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(res.history["train_mse"], ref.history["train_mse"], rtol=1e-9)
+    assert res.nit == ref.nit == 3 and seen["group"] == seen["one"] == [1, 2, 3]
+    assert (res.batch_size, res.step_size, res.bandwidth) == (32, 5.0, 2.0)
