@@ -271,7 +271,9 @@ class RidgeLayerFactor:
         if self.weights is None:
             C = C / n_all
         if self.comm.distributed:
-            both = self.comm.all_reduce_sum(xp.concat([xp.reshape(C, (-1,)), t_mean]), "Summing")
+            both = self.comm.all_reduce_sum(
+                xp.concat([xp.reshape(C, (-1,)), t_mean]), "Summing the layer's cross-moments"
+            )
             C, t_mean = xp.reshape(both[: C.shape[0] * C.shape[1]], C.shape), both[-T.shape[1] :]
         W = cho_solve(self.factor, C)
         return W, t_mean - self.mean @ W

@@ -319,12 +319,22 @@ def test_ranks_draw_the_network_of_one_process_on_their_rows(thread_ranks, weigh
 
     def init(comm, part):
         Xr, wr = part
-        return init_network(check_random_state(3), Xr, [7, 4], act, init="samples",
-                            init_scale=2.0, weights=wr, comm=comm)  # fmt: skip
+        out = init_network(check_random_state(3), Xr, [7, 4], act, init="samples",
+                           init_scale=2.0, weights=wr, comm=comm)  # fmt: skip
+        return out, None if comm is None else comm.labels
 
-    ref_layers, ref_hidden = init(None, (X, w))
+    (ref_layers, ref_hidden), _ = init(None, (X, w))
     ranked = thread_ranks(init, _parts(X, w))
-    for (layers, hidden), (lo, hi) in zip(ranked, itertools.pairwise(SPLIT), strict=True):
+    # per layer: the weights gathered to draw by them, the mean, the drawn rows, the squared
+    # norms, and for equal rows (a spread lost to rounding) the mean and spread again
+    layer = (["Gathering the sample weights"] if weighted else []) + [
+        "Summing the inputs' mean",
+        "Gathering the rows the units are drawn from",
+        "Summing the inputs' squared norms",
+    ]
+    layer += ["Summing the inputs' mean", "Summing the inputs' spread"] if equal_rows else []
+    for ((layers, hidden), labels), (lo, hi) in zip(ranked, itertools.pairwise(SPLIT), strict=True):
+        assert labels == ["Counting the rows to draw units from", *layer, *layer]
         for (W, b), (W0, b0) in zip(layers, ref_layers, strict=True):
             np.testing.assert_allclose(W, W0, rtol=1e-12, atol=1e-12)
             np.testing.assert_allclose(b, b0, rtol=1e-12, atol=1e-12)
@@ -346,7 +356,15 @@ def test_ranks_fit_the_ridge_layer_of_one_process(thread_ranks, weighted):
     def fit(comm, part):
         Hr, Tr, wr = part
         factor = RidgeLayerFactor(Hr, wr, alpha=0.1, block_rows=16, comm=comm)
-        return factor.solve(Hr, Tr), factor.n_rows, factor.gamma
+        out = factor.solve(Hr, Tr), factor.n_rows, factor.gamma
+        assert comm is None or comm.labels == [
+            "Counting the layer's rows",
+            "Checking the Gram statistics",
+            "Summing the Gram statistics' means",
+            "Summing the Gram statistics",
+            "Summing the layer's cross-moments",  # and the targets' mean
+        ]
+        return out
 
     (W0, b0), n0, gamma0 = fit(None, (H, T, w))
     for (W, b), n, gamma in thread_ranks(fit, _parts(H, T, w)):
