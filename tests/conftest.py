@@ -286,3 +286,41 @@ def gloo_ranks(tmp_path, monkeypatch):
         return reports
 
     return run
+
+
+@pytest.fixture
+def one_rank_group(tmp_path):
+    """A gloo process group of this process alone (``group.WORLD``): the distributed code
+    paths, in-process."""
+    dist = pytest.importorskip("torch.distributed")
+    if dist.is_initialized():
+        pytest.skip("a process group is already initialised")
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/pg", rank=0, world_size=1)
+    try:
+        yield dist.group.WORLD
+    finally:
+        dist.destroy_process_group()
+
+
+class TwinRanks:
+    """A stand-in process group of two ranks that hold the same rows: sums double and a
+    gather returns the rows twice. Records each collective's label in ``labels``."""
+
+    distributed = True
+
+    def __init__(self):
+        self.labels = []
+
+    def all_reduce_sum(self, value, what=""):
+        self.labels.append(what)
+        return 2 * value
+
+    def all_gather_rows(self, rows, what=""):
+        self.labels.append(what)
+        return np.concatenate([rows, rows])
+
+
+@pytest.fixture
+def twin_ranks():
+    """A fresh :class:`TwinRanks`."""
+    return TwinRanks()

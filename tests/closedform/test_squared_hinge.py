@@ -268,25 +268,7 @@ def test_cg_on_the_quadratic_piece_terminates_in_p_plus_one_iterations(penalty_o
     np.testing.assert_allclose(b, c_star, rtol=0, atol=1e-12)
 
 
-class _TwinRanks:
-    """A stand-in process group of two ranks that hold the same rows: sums double and a
-    gather returns the rows twice. Records each collective's label."""
-
-    distributed = True
-
-    def __init__(self):
-        self.labels = []
-
-    def all_reduce_sum(self, value, what=""):
-        self.labels.append(what)
-        return 2 * value
-
-    def all_gather_rows(self, rows, what=""):
-        self.labels.append(what)
-        return np.concatenate([rows, rows])
-
-
-def test_ranks_with_the_same_rows_follow_the_single_process_iterates():
+def test_ranks_with_the_same_rows_follow_the_single_process_iterates(twin_ranks):
     """Two ranks holding the same rows with half the weight each are the rows once with their
     weight: the same iterates, when every sum over rows (objective, gradients, intercepts) is
     summed over the ranks and every line search sees both ranks' breakpoints."""
@@ -298,7 +280,7 @@ def test_ranks_with_the_same_rows_follow_the_single_process_iterates():
     ((W, b, F, curve),) = squared_hinge_cg(
         H, Y, [HingeProblem(a, mean, L)], gamma, start, max_iter=4, tol=0.0
     )
-    comm = _TwinRanks()
+    comm = twin_ranks
     ((W2, b2, F2, curve2),) = squared_hinge_cg(
         H, Y, [HingeProblem(a / 2, mean, L)], gamma, start, max_iter=4, tol=0.0, comm=comm
     )

@@ -735,18 +735,11 @@ def test_auto_iterations_pick_the_best_held_out_count(
 
 
 @pytest.fixture
-def one_rank_group(tmp_path):
-    """A gloo process group of this process alone: the distributed code paths, in-process."""
-    dist = pytest.importorskip("torch.distributed")
-    if dist.is_initialized():
-        pytest.skip("a process group is already initialised")
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/pg", rank=0, world_size=1)
-    try:
-        from solvers.distributed import Communicator
+def one_rank_comm(one_rank_group):
+    """A Communicator over a gloo process group of this process alone."""
+    from solvers.distributed import Communicator
 
-        yield Communicator(dist.group.WORLD)
-    finally:
-        dist.destroy_process_group()
+    return Communicator(one_rank_group)
 
 
 @pytest.mark.parametrize(
@@ -759,16 +752,14 @@ def one_rank_group(tmp_path):
         dict(head="ridge", loss="squared", adaptive_weights=True, keep_ratio=0.4, max_iter=3),
     ],
 )
-def test_one_rank_process_group_gives_the_single_process_fit(
-    make_problem, one_rank_group, settings
-):
+def test_one_rank_process_group_gives_the_single_process_fit(make_problem, one_rank_comm, settings):
     # every collective of one rank is the identity: the distributed paths (gathered losses,
     # this rank's slice of the simplex weights, summed moments) must give the same fit
     X, y = make_problem(n=200, p=8, seed=11)
     Y = codes(y)
     w = np.random.default_rng(6).random(200) + 0.5
     ref = fit_svm_head(X, Y, w, tol=0.0, **settings)
-    fit = fit_svm_head(X, Y, w, tol=0.0, comm=one_rank_group, **settings)
+    fit = fit_svm_head(X, Y, w, tol=0.0, comm=one_rank_comm, **settings)
     assert fit.n_iter == ref.n_iter and fit.alpha == ref.alpha
     for name in ("W", "b", "weights", "outputs", "targets"):
         np.testing.assert_allclose(getattr(fit, name), getattr(ref, name), rtol=1e-12, atol=1e-14)
@@ -776,7 +767,7 @@ def test_one_rank_process_group_gives_the_single_process_fit(
 
 @pytest.mark.parametrize("primal_max_features", [12, 4])
 def test_one_rank_leave_one_out_on_drawn_rows_is_the_single_process_one(
-    make_problem, one_rank_group, monkeypatch, primal_max_features
+    make_problem, one_rank_comm, monkeypatch, primal_max_features
 ):
     # more rows than LOO_ROWS: the primal form scores drawn rows, the dual one gathers them
     monkeypatch.setattr(svm_head, "LOO_ROWS", 40)
@@ -786,7 +777,7 @@ def test_one_rank_leave_one_out_on_drawn_rows_is_the_single_process_one(
     w = np.random.default_rng(7).random(300) + 0.5
     for weights in (None, w):
         expected = svm_head.loo_alpha(X, Y, weights, scale=1.5)
-        assert svm_head.loo_alpha(X, Y, weights, scale=1.5, comm=one_rank_group) == expected
+        assert svm_head.loo_alpha(X, Y, weights, scale=1.5, comm=one_rank_comm) == expected
 
 
 def test_gpi_head_warm_starts_each_step_from_the_previous_weights(make_problem):
@@ -890,7 +881,7 @@ def collectives(monkeypatch):
     ],
 )  # fmt: skip
 def test_a_distributed_fit_runs_its_documented_collectives(
-    make_problem, one_rank_group, collectives, protocol, settings
+    make_problem, one_rank_comm, collectives, protocol, settings
 ):
     """Every rank must issue the same collectives in the same order, and a failed one raises an
     error naming its step: the sequence of a fit (per iteration: the summed moments, the
@@ -899,21 +890,21 @@ def test_a_distributed_fit_runs_its_documented_collectives(
     rank's rows alone (a communicator dropped) leaves a collective out."""
     X, y = make_problem(n=200, p=8, seed=11)
     w = np.random.default_rng(6).random(200) + 0.5
-    fit = fit_svm_head(X, codes(y), w, tol=0.0, comm=one_rank_group, **settings)
+    fit = fit_svm_head(X, codes(y), w, tol=0.0, comm=one_rank_comm, **settings)
     assert collectives == PROTOCOLS[protocol], fit.n_iter
 
 
 def test_an_unweighted_distributed_fit_counts_the_rows_for_its_weights(
-    make_problem, one_rank_group, collectives
+    make_problem, one_rank_comm, collectives
 ):
     X, y = make_problem(n=200, p=8, seed=11)
-    fit_svm_head(X, codes(y), None, comm=one_rank_group, head="gpi", max_iter=1)
+    fit_svm_head(X, codes(y), None, comm=one_rank_comm, head="gpi", max_iter=1)
     counts = _reduce("Counting the SVM head's rows", "Counting the rows")
     assert collectives == counts + GRAM + WEIGHTS_STEP + OBJECTIVE_SUM
 
 
 def test_held_out_moments_accumulated_again_are_summed_over_the_ranks(
-    make_problem, one_rank_group, collectives, monkeypatch
+    make_problem, one_rank_comm, collectives, monkeypatch
 ):
     """When the training rows' moments lose definiteness as a difference, they are accumulated
     again from the rows, over every rank."""
@@ -927,7 +918,7 @@ def test_held_out_moments_accumulated_again_are_summed_over_the_ranks(
 
     monkeypatch.setattr(svm_head, "_penalised", indefinite_once)
     X, y = make_problem(n=200, p=8, seed=11)
-    fit_svm_head(X, codes(y), None, comm=one_rank_group, head="ridge", max_iter="auto")
+    fit_svm_head(X, codes(y), None, comm=one_rank_comm, head="ridge", max_iter="auto")
     prefix = START[:1] + _reduce("Counting the rows") + GRAM + HELD_OUT
     assert collectives[: len(prefix) + len(GRAM)] == prefix + GRAM
     assert collectives[len(prefix) + len(GRAM) :][:2] == PATHS
@@ -965,7 +956,7 @@ def test_every_factorisation_knows_the_features_precision(make_problem, monkeypa
 @pytest.mark.parametrize("primal_max_features", [12, 4])
 @pytest.mark.parametrize("weighted", [False, True])
 def test_leave_one_out_on_drawn_rows_runs_its_documented_collectives(
-    make_problem, one_rank_group, collectives, monkeypatch, primal_max_features, weighted
+    make_problem, one_rank_comm, collectives, monkeypatch, primal_max_features, weighted
 ):
     """The primal form sums the drawn rows' statistics over the ranks; the dual one gathers the
     drawn rows (and their weights) to every rank."""
@@ -973,7 +964,7 @@ def test_leave_one_out_on_drawn_rows_runs_its_documented_collectives(
     monkeypatch.setattr(svm_head, "PRIMAL_MAX_FEATURES", primal_max_features)
     X, y = make_problem(n=300, p=8, seed=12)
     w = np.random.default_rng(7).random(300) + 0.5 if weighted else None
-    svm_head.loo_alpha(X, codes(y), w, scale=1.5, comm=one_rank_group)
+    svm_head.loo_alpha(X, codes(y), w, scale=1.5, comm=one_rank_comm)
     if primal_max_features == 12:
         expected = (
             LOO[: 3 + weighted] + _reduce("Summing the targets' weighted mean") + GRAM + LOO_SCORES

@@ -353,19 +353,6 @@ def test_divergence_warning_names_the_epoch():
         eigenpro_solve("gaussian", X, Y, bandwidth=0.6, step_size=1e4, n_epochs=1, random_state=0)
 
 
-@pytest.fixture
-def one_rank_group(tmp_path):
-    """A gloo process group of this process alone: the sharded code path, in-process."""
-    dist = pytest.importorskip("torch.distributed")
-    if dist.is_initialized():
-        pytest.skip("a process group is already initialised")
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/pg", rank=0, world_size=1)
-    try:
-        yield dist.group.WORLD
-    finally:
-        dist.destroy_process_group()
-
-
 def test_a_one_rank_process_group_gives_the_single_process_solve(one_rank_group):
     """eigenpro_solve(process_group=...) hands every setting to the sharded solver: on one rank
     it is the single-process solve (iterates, history, callback, resolved settings)."""

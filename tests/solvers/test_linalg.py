@@ -309,27 +309,14 @@ def test_weighted_moments_match_the_weighted_formulas(backend):
     np.testing.assert_allclose(mean_u, H.mean(axis=0), rtol=1e-12)
 
 
-class _TwinRanks:
-    """A stand-in process group of two ranks that hold the same rows: every sum doubles."""
-
-    distributed = True
-
-    def __init__(self):
-        self.labels = []
-
-    def all_reduce_sum(self, value, what=""):
-        self.labels.append(what)
-        return 2 * value
-
-
-def test_weighted_moments_over_ranks_are_those_of_all_their_rows():
+def test_weighted_moments_over_ranks_are_those_of_all_their_rows(twin_ranks):
     """Two ranks with the same rows and half the weight each: the moments of the rows (the
     weights sum to one over the ranks), through the statistics' all-reduce."""
     rng = np.random.default_rng(14)
     H = rng.standard_normal((9, 3)) + 1.0
     w = rng.uniform(0.1, 2.0, size=9)
     w /= w.sum()
-    comm = _TwinRanks()
+    comm = twin_ranks
     mean, G = weighted_moments(H, w / 2, block_rows=4, comm=comm)
     ref_mean, ref_G = weighted_moments(H, w)
     np.testing.assert_allclose(mean, ref_mean, rtol=1e-12)
